@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# install-deps.sh: installs the Debian packages im-task builds, tests and runs
+# with, only those missing. Safe to run again. Needs root (or sudo) for apt.
+set -euo pipefail
+
+# Build: Bazel (offline, see docs/building.md), compilers and the C libraries.
+# Run: Java for the Kafka broker, etcd. Tools: clang-format, valgrind, curl.
+PACKAGES=(
+    bazel-bootstrap bazel-rules-java gcc g++ pkg-config
+    librdkafka-dev libprotobuf-c-dev protobuf-c-compiler libnghttp2-dev
+    libcurl4-openssl-dev libcjson-dev libyaml-dev libcmocka-dev libmicrohttpd-dev
+    libjwt-dev libssl-dev libzstd-dev
+    openjdk-17-jre-headless maven etcd-server etcd-client
+    clang-format valgrind curl ca-certificates python3
+)
+
+missing=()
+for p in "${PACKAGES[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -eq 0 ]; then
+    echo "install-deps: all ${#PACKAGES[@]} packages present"
+    exit 0
+fi
+echo "install-deps: installing ${missing[*]}"
+SUDO=""
+[ "$(id -u)" -eq 0 ] || SUDO="sudo"
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -qq
+$SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+echo "install-deps: done"
