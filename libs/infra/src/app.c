@@ -232,7 +232,7 @@ int app_main(int argc, char **argv, const app_spec_t *spec)
     app.spec = spec;
     pthread_mutex_init(&app.lock, NULL);
     pthread_cond_init(&app.cond, NULL);
-    log_setup(spec->name, LOG_INFO);
+    log_setup(spec->name, LOG_LEVEL_INFO);
 
     optind = 1;
     while ((opt = getopt_long(argc, argv, "c:Vh", opts, NULL)) != -1) {

@@ -12,7 +12,7 @@
 #include <unistd.h>
 
 static char log_component[64] = "imtask";
-static _Atomic int log_level = LOG_INFO;
+static _Atomic int log_level = LOG_LEVEL_INFO;
 static _Atomic int log_fd = 1;
 
 static pthread_mutex_t log_secrets_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -57,7 +57,7 @@ int log_level_parse(const char *s, log_level_t *out)
         }
     }
     if (strcasecmp(s, "warning") == 0) {
-        *out = LOG_WARN;
+        *out = LOG_LEVEL_WARN;
         return 0;
     }
     return -1;

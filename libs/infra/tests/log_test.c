@@ -57,7 +57,7 @@ static const char *field(cJSON *j, const char *name)
 
 static void emit_basic(void)
 {
-    log_setup("fanout", LOG_INFO);
+    log_setup("fanout", LOG_LEVEL_INFO);
     log_debug("not shown");
     log_info("hello \"world\"\n\ttab %d", 42);
     log_ctx_set("task-1", "0af7651916cd43dd8448eb211c80319c");
@@ -90,7 +90,7 @@ static void test_basic_lines(void **state)
 
 static void emit_secret(void)
 {
-    log_setup("push", LOG_DEBUG);
+    log_setup("push", LOG_LEVEL_DEBUG);
     log_add_secret("topsecretvalue");
     log_add_secret("ab"); /* too short: ignored */
     log_info("token=topsecretvalue and again topsecretvalue; ab stays");
@@ -111,7 +111,7 @@ static void emit_long(void)
     static char big[LOG_LINE_MAX * 2];
     memset(big, 'x', sizeof(big) - 1);
     big[sizeof(big) - 1] = '\0';
-    log_setup("audit", LOG_INFO);
+    log_setup("audit", LOG_LEVEL_INFO);
     log_info("%s", big);
 }
 
@@ -132,11 +132,11 @@ static void test_levels(void **state)
     log_level_t l;
     (void)state;
     assert_int_equal(log_level_parse("WARNING", &l), 0);
-    assert_int_equal(l, LOG_WARN);
+    assert_int_equal(l, LOG_LEVEL_WARN);
     assert_int_equal(log_level_parse("debug", &l), 0);
-    assert_int_equal(l, LOG_DEBUG);
+    assert_int_equal(l, LOG_LEVEL_DEBUG);
     assert_int_equal(log_level_parse("loud", &l), -1);
-    assert_string_equal(log_level_name(LOG_ERROR), "error");
+    assert_string_equal(log_level_name(LOG_LEVEL_ERROR), "error");
 }
 
 int main(void)

@@ -71,8 +71,9 @@ double metrics_series_value(const metrics_series_t *s); /* counter/gauge value, 
  * allocation failure; *len gets its length when len is not NULL. Also NULL
  * when reg is NULL or the text would exceed METRICS_RENDER_MAX. Families come
  * in registration order (those without series are skipped), series in creation
- * order. Integral values print as integers, others in the shortest form that
- * reads back to the same double (at most 17 significant digits). */
+ * order. Integral values below 2^53 print as integers ("42"), others with
+ * %.15g, or %.16g/%.17g when needed to read back the same double ("0.1",
+ * "0.3333333333333333"); infinities as "+Inf"/"-Inf", NaN as "NaN". */
 char *metrics_render(metrics_registry_t *reg, size_t *len);
 
 /* Bounds for latency histograms in seconds: 1 ms .. 60 s. */

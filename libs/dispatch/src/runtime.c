@@ -1,0 +1,881 @@
+/* runtime.c: the dispatcher: registry, config, and the consume -> process ->
+ * done/retry/dead-letter loop on top of mqclient. */
+#include <errno.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "dispatch/dispatch.h"
+#include "dispatch/headers.h"
+#include "dispatch/task.h"
+#include "infra/clock.h"
+#include "infra/log.h"
+
+#define DISPATCH_PRODUCE_TIMEOUT_MS 30000
+#define DISPATCH_BLOCK_MS 10000
+#define DISPATCH_NUM_MAX 32
+
+/* ---- configuration ---------------------------------------------------- */
+
+typedef struct {
+    const char *group_id;
+    const char *topic;
+    const char *retry_topic;
+    const char *dlq_topic;
+    int64_t workers;
+    int64_t max_in_flight;
+    int64_t max_delayed;
+    int64_t revoke_timeout_ms;
+    int unknown_tasks; /* 0 skip, 1 dead_letter */
+} dispatch_conf_t;
+
+typedef struct {
+    int64_t local_attempts;
+    int64_t local_backoff_initial_ms;
+    int64_t local_backoff_max_ms;
+    int64_t max_attempts;
+    int64_t backoff_initial_ms;
+    int64_t backoff_max_ms;
+    double jitter;
+} dispatch_retry_t;
+
+static const char *const dispatch_unknown_choices[] = {"skip", "dead_letter", NULL};
+
+#define DC(k) offsetof(dispatch_conf_t, k)
+static const cfg_field_t dispatch_consumer_fields[] = {
+    {.key = "group_id", .type = CFG_STRING, .offset = DC(group_id),
+     .help = "consumer group (default im-task-<binary>)"},
+    {.key = "topic", .type = CFG_STRING, .offset = DC(topic), .def = "im-task-topic",
+     .help = "the task topic"},
+    {.key = "retry_topic", .type = CFG_STRING, .offset = DC(retry_topic),
+     .def = "im-task-retry-topic", .help = "where failed tasks wait for their next attempt"},
+    {.key = "dlq_topic", .type = CFG_STRING, .offset = DC(dlq_topic), .def = "im-task-dlq-topic",
+     .help = "the dead-letter topic"},
+    {.key = "workers", .type = CFG_INT, .offset = DC(workers), .def = "8", .min = 1, .max = 1024,
+     .help = "threads running processors"},
+    {.key = "max_in_flight", .type = CFG_INT, .offset = DC(max_in_flight), .def = "1000",
+     .min = 1, .max = 1000000, .help = "messages held at once; fetching pauses at this bound"},
+    {.key = "max_delayed", .type = CFG_INT, .offset = DC(max_delayed), .def = "250", .min = 1,
+     .max = 1000000, .help = "of which retry messages waiting for their due time"},
+    {.key = "revoke_timeout", .type = CFG_DURATION, .offset = DC(revoke_timeout_ms),
+     .def = "10s", .min = 0, .max = 600000,
+     .help = "how long a rebalance waits for in-flight work of revoked partitions"},
+    {.key = "unknown_tasks", .type = CFG_ENUM, .offset = DC(unknown_tasks), .def = "skip",
+     .choices = dispatch_unknown_choices,
+     .help = "tasks whose type no binary handles: skip, or dead_letter (set on one deployment)"},
+};
+#undef DC
+
+#define DR(k) offsetof(dispatch_retry_t, k)
+static const cfg_field_t dispatch_retry_fields[] = {
+    {.key = "local_attempts", .type = CFG_INT, .offset = DR(local_attempts), .def = "3",
+     .min = 1, .max = 100, .help = "tries in process before the retry topic"},
+    {.key = "local_backoff_initial", .type = CFG_DURATION, .offset = DR(local_backoff_initial_ms),
+     .def = "100ms", .min = 1, .max = 60000, .help = "first in-process backoff"},
+    {.key = "local_backoff_max", .type = CFG_DURATION, .offset = DR(local_backoff_max_ms),
+     .def = "2s", .min = 1, .max = 60000, .help = "longest in-process backoff"},
+    {.key = "max_attempts", .type = CFG_INT, .offset = DR(max_attempts), .def = "5", .min = 1,
+     .max = 1000, .help = "deliveries (first + retry topic) before the dead-letter queue"},
+    {.key = "backoff_initial", .type = CFG_DURATION, .offset = DR(backoff_initial_ms),
+     .def = "1s", .min = 1, .max = 86400000, .help = "first retry-topic delay"},
+    {.key = "backoff_max", .type = CFG_DURATION, .offset = DR(backoff_max_ms), .def = "30s",
+     .min = 1, .max = 86400000, .help = "longest retry-topic delay"},
+    {.key = "jitter", .type = CFG_DOUBLE, .offset = DR(jitter), .def = "0.2", .min = 0, .max = 1,
+     .help = "random spread of every delay, as a fraction"},
+};
+#undef DR
+#define DISPATCH_NRETRY (sizeof(dispatch_retry_fields) / sizeof(dispatch_retry_fields[0]))
+
+/* ---- state ------------------------------------------------------------ */
+
+typedef struct {
+    const char *type; /* canonical */
+    const dispatch_ops_t *ops;
+    void *state;
+    bool started;
+    dispatch_retry_t retry;
+    metrics_series_t *consumed, *succeeded, *retried_local, *retried_topic, *in_flight;
+    metrics_series_t *processing;
+} dispatch_proc_t;
+
+struct dispatch_s {
+    const char *name;
+    char group_default[128];
+    dispatch_proc_t procs[DISPATCH_MAX_PROCESSORS];
+    size_t nprocs;
+    dispatch_conf_t conf;
+    dispatch_retry_t retry;
+    app_t *app;
+    mq_producer_t *producer;
+    mq_consumer_t *consumer;
+    metrics_family_t *f_skipped, *f_dead;
+    metrics_series_t *unknown_consumed;
+};
+
+struct dispatch_task_s {
+    dispatch_t *d;
+    dispatch_proc_t *proc;
+    task_t task;
+    uint32_t local_attempt;
+    int64_t attempt_started_ms;
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    int outputs_pending;
+    int outputs_total;
+    int outputs_failed;
+    char output_error[DISPATCH_REASON_MAX];
+};
+
+/* ---- results ---------------------------------------------------------- */
+
+dispatch_result_t dispatch_done(void)
+{
+    dispatch_result_t r = {.status = DISPATCH_DONE};
+    return r;
+}
+
+dispatch_result_t dispatch_retry(int64_t after_ms, const char *fmt, ...)
+{
+    dispatch_result_t r = {.status = DISPATCH_RETRY, .retry_after_ms = after_ms};
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(r.reason, sizeof(r.reason), fmt, ap);
+    va_end(ap);
+    return r;
+}
+
+dispatch_result_t dispatch_dead(const char *fmt, ...)
+{
+    dispatch_result_t r = {.status = DISPATCH_DEAD};
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(r.reason, sizeof(r.reason), fmt, ap);
+    va_end(ap);
+    return r;
+}
+
+/* ---- registry --------------------------------------------------------- */
+
+static dispatch_proc_t *dispatch_find(dispatch_t *d, const char *type)
+{
+    for (size_t i = 0; type && i < d->nprocs; i++) {
+        if (strcmp(d->procs[i].type, type) == 0)
+            return &d->procs[i];
+    }
+    return NULL;
+}
+
+static bool dispatch_type_name_ok(const char *s)
+{
+    if (!s || !*s || strlen(s) >= TASK_TYPE_MAX)
+        return false;
+    for (; *s; s++) {
+        if (!((*s >= 'a' && *s <= 'z') || (*s >= '0' && *s <= '9') || *s == '_'))
+            return false;
+    }
+    return true;
+}
+
+int dispatch_register(dispatch_t *d, const char *task_type, const dispatch_ops_t *ops)
+{
+    const char *canon = task_type_canonical(task_type);
+    const char *type = canon ? canon : task_type;
+    if (!ops || ops->api_version != DISPATCH_API_VERSION) {
+        log_error("register %s: processor api_version %d, this runtime speaks %d", task_type,
+                  ops ? ops->api_version : -1, DISPATCH_API_VERSION);
+        return -1;
+    }
+    if (!dispatch_type_name_ok(task_type) || !ops->process) {
+        log_error("register %s: a task type is [a-z0-9_]+ and a processor needs process()",
+                  task_type ? task_type : "(null)");
+        return -1;
+    }
+    if (dispatch_find(d, type)) {
+        log_error("register %s: task type registered twice", type);
+        return -1;
+    }
+    if (d->nprocs == DISPATCH_MAX_PROCESSORS) {
+        log_error("register %s: more than %d processors", type, DISPATCH_MAX_PROCESSORS);
+        return -1;
+    }
+    d->procs[d->nprocs++] = (dispatch_proc_t){.type = type, .ops = ops};
+    return 0;
+}
+
+/* ---- task accessors --------------------------------------------------- */
+
+const char *dispatch_task_id(const dispatch_task_t *t)
+{
+    return t->task.task_id;
+}
+
+const char *dispatch_task_type(const dispatch_task_t *t)
+{
+    return t->proc->type;
+}
+
+const char *dispatch_task_trace_id(const dispatch_task_t *t)
+{
+    return t->task.trace_id;
+}
+
+const char *dispatch_task_traceparent(const dispatch_task_t *t)
+{
+    return t->task.traceparent;
+}
+
+uint32_t dispatch_task_attempt(const dispatch_task_t *t)
+{
+    return t->task.attempt;
+}
+
+uint32_t dispatch_task_local_attempt(const dispatch_task_t *t)
+{
+    return t->local_attempt;
+}
+
+int64_t dispatch_task_created_ms(const dispatch_task_t *t)
+{
+    return t->task.created_at_ms;
+}
+
+int64_t dispatch_task_deadline_ms(const dispatch_task_t *t)
+{
+    return t->task.deadline_ms;
+}
+
+const uint8_t *dispatch_task_payload(const dispatch_task_t *t, size_t *len)
+{
+    *len = t->task.payload_len;
+    return t->task.payload;
+}
+
+bool dispatch_task_cancelled(const dispatch_task_t *t)
+{
+    return mq_consumer_cancelled(t->d->consumer);
+}
+
+/* ---- outputs ---------------------------------------------------------- */
+
+static void dispatch_output_cb(void *opaque, mq_err_t err, const char *errstr, int32_t partition,
+                               int64_t offset)
+{
+    dispatch_task_t *t = opaque;
+    (void)partition;
+    (void)offset;
+    pthread_mutex_lock(&t->lock);
+    if (err) {
+        if (t->outputs_failed++ == 0)
+            snprintf(t->output_error, sizeof(t->output_error), "an output was not delivered: %s",
+                     errstr ? errstr : mq_err_str(err));
+    }
+    if (--t->outputs_pending == 0)
+        pthread_cond_broadcast(&t->cond);
+    pthread_mutex_unlock(&t->lock);
+}
+
+int dispatch_task_produce(dispatch_task_t *t, const char *topic, const void *key, size_t keylen,
+                          const void *value, size_t len, const mq_header_t *headers,
+                          size_t nheaders)
+{
+    mq_err_t err;
+    pthread_mutex_lock(&t->lock);
+    if (t->outputs_total >= DISPATCH_MAX_OUTPUTS) {
+        pthread_mutex_unlock(&t->lock);
+        log_error("task produced more than %d outputs", DISPATCH_MAX_OUTPUTS);
+        return -1;
+    }
+    t->outputs_pending++;
+    t->outputs_total++;
+    pthread_mutex_unlock(&t->lock);
+    err = mq_produce(t->d->producer, topic, -1, key, keylen, value, len, headers, nheaders,
+                     DISPATCH_BLOCK_MS, dispatch_output_cb, t);
+    if (err) {
+        pthread_mutex_lock(&t->lock);
+        t->outputs_pending--;
+        t->outputs_total--;
+        pthread_mutex_unlock(&t->lock);
+        log_warn("output to %s: %s", topic, mq_err_str(err));
+        return -1;
+    }
+    return 0;
+}
+
+int dispatch_task_enqueue(dispatch_task_t *t, const char *task_type, const char *task_id,
+                          const void *key, size_t keylen, const void *payload, size_t len)
+{
+    task_t nt = {.created_at_ms = clock_wall_ms()};
+    const char *canon = task_type_canonical(task_type);
+    uint8_t *buf;
+    size_t blen;
+    int rc;
+    if (!canon)
+        return -1;
+    snprintf(nt.task_type, sizeof(nt.task_type), "%s", canon);
+    if (task_id)
+        snprintf(nt.task_id, sizeof(nt.task_id), "%s", task_id);
+    else
+        task_id_new(nt.task_id);
+    memcpy(nt.trace_id, t->task.trace_id, sizeof(nt.trace_id));
+    if (!nt.trace_id[0])
+        task_trace_id_new(nt.trace_id);
+    task_traceparent_new(nt.trace_id, nt.traceparent);
+    nt.payload = payload;
+    nt.payload_len = len;
+    if (task_encode(&nt, &buf, &blen))
+        return -1;
+    mq_header_t h[] = {
+        {HDR_TASK_TYPE, nt.task_type, strlen(nt.task_type)},
+        {HDR_TASK_ID, nt.task_id, strlen(nt.task_id)},
+        {HDR_TRACEPARENT, nt.traceparent, strlen(nt.traceparent)},
+    };
+    rc = dispatch_task_produce(t, t->d->conf.topic, key, keylen, buf, blen, h, 3);
+    free(buf);
+    return rc;
+}
+
+/* Wait for every output of this attempt; returns the number that failed. */
+static int dispatch_wait_outputs(dispatch_task_t *t)
+{
+    int failed;
+    pthread_mutex_lock(&t->lock);
+    while (t->outputs_pending > 0)
+        pthread_cond_wait(&t->cond, &t->lock);
+    failed = t->outputs_failed;
+    t->outputs_failed = 0;
+    t->outputs_total = 0;
+    pthread_mutex_unlock(&t->lock);
+    return failed;
+}
+
+/* ---- retry and dead-letter records ------------------------------------- */
+
+/* Headers of the original record, without the ones named in `drop`. */
+static size_t dispatch_copy_headers(const rd_kafka_message_t *m, const char *const *drop,
+                                    mq_header_t *out, size_t max)
+{
+    rd_kafka_headers_t *hdrs;
+    const char *name;
+    const void *val;
+    size_t size, n = 0;
+    if (rd_kafka_message_headers(m, &hdrs) != RD_KAFKA_RESP_ERR_NO_ERROR)
+        return 0;
+    for (size_t i = 0; n < max && rd_kafka_header_get_all(hdrs, i, &name, &val, &size) == 0; i++) {
+        bool skip = false;
+        for (const char *const *d = drop; *d && !skip; d++)
+            skip = strcmp(name, *d) == 0 || strncmp(name, "dlq_", 4) == 0;
+        if (!skip)
+            out[n++] = (mq_header_t){name, val, size};
+    }
+    return n;
+}
+
+typedef struct {
+    char text[DISPATCH_NUM_MAX];
+} dispatch_num_t;
+
+static mq_header_t dispatch_hdr_num(const char *name, dispatch_num_t *buf, long long v)
+{
+    snprintf(buf->text, sizeof(buf->text), "%lld", v);
+    return (mq_header_t){name, buf->text, strlen(buf->text)};
+}
+
+static mq_header_t dispatch_hdr_str(const char *name, const char *v)
+{
+    return (mq_header_t){name, v, strlen(v)};
+}
+
+/* Sleep up to ms, waking early when the binary stops. */
+static void dispatch_sleep(dispatch_t *d, int64_t ms)
+{
+    app_wait_stop(d->app, ms);
+}
+
+/* Produce a record the input depends on, until it is acknowledged. Gives up
+ * only when the grace is over: then the message is abandoned (its offset is
+ * never stored) and it will be consumed again. Returns 0 when written. */
+static int dispatch_write_until_done(dispatch_t *d, mq_msg_t *msg, const char *topic,
+                                     const void *key, size_t keylen, const void *value,
+                                     size_t len, const mq_header_t *h, size_t nh)
+{
+    char errstr[MQ_ERRSTR_MAX];
+    for (uint32_t n = 0;; n++) {
+        mq_err_t err = mq_produce_sync(d->producer, topic, -1, key, keylen, value, len, h, nh,
+                                       DISPATCH_PRODUCE_TIMEOUT_MS, errstr, sizeof(errstr));
+        if (err == MQ_OK)
+            return 0;
+        if (mq_consumer_cancelled(d->consumer)) {
+            log_error("writing to %s failed (%s) and the grace is over: the input stays "
+                      "uncommitted and will be consumed again",
+                      topic, errstr);
+            mq_msg_abandon(msg);
+            return -1;
+        }
+        int64_t wait = dispatch_backoff_ms(500, 10000, n);
+        log_warn("writing to %s failed (%s); trying again in %lld ms", topic, errstr,
+                 (long long)wait);
+        struct timespec ts = {wait / 1000, (wait % 1000) * 1000000L};
+        nanosleep(&ts, NULL); /* not interrupted by stop: the record must be written */
+    }
+}
+
+static const char *dispatch_origin(const rd_kafka_message_t *m, const char *name, char *buf,
+                                   size_t len, const char *fallback)
+{
+    if (mq_header_get(m, name, buf, len) >= 0)
+        return buf;
+    snprintf(buf, len, "%s", fallback);
+    return buf;
+}
+
+static void dispatch_dead_letter(dispatch_t *d, mq_msg_t *msg, const char *type,
+                                 const char *kind, const char *reason, uint32_t attempts,
+                                 int64_t first_failure_ms)
+{
+    static const char *const drop[] = {NULL};
+    const rd_kafka_message_t *m = mq_msg_kafka(msg);
+    mq_header_t h[MQ_MAX_HEADERS];
+    dispatch_num_t part, off, ts, att, first, last;
+    char otopic[256], opart[DISPATCH_NUM_MAX], ooff[DISPATCH_NUM_MAX], ots[DISPATCH_NUM_MAX];
+    char ffirst[DISPATCH_NUM_MAX], mypart[DISPATCH_NUM_MAX], myoff[DISPATCH_NUM_MAX];
+    char myts[DISPATCH_NUM_MAX];
+    rd_kafka_timestamp_type_t tstype;
+    int64_t now = clock_wall_ms();
+    size_t n = dispatch_copy_headers(m, drop, h, MQ_MAX_HEADERS - 11);
+
+    snprintf(mypart, sizeof(mypart), "%d", (int)m->partition);
+    snprintf(myoff, sizeof(myoff), "%lld", (long long)m->offset);
+    snprintf(myts, sizeof(myts), "%lld", (long long)rd_kafka_message_timestamp(m, &tstype));
+    dispatch_origin(m, HDR_ORIGIN_TOPIC, otopic, sizeof(otopic), rd_kafka_topic_name(m->rkt));
+    dispatch_origin(m, HDR_ORIGIN_PARTITION, opart, sizeof(opart), mypart);
+    dispatch_origin(m, HDR_ORIGIN_OFFSET, ooff, sizeof(ooff), myoff);
+    dispatch_origin(m, HDR_ORIGIN_TIMESTAMP, ots, sizeof(ots), myts);
+    if (mq_header_get(m, HDR_FIRST_FAILURE, ffirst, sizeof(ffirst)) >= 0)
+        first_failure_ms = strtoll(ffirst, NULL, 10);
+
+    h[n++] = dispatch_hdr_str(HDR_DLQ_ORIGINAL_TOPIC, otopic);
+    h[n++] = dispatch_hdr_num(HDR_DLQ_ORIGINAL_PARTITION, &part, strtoll(opart, NULL, 10));
+    h[n++] = dispatch_hdr_num(HDR_DLQ_ORIGINAL_OFFSET, &off, strtoll(ooff, NULL, 10));
+    h[n++] = dispatch_hdr_num(HDR_DLQ_ORIGINAL_TIMESTAMP, &ts, strtoll(ots, NULL, 10));
+    h[n++] = dispatch_hdr_str(HDR_DLQ_CONSUMER_GROUP, d->conf.group_id);
+    h[n++] = dispatch_hdr_str(HDR_DLQ_TASK_TYPE, type);
+    h[n++] = dispatch_hdr_num(HDR_DLQ_ATTEMPTS, &att, attempts);
+    h[n++] = dispatch_hdr_str(HDR_DLQ_ERROR_KIND, kind);
+    h[n++] = dispatch_hdr_str(HDR_DLQ_ERROR_MESSAGE, reason);
+    h[n++] = dispatch_hdr_num(HDR_DLQ_FIRST_FAILURE, &first,
+                              first_failure_ms ? first_failure_ms : now);
+    h[n++] = dispatch_hdr_num(HDR_DLQ_LAST_FAILURE, &last, now);
+
+    log_error("dead-lettering %s task from %s[%s]@%s after %u attempts: %s: %s", type, otopic,
+              opart, ooff, attempts, kind, reason);
+    if (dispatch_write_until_done(d, msg, d->conf.dlq_topic, m->key, m->key_len, m->payload,
+                                  m->len, h, n) == 0) {
+        const char *labels[] = {type, kind};
+        metrics_counter_add(metrics_series_get(d->f_dead, labels), 1);
+    }
+}
+
+static void dispatch_republish(dispatch_t *d, mq_msg_t *msg, dispatch_task_t *t,
+                               const char *reason, int64_t delay_ms)
+{
+    static const char *const drop[] = {HDR_ATTEMPT, HDR_RETRY_DUE, HDR_LAST_ERROR,
+                                       HDR_ORIGIN_TOPIC, HDR_ORIGIN_PARTITION, HDR_ORIGIN_OFFSET,
+                                       HDR_ORIGIN_TIMESTAMP, HDR_FIRST_FAILURE, NULL};
+    const rd_kafka_message_t *m = mq_msg_kafka(msg);
+    mq_header_t h[MQ_MAX_HEADERS];
+    dispatch_num_t att, due, part, off, ts, first;
+    char otopic[256], opart[DISPATCH_NUM_MAX], ooff[DISPATCH_NUM_MAX], ots[DISPATCH_NUM_MAX];
+    char ffirst[DISPATCH_NUM_MAX], mypart[DISPATCH_NUM_MAX], myoff[DISPATCH_NUM_MAX];
+    char myts[DISPATCH_NUM_MAX], nowtxt[DISPATCH_NUM_MAX];
+    rd_kafka_timestamp_type_t tstype;
+    int64_t now = clock_wall_ms();
+    task_t next = t->task;
+    uint8_t *buf;
+    size_t blen, n = dispatch_copy_headers(m, drop, h, MQ_MAX_HEADERS - 8);
+
+    next.attempt = t->task.attempt + 1;
+    if (task_encode(&next, &buf, &blen)) {
+        mq_msg_abandon(msg);
+        return;
+    }
+    snprintf(mypart, sizeof(mypart), "%d", (int)m->partition);
+    snprintf(myoff, sizeof(myoff), "%lld", (long long)m->offset);
+    snprintf(myts, sizeof(myts), "%lld", (long long)rd_kafka_message_timestamp(m, &tstype));
+    snprintf(nowtxt, sizeof(nowtxt), "%lld", (long long)now);
+    dispatch_origin(m, HDR_ORIGIN_TOPIC, otopic, sizeof(otopic), rd_kafka_topic_name(m->rkt));
+    dispatch_origin(m, HDR_ORIGIN_PARTITION, opart, sizeof(opart), mypart);
+    dispatch_origin(m, HDR_ORIGIN_OFFSET, ooff, sizeof(ooff), myoff);
+    dispatch_origin(m, HDR_ORIGIN_TIMESTAMP, ots, sizeof(ots), myts);
+    dispatch_origin(m, HDR_FIRST_FAILURE, ffirst, sizeof(ffirst), nowtxt);
+
+    h[n++] = dispatch_hdr_num(HDR_ATTEMPT, &att, next.attempt);
+    h[n++] = dispatch_hdr_num(HDR_RETRY_DUE, &due, now + delay_ms);
+    h[n++] = dispatch_hdr_str(HDR_LAST_ERROR, reason);
+    h[n++] = dispatch_hdr_str(HDR_ORIGIN_TOPIC, otopic);
+    h[n++] = dispatch_hdr_num(HDR_ORIGIN_PARTITION, &part, strtoll(opart, NULL, 10));
+    h[n++] = dispatch_hdr_num(HDR_ORIGIN_OFFSET, &off, strtoll(ooff, NULL, 10));
+    h[n++] = dispatch_hdr_num(HDR_ORIGIN_TIMESTAMP, &ts, strtoll(ots, NULL, 10));
+    h[n++] = dispatch_hdr_num(HDR_FIRST_FAILURE, &first, strtoll(ffirst, NULL, 10));
+
+    log_warn("task failed (%s): retry %u of %lld in %lld ms through %s", reason, next.attempt,
+             (long long)t->proc->retry.max_attempts - 1, (long long)delay_ms,
+             d->conf.retry_topic);
+    if (dispatch_write_until_done(d, msg, d->conf.retry_topic, m->key, m->key_len, buf, blen, h,
+                                  n) == 0)
+        metrics_counter_add(t->proc->retried_topic, 1);
+    free(buf);
+}
+
+/* ---- the two consumer callbacks ----------------------------------------- */
+
+static mq_verdict_t dispatch_filter(void *opaque, const rd_kafka_message_t *m,
+                                    int64_t *not_before_ms)
+{
+    dispatch_t *d = opaque;
+    char type[TASK_TYPE_MAX], due[DISPATCH_NUM_MAX];
+    const char *canon;
+    dispatch_proc_t *p;
+
+    if (mq_header_get(m, HDR_TASK_TYPE, type, sizeof(type)) < 0)
+        type[0] = '\0';
+    canon = task_type_canonical(type);
+    p = dispatch_find(d, canon ? canon : type);
+    if (p) {
+        metrics_counter_add(p->consumed, 1);
+        if (mq_header_get(m, HDR_RETRY_DUE, due, sizeof(due)) > 0)
+            *not_before_ms = strtoll(due, NULL, 10);
+        return MQ_ACCEPT;
+    }
+    if (!canon && d->conf.unknown_tasks == 1) {
+        metrics_counter_add(d->unknown_consumed, 1);
+        return MQ_ACCEPT; /* the handler dead-letters it */
+    }
+    metrics_counter_add(metrics_series_get1(d->f_skipped, canon ? canon : "unknown"), 1);
+    return MQ_SKIP;
+}
+
+static void dispatch_handle(void *opaque, mq_msg_t *msg)
+{
+    dispatch_t *d = opaque;
+    const rd_kafka_message_t *m = mq_msg_kafka(msg);
+    static _Thread_local unsigned seed;
+    char type[TASK_TYPE_MAX], err[DISPATCH_REASON_MAX];
+    const char *canon;
+    dispatch_task_t t;
+    void *owner = NULL;
+    int64_t first_failure = 0;
+
+    if (!seed)
+        seed = (unsigned)clock_mono_ms() ^ (unsigned)(uintptr_t)&t;
+    if (mq_header_get(m, HDR_TASK_TYPE, type, sizeof(type)) < 0)
+        type[0] = '\0';
+    canon = task_type_canonical(type);
+    memset(&t, 0, sizeof(t));
+    t.d = d;
+    t.proc = dispatch_find(d, canon ? canon : type);
+    if (!t.proc) {
+        snprintf(err, sizeof(err), "no processor handles task_type \"%s\"", type);
+        dispatch_dead_letter(d, msg, type[0] ? type : "unknown", DLQ_KIND_UNKNOWN_TYPE, err, 1,
+                             0);
+        return;
+    }
+    if (task_decode(m->payload, m->len, &t.task, &owner, err, sizeof(err))) {
+        dispatch_dead_letter(d, msg, t.proc->type, DLQ_KIND_UNDECODABLE, err, 1, 0);
+        return;
+    }
+    log_ctx_set(t.task.task_id, t.task.trace_id);
+    const char *envtype = task_type_canonical(t.task.task_type);
+    if (!envtype || strcmp(envtype, t.proc->type) != 0) {
+        snprintf(err, sizeof(err), "task_type header \"%s\" but envelope says \"%s\"", type,
+                 t.task.task_type);
+        dispatch_dead_letter(d, msg, t.proc->type, DLQ_KIND_UNDECODABLE, err,
+                             t.task.attempt + 1, 0);
+        goto out;
+    }
+    pthread_mutex_init(&t.lock, NULL);
+    pthread_cond_init(&t.cond, NULL);
+    metrics_gauge_add(t.proc->in_flight, 1);
+
+    for (t.local_attempt = 0;; t.local_attempt++) {
+        dispatch_result_t r;
+        const dispatch_retry_t *rp = &t.proc->retry;
+        if (t.task.deadline_ms > 0 && clock_wall_ms() > t.task.deadline_ms) {
+            snprintf(err, sizeof(err), "deadline %lld passed", (long long)t.task.deadline_ms);
+            dispatch_dead_letter(d, msg, t.proc->type, DLQ_KIND_EXPIRED, err,
+                                 t.task.attempt + 1, first_failure);
+            break;
+        }
+        t.attempt_started_ms = clock_mono_ms();
+        r = t.proc->ops->process(t.proc->state, &t);
+        if (dispatch_wait_outputs(&t) > 0 && r.status == DISPATCH_DONE)
+            r = dispatch_retry(0, "%s", t.output_error);
+        metrics_histogram_observe(t.proc->processing,
+                                  (double)(clock_mono_ms() - t.attempt_started_ms) / 1000.0);
+        if (r.status == DISPATCH_DONE) {
+            metrics_counter_add(t.proc->succeeded, 1);
+            break;
+        }
+        if (!first_failure)
+            first_failure = clock_wall_ms();
+        if (r.status == DISPATCH_DEAD) {
+            dispatch_dead_letter(d, msg, t.proc->type, DLQ_KIND_PERMANENT, r.reason,
+                                 t.task.attempt + 1, first_failure);
+            break;
+        }
+        /* retry: in process while tries are left and the wait is short */
+        int64_t local_wait = dispatch_backoff_jitter_ms(
+            rp->local_backoff_initial_ms, rp->local_backoff_max_ms, t.local_attempt, rp->jitter,
+            &seed);
+        if (r.retry_after_ms > local_wait)
+            local_wait = r.retry_after_ms;
+        if ((int64_t)t.local_attempt + 1 < rp->local_attempts &&
+            local_wait <= rp->local_backoff_max_ms && !app_stopping(d->app)) {
+            metrics_counter_add(t.proc->retried_local, 1);
+            log_info("task failed (%s): trying again in %lld ms", r.reason,
+                     (long long)local_wait);
+            dispatch_sleep(d, local_wait);
+            continue;
+        }
+        if ((int64_t)t.task.attempt + 1 >= rp->max_attempts) {
+            dispatch_dead_letter(d, msg, t.proc->type, DLQ_KIND_RETRIES_EXHAUSTED, r.reason,
+                                 t.task.attempt + 1, first_failure);
+            break;
+        }
+        int64_t delay = dispatch_backoff_jitter_ms(rp->backoff_initial_ms, rp->backoff_max_ms,
+                                                   t.task.attempt, rp->jitter, &seed);
+        if (r.retry_after_ms > delay)
+            delay = r.retry_after_ms;
+        dispatch_republish(d, msg, &t, r.reason, delay);
+        break;
+    }
+    metrics_gauge_add(t.proc->in_flight, -1);
+    pthread_cond_destroy(&t.cond);
+    pthread_mutex_destroy(&t.lock);
+out:
+    log_ctx_clear();
+    task_decoded_free(owner);
+}
+
+/* ---- configure and run ------------------------------------------------- */
+
+static int dispatch_bind_retry(cfg_t *cfg, const char *section, const dispatch_retry_t *base,
+                               dispatch_retry_t *out, char *err, size_t errlen)
+{
+    cfg_field_t fields[DISPATCH_NRETRY];
+    char defs[DISPATCH_NRETRY][DISPATCH_NUM_MAX];
+    memcpy(fields, dispatch_retry_fields, sizeof(fields));
+    for (size_t i = 0; base && i < DISPATCH_NRETRY; i++) {
+        const char *slot = (const char *)base + fields[i].offset;
+        if (fields[i].type == CFG_DOUBLE) {
+            double v;
+            memcpy(&v, slot, sizeof(v));
+            snprintf(defs[i], sizeof(defs[i]), "%.17g", v);
+        } else {
+            int64_t v;
+            memcpy(&v, slot, sizeof(v));
+            snprintf(defs[i], sizeof(defs[i]), "%lld", (long long)v);
+        }
+        fields[i].def = defs[i];
+    }
+    return cfg_bind(cfg, section, fields, DISPATCH_NRETRY, out, NULL, err, errlen);
+}
+
+static int dispatch_configure(app_t *app, cfg_t *cfg, void *opaque, char *err, size_t errlen)
+{
+    dispatch_t *d = opaque;
+    cfg_field_t cfields[sizeof(dispatch_consumer_fields) / sizeof(dispatch_consumer_fields[0])];
+    (void)app;
+    memcpy(cfields, dispatch_consumer_fields, sizeof(cfields));
+    snprintf(d->group_default, sizeof(d->group_default), "im-task-%s", d->name);
+    cfields[0].def = d->group_default;
+    if (cfg_bind(cfg, "consumer", cfields, sizeof(cfields) / sizeof(cfields[0]), &d->conf, NULL,
+                 err, errlen))
+        return -1;
+    if (d->conf.max_delayed > d->conf.max_in_flight) {
+        snprintf(err, errlen, "consumer.max_delayed (%lld) must not exceed "
+                              "consumer.max_in_flight (%lld)",
+                 (long long)d->conf.max_delayed, (long long)d->conf.max_in_flight);
+        return -1;
+    }
+    if (dispatch_bind_retry(cfg, "retry", NULL, &d->retry, err, errlen))
+        return -1;
+    for (size_t i = 0; i < d->nprocs; i++) {
+        dispatch_proc_t *p = &d->procs[i];
+        char section[TASK_TYPE_MAX + 8];
+        snprintf(section, sizeof(section), "retry_%s", p->type);
+        if (dispatch_bind_retry(cfg, section, &d->retry, &p->retry, err, errlen))
+            return -1;
+        if (p->retry.local_backoff_initial_ms > p->retry.local_backoff_max_ms ||
+            p->retry.backoff_initial_ms > p->retry.backoff_max_ms) {
+            snprintf(err, errlen, "%s: backoff initial values must not exceed their max", section);
+            return -1;
+        }
+        if (p->ops->configure && p->ops->configure(&p->state, cfg, err, errlen))
+            return -1;
+    }
+    return 0;
+}
+
+static int dispatch_ready(void *opaque, char *reason, size_t len)
+{
+    dispatch_t *d = opaque;
+    if (d->consumer && mq_consumer_ready(d->consumer))
+        return 1;
+    snprintf(reason, len, "not a member of consumer group %s yet", d->conf.group_id);
+    return 0;
+}
+
+static void *dispatch_stop_watch(void *arg)
+{
+    dispatch_t *d = arg;
+    app_wait_stop(d->app, -1);
+    mq_consumer_stop(d->consumer);
+    return NULL;
+}
+
+static void dispatch_metrics_init(dispatch_t *d, metrics_registry_t *reg)
+{
+    static const char *const t1[] = {"task_type"};
+    static const char *const t2[] = {"task_type", "where"};
+    static const char *const tk[] = {"task_type", "kind"};
+    metrics_family_t *consumed = metrics_counter_new(
+        reg, "imtask_tasks_consumed_total", "Tasks of this binary's types taken from Kafka", 1, t1);
+    metrics_family_t *succeeded = metrics_counter_new(
+        reg, "imtask_tasks_succeeded_total", "Tasks processed successfully", 1, t1);
+    metrics_family_t *retried = metrics_counter_new(
+        reg, "imtask_tasks_retried_total",
+        "Failed attempts retried, in process (local) or through the retry topic (topic)", 2, t2);
+    metrics_family_t *in_flight = metrics_gauge_new(reg, "imtask_tasks_in_flight",
+                                                    "Tasks being processed now", 1, t1);
+    metrics_family_t *processing = metrics_histogram_new(
+        reg, "imtask_task_processing_seconds", "Time of one process() call with its outputs", 1,
+        t1, metrics_latency_nbounds, metrics_latency_bounds);
+    d->f_skipped = metrics_counter_new(reg, "imtask_tasks_skipped_total",
+                                       "Tasks of other binaries' types passed over", 1, t1);
+    d->f_dead = metrics_counter_new(reg, "imtask_tasks_dead_lettered_total",
+                                    "Tasks written to the dead-letter topic", 2, tk);
+    d->unknown_consumed = metrics_series_get1(consumed, "unknown");
+    for (size_t i = 0; i < d->nprocs; i++) {
+        dispatch_proc_t *p = &d->procs[i];
+        const char *local[] = {p->type, "local"}, *topic[] = {p->type, "topic"};
+        p->consumed = metrics_series_get1(consumed, p->type);
+        p->succeeded = metrics_series_get1(succeeded, p->type);
+        p->retried_local = metrics_series_get(retried, local);
+        p->retried_topic = metrics_series_get(retried, topic);
+        p->in_flight = metrics_series_get1(in_flight, p->type);
+        p->processing = metrics_series_get1(processing, p->type);
+    }
+}
+
+static int dispatch_run(app_t *app, void *opaque)
+{
+    dispatch_t *d = opaque;
+    const app_config_t *ac = app_config(app);
+    char err[CFG_ERR_MAX], client_id[160];
+    rd_kafka_conf_t *pconf = NULL, *cconf = NULL;
+    pthread_t watcher;
+    bool watching = false;
+    int status = 1;
+    const char *topics[] = {d->conf.topic, d->conf.retry_topic, NULL};
+
+    d->app = app;
+    dispatch_metrics_init(d, app_metrics(app));
+    snprintf(client_id, sizeof(client_id), "imtask-%s", d->name);
+    const char *extra[] = {"client.id", client_id, NULL};
+    pconf = mq_conf_build(ac->kafka_brokers, &ac->kafka_props, extra, err, sizeof(err));
+    if (!pconf || !(d->producer = mq_producer_new(pconf, err, sizeof(err)))) {
+        log_error("kafka producer: %s", err);
+        goto out;
+    }
+    pconf = NULL;
+    for (size_t i = 0; i < d->nprocs; i++) {
+        dispatch_proc_t *p = &d->procs[i];
+        if (p->ops->start && p->ops->start(p->state, app, err, sizeof(err))) {
+            log_error("processor %s: %s", p->type, err);
+            goto out;
+        }
+        p->started = true;
+    }
+    mq_consumer_opts_t opts = {
+        .group_id = d->conf.group_id,
+        .topics = topics,
+        .workers = (int)d->conf.workers,
+        .max_in_flight = (int)d->conf.max_in_flight,
+        .max_delayed = (int)d->conf.max_delayed,
+        .revoke_timeout_ms = d->conf.revoke_timeout_ms,
+        .filter = dispatch_filter,
+        .handle = dispatch_handle,
+        .opaque = d,
+        .metrics = app_metrics(app),
+    };
+    cconf = mq_conf_build(ac->kafka_brokers, &ac->kafka_props, extra, err, sizeof(err));
+    if (!cconf || !(d->consumer = mq_consumer_new(cconf, &opts, err, sizeof(err)))) {
+        log_error("kafka consumer: %s", err);
+        goto out;
+    }
+    cconf = NULL;
+    httpd_add_ready_check(app_httpd(app), "kafka_consumer_group", dispatch_ready, d);
+    if (pthread_create(&watcher, NULL, dispatch_stop_watch, d) != 0) {
+        log_error("cannot start the stop watcher");
+        goto out;
+    }
+    watching = true;
+
+    mq_err_t rc = mq_consumer_run(d->consumer, ac->shutdown_grace_ms);
+    status = rc == MQ_OK ? 0 : rc == MQ_ERR_TIMEOUT ? 0 : 1;
+
+out:
+    if (watching) {
+        app_request_stop(app); /* ends the watcher when run ended on its own */
+        pthread_join(watcher, NULL);
+    }
+    if (d->producer && mq_producer_flush(d->producer, DISPATCH_PRODUCE_TIMEOUT_MS) != MQ_OK)
+        log_warn("producer: records still unconfirmed at exit");
+    mq_consumer_destroy(&d->consumer);
+    for (size_t i = 0; i < d->nprocs; i++) {
+        dispatch_proc_t *p = &d->procs[i];
+        if (p->ops->destroy)
+            p->ops->destroy(p->state);
+        p->state = NULL;
+    }
+    mq_producer_destroy(&d->producer, DISPATCH_PRODUCE_TIMEOUT_MS);
+    if (pconf)
+        rd_kafka_conf_destroy(pconf);
+    if (cconf)
+        rd_kafka_conf_destroy(cconf);
+    return status;
+}
+
+int dispatch_main(int argc, char **argv, const char *name, const char *summary,
+                  int (*register_fn)(dispatch_t *d))
+{
+    dispatch_t d;
+    int status;
+    memset(&d, 0, sizeof(d));
+    d.name = name;
+    log_setup(name, LOG_LEVEL_INFO);
+    if (register_fn(&d) != 0 || d.nprocs == 0) {
+        log_error("imtask-%s: registering processors failed", name);
+        return 2;
+    }
+    app_spec_t spec = {
+        .name = name,
+        .summary = summary,
+        .configure = dispatch_configure,
+        .run = dispatch_run,
+        .opaque = &d,
+    };
+    status = app_main(argc, argv, &spec);
+    /* --check-config and config errors never reached run(): free what
+     * configure() made */
+    for (size_t i = 0; i < d.nprocs; i++) {
+        if (d.procs[i].state && d.procs[i].ops->destroy)
+            d.procs[i].ops->destroy(d.procs[i].state);
+    }
+    return status;
+}

@@ -1,0 +1,921 @@
+/* consumer.c: the at-least-once consumer runtime: one poll thread that owns
+ * all offset bookkeeping, key-ordered worker lanes, pause/resume at the
+ * in-flight bound, delayed (not-before) messages, cooperative rebalancing and
+ * graceful close. See mq.h for the guarantees. */
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "infra/clock.h"
+#include "infra/log.h"
+#include "mqclient/mq.h"
+#include "offsets.h"
+
+#define MQ_MAX_PARTS 4096 /* partitions one member may own */
+#define MQ_LAG_EVERY_MS 5000
+#define MQ_JOIN_AFTER_GRACE_MS 5000
+
+typedef struct mq_part_s {
+    char *topic;
+    int32_t partition;
+    mq_offsets_t *offsets; /* NULL while not assigned */
+    _Atomic uint32_t gen;  /* bumped on assign and revoke; workers read it */
+    bool assigned;
+    bool paused;       /* as we told librdkafka */
+    int running;       /* dispatched in this generation, not completed */
+    int delayed;       /* in the delay heap, this generation */
+    int64_t stored;    /* last offset stored, -1 none */
+    metrics_series_t *lag;
+} mq_part_t;
+
+struct mq_msg_s {
+    rd_kafka_message_t *rkm;
+    mq_consumer_t *c;
+    mq_part_t *part;
+    uint32_t gen;
+    atomic_int refs;
+    void *user;
+    int64_t not_before_ms;
+    atomic_bool abandoned;
+    mq_msg_t *next;
+};
+
+typedef struct {
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    mq_msg_t *head, *tail;
+    pthread_t thread;
+    mq_consumer_t *c;
+    bool started;
+} mq_lane_t;
+
+struct mq_consumer_s {
+    rd_kafka_t *rk;
+    rd_kafka_queue_t *queue; /* the consumer queue, for yield */
+    mq_consumer_opts_t opts;
+    char *group_id;
+    char **topics;
+    size_t ntopics;
+
+    mq_part_t *parts[MQ_MAX_PARTS];
+    size_t nparts;
+
+    mq_lane_t *lanes;
+    unsigned rr; /* round robin for keyless messages */
+    atomic_bool lanes_quit;
+
+    /* completions: workers -> poll thread */
+    pthread_mutex_t done_lock;
+    pthread_cond_t done_cond;
+    mq_msg_t *done_head;
+
+    /* delayed messages: a binary min-heap on not_before_ms */
+    mq_msg_t **heap;
+    size_t nheap;
+
+    size_t held;        /* tracker entries over all partitions */
+    int outstanding;    /* dispatched, not completed (all generations) */
+    atomic_int in_flight_gauge;
+    bool paused_all;
+    bool in_shutdown;
+    atomic_bool stop;
+    atomic_bool joined;
+    atomic_bool cancelled;
+    int64_t next_lag_ms;
+
+    metrics_series_t *m_in_flight, *m_paused, *m_delayed, *m_assigned, *m_revoked, *m_lost;
+    metrics_family_t *f_lag;
+};
+
+/* ---- small helpers ---------------------------------------------------- */
+
+static mq_part_t *mq_part_find(mq_consumer_t *c, const char *topic, int32_t partition,
+                               bool create)
+{
+    for (size_t i = 0; i < c->nparts; i++) {
+        if (c->parts[i]->partition == partition && strcmp(c->parts[i]->topic, topic) == 0)
+            return c->parts[i];
+    }
+    if (!create || c->nparts == MQ_MAX_PARTS)
+        return NULL;
+    mq_part_t *p = calloc(1, sizeof(*p));
+    if (!p)
+        return NULL;
+    p->topic = strdup(topic);
+    if (!p->topic) {
+        free(p);
+        return NULL;
+    }
+    p->partition = partition;
+    p->stored = -1;
+    if (c->f_lag) {
+        char pbuf[16];
+        snprintf(pbuf, sizeof(pbuf), "%d", (int)partition);
+        const char *labels[] = {topic, pbuf};
+        p->lag = metrics_series_get(c->f_lag, labels);
+    }
+    c->parts[c->nparts++] = p;
+    return p;
+}
+
+static void mq_msg_free(mq_msg_t *m)
+{
+    if (!m)
+        return;
+    rd_kafka_message_destroy(m->rkm);
+    free(m);
+}
+
+static void mq_update_gauges(mq_consumer_t *c)
+{
+    atomic_store(&c->in_flight_gauge, (int)c->held);
+    metrics_gauge_set(c->m_in_flight, (double)c->held);
+    metrics_gauge_set(c->m_delayed, (double)c->nheap);
+    metrics_gauge_set(c->m_paused, c->paused_all ? 1 : 0);
+}
+
+/* ---- delay heap ------------------------------------------------------- */
+
+static void mq_heap_swap(mq_consumer_t *c, size_t a, size_t b)
+{
+    mq_msg_t *t = c->heap[a];
+    c->heap[a] = c->heap[b];
+    c->heap[b] = t;
+}
+
+static void mq_heap_push(mq_consumer_t *c, mq_msg_t *m)
+{
+    size_t i = c->nheap++;
+    c->heap[i] = m;
+    while (i > 0 && c->heap[(i - 1) / 2]->not_before_ms > c->heap[i]->not_before_ms) {
+        mq_heap_swap(c, i, (i - 1) / 2);
+        i = (i - 1) / 2;
+    }
+}
+
+static mq_msg_t *mq_heap_pop(mq_consumer_t *c)
+{
+    mq_msg_t *top;
+    size_t i = 0;
+    if (c->nheap == 0)
+        return NULL;
+    top = c->heap[0];
+    c->heap[0] = c->heap[--c->nheap];
+    for (;;) {
+        size_t l = 2 * i + 1, r = l + 1, m = i;
+        if (l < c->nheap && c->heap[l]->not_before_ms < c->heap[m]->not_before_ms)
+            m = l;
+        if (r < c->nheap && c->heap[r]->not_before_ms < c->heap[m]->not_before_ms)
+            m = r;
+        if (m == i)
+            break;
+        mq_heap_swap(c, i, m);
+        i = m;
+    }
+    return top;
+}
+
+/* Drop the delayed messages of part (or of every partition when part is
+ * NULL): they stay unfinished, so their offsets are never stored and the
+ * next owner reads them again. */
+static void mq_heap_drop(mq_consumer_t *c, mq_part_t *part)
+{
+    size_t keep = 0;
+    for (size_t i = 0; i < c->nheap; i++) {
+        mq_msg_t *m = c->heap[i];
+        if (part && m->part != part) {
+            c->heap[keep++] = m;
+            continue;
+        }
+        m->part->delayed--;
+        mq_msg_free(m);
+    }
+    c->nheap = keep;
+    for (size_t i = c->nheap / 2; i-- > 0;) { /* re-heapify */
+        size_t j = i;
+        for (;;) {
+            size_t l = 2 * j + 1, r = l + 1, m = j;
+            if (l < c->nheap && c->heap[l]->not_before_ms < c->heap[m]->not_before_ms)
+                m = l;
+            if (r < c->nheap && c->heap[r]->not_before_ms < c->heap[m]->not_before_ms)
+                m = r;
+            if (m == j)
+                break;
+            mq_heap_swap(c, j, m);
+            j = m;
+        }
+    }
+}
+
+/* ---- workers ---------------------------------------------------------- */
+
+static void mq_complete(mq_msg_t *m)
+{
+    mq_consumer_t *c = m->c;
+    bool was_empty;
+    pthread_mutex_lock(&c->done_lock);
+    was_empty = c->done_head == NULL;
+    m->next = c->done_head;
+    c->done_head = m;
+    pthread_cond_signal(&c->done_cond);
+    pthread_mutex_unlock(&c->done_lock);
+    if (was_empty)
+        rd_kafka_queue_yield(c->queue); /* wake the poll thread */
+}
+
+void mq_msg_hold(mq_msg_t *msg)
+{
+    atomic_fetch_add(&msg->refs, 1);
+}
+
+void mq_msg_release(mq_msg_t *msg)
+{
+    if (atomic_fetch_sub(&msg->refs, 1) == 1)
+        mq_complete(msg);
+}
+
+void mq_msg_abandon(mq_msg_t *msg)
+{
+    atomic_store(&msg->abandoned, true);
+}
+
+const rd_kafka_message_t *mq_msg_kafka(const mq_msg_t *msg)
+{
+    return msg->rkm;
+}
+
+void mq_msg_set_user(mq_msg_t *msg, void *user)
+{
+    msg->user = user;
+}
+
+void *mq_msg_user(const mq_msg_t *msg)
+{
+    return msg->user;
+}
+
+mq_consumer_t *mq_msg_consumer(const mq_msg_t *msg)
+{
+    return msg->c;
+}
+
+static void *mq_lane_thread(void *arg)
+{
+    mq_lane_t *lane = arg;
+    mq_consumer_t *c = lane->c;
+    for (;;) {
+        mq_msg_t *m;
+        pthread_mutex_lock(&lane->lock);
+        while (!lane->head && !atomic_load(&c->lanes_quit))
+            pthread_cond_wait(&lane->cond, &lane->lock);
+        m = lane->head;
+        if (!m) { /* quitting and empty */
+            pthread_mutex_unlock(&lane->lock);
+            return NULL;
+        }
+        lane->head = m->next;
+        if (!lane->head)
+            lane->tail = NULL;
+        pthread_mutex_unlock(&lane->lock);
+
+        m->next = NULL;
+        atomic_store(&m->refs, 1);
+        /* a message of a partition revoked since it was queued is not run */
+        if (!atomic_load(&c->lanes_quit) && atomic_load(&m->part->gen) == m->gen)
+            c->opts.handle(c->opts.opaque, m);
+        mq_msg_release(m);
+    }
+}
+
+static void mq_lane_push(mq_lane_t *lane, mq_msg_t *m)
+{
+    pthread_mutex_lock(&lane->lock);
+    m->next = NULL;
+    if (lane->tail)
+        lane->tail->next = m;
+    else
+        lane->head = m;
+    lane->tail = m;
+    pthread_cond_signal(&lane->cond);
+    pthread_mutex_unlock(&lane->lock);
+}
+
+/* FNV-1a over the partition and the key: same key, same lane, same order. */
+static unsigned mq_lane_of(mq_consumer_t *c, const rd_kafka_message_t *rkm)
+{
+    uint32_t h = 2166136261u;
+    if (!rkm->key || rkm->key_len == 0)
+        return c->rr++ % (unsigned)c->opts.workers;
+    for (size_t i = 0; i < rkm->key_len; i++)
+        h = (h ^ ((const unsigned char *)rkm->key)[i]) * 16777619u;
+    h = (h ^ (uint32_t)rkm->partition) * 16777619u;
+    return h % (unsigned)c->opts.workers;
+}
+
+static void mq_dispatch(mq_consumer_t *c, mq_msg_t *m)
+{
+    m->part->running++;
+    c->outstanding++;
+    mq_lane_push(&c->lanes[mq_lane_of(c, m->rkm)], m);
+}
+
+/* ---- offsets ---------------------------------------------------------- */
+
+static void mq_held_track(mq_consumer_t *c, mq_part_t *p, size_t before)
+{
+    size_t after = mq_offsets_entries(p->offsets);
+    c->held = c->held - before + after;
+}
+
+/* Store the partition's frontier with librdkafka when it moved. */
+static void mq_store(mq_consumer_t *c, mq_part_t *p)
+{
+    size_t before = mq_offsets_entries(p->offsets);
+    int64_t f = mq_offsets_frontier(p->offsets);
+    mq_held_track(c, p, before);
+    if (f < 0 || f == p->stored)
+        return;
+    rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(1);
+    rd_kafka_topic_partition_list_add(l, p->topic, p->partition)->offset = f;
+    rd_kafka_resp_err_t e = rd_kafka_offsets_store(c->rk, l);
+    if (e == RD_KAFKA_RESP_ERR_NO_ERROR)
+        e = l->elems[0].err;
+    if (e == RD_KAFKA_RESP_ERR_NO_ERROR)
+        p->stored = f;
+    else
+        log_warn("storing offset %s[%d]@%lld: %s", p->topic, (int)p->partition, (long long)f,
+                 rd_kafka_err2str(e));
+    rd_kafka_topic_partition_list_destroy(l);
+}
+
+/* Take the finished messages from the workers: mark them done, store offsets. */
+static void mq_drain_done(mq_consumer_t *c)
+{
+    mq_msg_t *list;
+    pthread_mutex_lock(&c->done_lock);
+    list = c->done_head;
+    c->done_head = NULL;
+    pthread_mutex_unlock(&c->done_lock);
+    while (list) {
+        mq_msg_t *m = list;
+        mq_part_t *p = m->part;
+        list = m->next;
+        c->outstanding--;
+        if (p->assigned && m->gen == atomic_load(&p->gen)) {
+            p->running--;
+            if (atomic_load(&m->abandoned))
+                log_error("%s[%d]@%lld left unfinished: the partition's offset stays before it "
+                          "until it is consumed again",
+                          p->topic, (int)p->partition, (long long)m->rkm->offset);
+            else if (mq_offsets_done(p->offsets, m->rkm->offset) == 0)
+                mq_store(c, p);
+        }
+        mq_msg_free(m);
+    }
+}
+
+/* ---- pause / resume --------------------------------------------------- */
+
+static void mq_apply_pauses(mq_consumer_t *c)
+{
+    bool delay_full = (int)c->nheap >= c->opts.max_delayed;
+    rd_kafka_topic_partition_list_t *pause = rd_kafka_topic_partition_list_new(8);
+    rd_kafka_topic_partition_list_t *resume = rd_kafka_topic_partition_list_new(8);
+
+    if (!c->paused_all && (int)c->held >= c->opts.max_in_flight)
+        c->paused_all = true;
+    else if (c->paused_all && !c->in_shutdown &&
+             (int)c->held <= c->opts.max_in_flight - (c->opts.max_in_flight + 3) / 4)
+        c->paused_all = false;
+
+    for (size_t i = 0; i < c->nparts; i++) {
+        mq_part_t *p = c->parts[i];
+        bool want;
+        if (!p->assigned)
+            continue;
+        want = c->paused_all || c->in_shutdown || (delay_full && p->delayed > 0);
+        if (want == p->paused)
+            continue;
+        rd_kafka_topic_partition_list_add(want ? pause : resume, p->topic, p->partition);
+        p->paused = want;
+    }
+    if (pause->cnt)
+        rd_kafka_pause_partitions(c->rk, pause);
+    if (resume->cnt)
+        rd_kafka_resume_partitions(c->rk, resume);
+    rd_kafka_topic_partition_list_destroy(pause);
+    rd_kafka_topic_partition_list_destroy(resume);
+    mq_update_gauges(c);
+}
+
+/* ---- rebalance -------------------------------------------------------- */
+
+/* Wait (serving completions) until the given partitions have nothing running,
+ * up to timeout_ms. */
+static void mq_wait_parts(mq_consumer_t *c, mq_part_t **ps, size_t n, int64_t timeout_ms)
+{
+    int64_t deadline = clock_mono_ms() + timeout_ms;
+    for (;;) {
+        int running = 0;
+        mq_drain_done(c);
+        for (size_t i = 0; i < n; i++)
+            running += ps[i]->running;
+        if (running == 0)
+            return;
+        int64_t left = deadline - clock_mono_ms();
+        if (left <= 0) {
+            log_warn("revoke: %d messages still running after %lld ms; they will be redelivered "
+                     "to the next owner",
+                     running, (long long)timeout_ms);
+            return;
+        }
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        int64_t step = left < 50 ? left : 50;
+        ts.tv_nsec += step * 1000000L;
+        if (ts.tv_nsec >= 1000000000L) {
+            ts.tv_sec++;
+            ts.tv_nsec -= 1000000000L;
+        }
+        pthread_mutex_lock(&c->done_lock);
+        if (!c->done_head)
+            pthread_cond_timedwait(&c->done_cond, &c->done_lock, &ts);
+        pthread_mutex_unlock(&c->done_lock);
+    }
+}
+
+static void mq_on_assign(mq_consumer_t *c, rd_kafka_topic_partition_list_t *parts)
+{
+    for (int i = 0; i < parts->cnt; i++) {
+        mq_part_t *p = mq_part_find(c, parts->elems[i].topic, parts->elems[i].partition, true);
+        if (!p) {
+            log_error("assign: cannot track %s[%d] (more than %d partitions?)",
+                      parts->elems[i].topic, (int)parts->elems[i].partition, MQ_MAX_PARTS);
+            continue;
+        }
+        mq_offsets_destroy(p->offsets);
+        p->offsets = mq_offsets_new((size_t)c->opts.max_in_flight + 1);
+        p->assigned = p->offsets != NULL;
+        p->paused = false;
+        p->running = 0;
+        p->delayed = 0;
+        p->stored = -1;
+        atomic_fetch_add(&p->gen, 1);
+    }
+    metrics_counter_add(c->m_assigned, parts->cnt);
+    log_info("assigned %d partitions", parts->cnt);
+}
+
+static void mq_on_revoke(mq_consumer_t *c, rd_kafka_topic_partition_list_t *parts, bool lost)
+{
+    mq_part_t *ps[MQ_MAX_PARTS];
+    size_t n = 0;
+    rd_kafka_topic_partition_list_t *commit = rd_kafka_topic_partition_list_new(parts->cnt);
+
+    for (int i = 0; i < parts->cnt; i++) {
+        mq_part_t *p = mq_part_find(c, parts->elems[i].topic, parts->elems[i].partition, false);
+        if (p && p->assigned) {
+            ps[n++] = p;
+            mq_heap_drop(c, p);
+        }
+    }
+    if (!lost)
+        mq_wait_parts(c, ps, n, c->in_shutdown ? 0 : c->opts.revoke_timeout_ms);
+    for (size_t i = 0; i < n; i++) {
+        mq_part_t *p = ps[i];
+        if (!lost) {
+            mq_store(c, p);
+            if (p->stored >= 0)
+                rd_kafka_topic_partition_list_add(commit, p->topic, p->partition)->offset =
+                    p->stored;
+        }
+        size_t before = mq_offsets_entries(p->offsets);
+        c->held -= before;
+        mq_offsets_destroy(p->offsets);
+        p->offsets = NULL;
+        p->assigned = false;
+        p->paused = false;
+        p->running = 0;
+        atomic_fetch_add(&p->gen, 1); /* late completions of this owner are ignored */
+    }
+    if (commit->cnt > 0) {
+        rd_kafka_resp_err_t e = rd_kafka_commit(c->rk, commit, 0 /* sync */);
+        if (e && e != RD_KAFKA_RESP_ERR__NO_OFFSET)
+            log_warn("revoke: committing %d partitions: %s", commit->cnt, rd_kafka_err2str(e));
+    }
+    rd_kafka_topic_partition_list_destroy(commit);
+    metrics_counter_add(lost ? c->m_lost : c->m_revoked, parts->cnt);
+    log_info("%s %d partitions", lost ? "lost" : "revoked", parts->cnt);
+}
+
+static void mq_rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
+                            rd_kafka_topic_partition_list_t *parts, void *opaque)
+{
+    mq_consumer_t *c = opaque;
+    bool cooperative = strcmp(rd_kafka_rebalance_protocol(rk), "COOPERATIVE") == 0;
+    rd_kafka_error_t *error = NULL;
+
+    if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
+        mq_on_assign(c, parts);
+        if (cooperative)
+            error = rd_kafka_incremental_assign(rk, parts);
+        else
+            rd_kafka_assign(rk, parts);
+        atomic_store(&c->joined, true);
+    } else {
+        mq_on_revoke(c, parts, rd_kafka_assignment_lost(rk) != 0);
+        if (cooperative)
+            error = rd_kafka_incremental_unassign(rk, parts);
+        else
+            rd_kafka_assign(rk, NULL);
+    }
+    if (error) {
+        log_error("rebalance: %s", rd_kafka_error_string(error));
+        rd_kafka_error_destroy(error);
+    }
+    mq_apply_pauses(c); /* newly assigned partitions follow the current pause state */
+}
+
+/* ---- lag -------------------------------------------------------------- */
+
+static void mq_update_lag(mq_consumer_t *c)
+{
+    int64_t now = clock_mono_ms();
+    if (now < c->next_lag_ms)
+        return;
+    c->next_lag_ms = now + MQ_LAG_EVERY_MS;
+    for (size_t i = 0; i < c->nparts; i++) {
+        mq_part_t *p = c->parts[i];
+        int64_t lo, hi;
+        if (!p->assigned || !p->lag)
+            continue;
+        if (rd_kafka_get_watermark_offsets(c->rk, p->topic, p->partition, &lo, &hi) ||
+            hi < 0)
+            continue;
+        int64_t at = p->stored >= 0 ? p->stored : lo;
+        metrics_gauge_set(p->lag, (double)(hi > at ? hi - at : 0));
+    }
+}
+
+/* ---- the poll loop ---------------------------------------------------- */
+
+static void mq_take(mq_consumer_t *c, rd_kafka_message_t *rkm)
+{
+    mq_part_t *p = mq_part_find(c, rd_kafka_topic_name(rkm->rkt), rkm->partition, false);
+    int64_t not_before = 0;
+    size_t before;
+
+    if (!p || !p->assigned) { /* cannot happen after a synchronous revoke; be safe */
+        rd_kafka_message_destroy(rkm);
+        return;
+    }
+    before = mq_offsets_entries(p->offsets);
+    if (c->opts.filter(c->opts.opaque, rkm, &not_before) == MQ_SKIP) {
+        if (mq_offsets_skip(p->offsets, rkm->offset) != 0)
+            log_error("offset tracker refused skipped %s[%d]@%lld", p->topic, (int)p->partition,
+                      (long long)rkm->offset);
+        mq_held_track(c, p, before);
+        mq_store(c, p);
+        rd_kafka_message_destroy(rkm);
+        return;
+    }
+    mq_msg_t *m = calloc(1, sizeof(*m));
+    if (!m || mq_offsets_add(p->offsets, rkm->offset) != 0) {
+        /* Out of memory or a tracker bound that pausing should have
+         * prevented: rewind so the message comes again, never lose it. */
+        log_error("cannot take %s[%d]@%lld: rewinding", p->topic, (int)p->partition,
+                  (long long)rkm->offset);
+        free(m);
+        rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(1);
+        rd_kafka_topic_partition_list_add(l, p->topic, p->partition)->offset = rkm->offset;
+        rd_kafka_error_t *e = rd_kafka_seek_partitions(c->rk, l, 5000);
+        if (e)
+            rd_kafka_error_destroy(e);
+        rd_kafka_topic_partition_list_destroy(l);
+        rd_kafka_message_destroy(rkm);
+        return;
+    }
+    mq_held_track(c, p, before);
+    m->rkm = rkm;
+    m->c = c;
+    m->part = p;
+    m->gen = atomic_load(&p->gen);
+    m->not_before_ms = not_before;
+    if (not_before > clock_wall_ms()) {
+        p->delayed++;
+        mq_heap_push(c, m);
+    } else {
+        mq_dispatch(c, m);
+    }
+}
+
+static void mq_release_due(mq_consumer_t *c)
+{
+    int64_t now = clock_wall_ms();
+    while (c->nheap > 0 && c->heap[0]->not_before_ms <= now) {
+        mq_msg_t *m = mq_heap_pop(c);
+        m->part->delayed--;
+        mq_dispatch(c, m);
+    }
+}
+
+static int mq_poll_timeout(mq_consumer_t *c)
+{
+    int64_t t = c->opts.poll_interval_ms;
+    if (c->nheap > 0) {
+        int64_t until = c->heap[0]->not_before_ms - clock_wall_ms();
+        if (until < t)
+            t = until < 0 ? 0 : until;
+    }
+    return (int)t;
+}
+
+static bool mq_poll_once(mq_consumer_t *c, int timeout_ms)
+{
+    rd_kafka_message_t *rkm = rd_kafka_consumer_poll(c->rk, timeout_ms);
+    if (rkm) {
+        if (rkm->err) {
+            if (rkm->err == RD_KAFKA_RESP_ERR__FATAL) {
+                log_error("consumer fatal error: %s", rd_kafka_message_errstr(rkm));
+                rd_kafka_message_destroy(rkm);
+                return false;
+            }
+            if (rkm->err != RD_KAFKA_RESP_ERR__PARTITION_EOF)
+                log_warn("consumer: %s", rd_kafka_message_errstr(rkm));
+            rd_kafka_message_destroy(rkm);
+        } else {
+            mq_take(c, rkm);
+        }
+    }
+    mq_drain_done(c);
+    mq_release_due(c);
+    mq_apply_pauses(c);
+    mq_update_lag(c);
+    return true;
+}
+
+mq_err_t mq_consumer_run(mq_consumer_t *c, int64_t grace_ms)
+{
+    rd_kafka_topic_partition_list_t *sub = rd_kafka_topic_partition_list_new((int)c->ntopics);
+    mq_err_t result = MQ_OK;
+    rd_kafka_resp_err_t e;
+
+    for (size_t i = 0; i < c->ntopics; i++)
+        rd_kafka_topic_partition_list_add(sub, c->topics[i], RD_KAFKA_PARTITION_UA);
+    e = rd_kafka_subscribe(c->rk, sub);
+    rd_kafka_topic_partition_list_destroy(sub);
+    if (e) {
+        log_error("subscribe: %s", rd_kafka_err2str(e));
+        return MQ_ERR_KAFKA;
+    }
+    log_info("consuming as group %s with %d workers, at most %d in flight", c->group_id,
+             c->opts.workers, c->opts.max_in_flight);
+
+    while (!atomic_load(&c->stop)) {
+        if (!mq_poll_once(c, mq_poll_timeout(c))) {
+            result = MQ_ERR_FATAL;
+            break;
+        }
+    }
+
+    /* Graceful stop: no new work, finish what is in flight within the grace. */
+    c->in_shutdown = true;
+    mq_heap_drop(c, NULL);
+    mq_apply_pauses(c);
+    int64_t deadline = clock_mono_ms() + grace_ms;
+    log_info("stopping: %d messages in flight, grace %lld ms", c->outstanding,
+             (long long)grace_ms);
+    while (c->outstanding > 0 && clock_mono_ms() < deadline) {
+        if (!mq_poll_once(c, 50))
+            break;
+    }
+    if (c->outstanding > 0) {
+        log_warn("stopping: %d messages unfinished after the grace; their offsets are not "
+                 "committed and they will be consumed again",
+                 c->outstanding);
+        atomic_store(&c->cancelled, true);
+        result = MQ_ERR_TIMEOUT;
+    }
+    e = rd_kafka_commit(c->rk, NULL, 0);
+    if (e && e != RD_KAFKA_RESP_ERR__NO_OFFSET)
+        log_warn("final commit: %s", rd_kafka_err2str(e));
+    rd_kafka_consumer_close(c->rk); /* revokes through the rebalance callback */
+    mq_drain_done(c);
+    log_info("left group %s", c->group_id);
+    return result;
+}
+
+void mq_consumer_stop(mq_consumer_t *c)
+{
+    atomic_store(&c->stop, true);
+    rd_kafka_queue_yield(c->queue);
+}
+
+bool mq_consumer_ready(const mq_consumer_t *c)
+{
+    return atomic_load(&c->joined) && !atomic_load(&c->stop);
+}
+
+bool mq_consumer_cancelled(const mq_consumer_t *c)
+{
+    return atomic_load(&c->cancelled);
+}
+
+rd_kafka_t *mq_consumer_handle(mq_consumer_t *c)
+{
+    return c->rk;
+}
+
+int mq_consumer_in_flight(const mq_consumer_t *c)
+{
+    return atomic_load(&((mq_consumer_t *)c)->in_flight_gauge);
+}
+
+/* ---- construction ----------------------------------------------------- */
+
+static void mq_metrics_init(mq_consumer_t *c, metrics_registry_t *reg)
+{
+    static const char *const lag_labels[] = {"topic", "partition"};
+    if (!reg)
+        return;
+    c->m_in_flight = metrics_series_get0(metrics_gauge_new(
+        reg, "imtask_consumer_in_flight",
+        "Messages held by the consumer: running, queued, delayed or finished behind an "
+        "unfinished one",
+        0, NULL));
+    c->m_delayed = metrics_series_get0(metrics_gauge_new(
+        reg, "imtask_consumer_delayed", "Retry messages waiting for their due time", 0, NULL));
+    c->m_paused = metrics_series_get0(metrics_gauge_new(
+        reg, "imtask_consumer_paused", "1 while fetching is paused at the in-flight bound", 0,
+        NULL));
+    static const char *const rb_labels[] = {"event"};
+    metrics_family_t *rb = metrics_counter_new(reg, "imtask_consumer_rebalance_partitions_total",
+                                               "Partitions assigned, revoked or lost", 1,
+                                               rb_labels);
+    c->m_assigned = metrics_series_get1(rb, "assigned");
+    c->m_revoked = metrics_series_get1(rb, "revoked");
+    c->m_lost = metrics_series_get1(rb, "lost");
+    c->f_lag = metrics_gauge_new(reg, "imtask_consumer_lag",
+                                 "Messages in the partition after the committed position", 2,
+                                 lag_labels);
+}
+
+mq_consumer_t *mq_consumer_new(rd_kafka_conf_t *conf, const mq_consumer_opts_t *opts, char *err,
+                               size_t errlen)
+{
+    static const char *const fixed[] = {
+        "enable.auto.offset.store", "false",
+        "enable.auto.commit", "true",
+        "partition.assignment.strategy", "cooperative-sticky",
+        NULL,
+    };
+    char rderr[256];
+    mq_consumer_t *c;
+
+    if (!opts->group_id || !opts->topics || !opts->topics[0] || opts->workers < 1 ||
+        opts->max_in_flight < 1 || opts->max_delayed < 1 ||
+        opts->max_delayed > opts->max_in_flight || !opts->filter || !opts->handle) {
+        snprintf(err, errlen, "invalid consumer options (group, topics, workers >= 1, "
+                              "1 <= max_delayed <= max_in_flight, filter and handle needed)");
+        return NULL;
+    }
+    c = calloc(1, sizeof(*c));
+    if (!c) {
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    c->opts = *opts;
+    if (c->opts.poll_interval_ms <= 0)
+        c->opts.poll_interval_ms = 100;
+    pthread_mutex_init(&c->done_lock, NULL);
+    pthread_cond_init(&c->done_cond, NULL);
+    c->group_id = strdup(opts->group_id);
+    for (const char *const *t = opts->topics; *t; t++)
+        c->ntopics++;
+    c->topics = calloc(c->ntopics, sizeof(char *));
+    c->heap = calloc((size_t)opts->max_in_flight, sizeof(mq_msg_t *));
+    c->lanes = calloc((size_t)opts->workers, sizeof(mq_lane_t));
+    if (!c->group_id || !c->topics || !c->heap || !c->lanes)
+        goto nomem;
+    for (size_t i = 0; i < c->ntopics; i++) {
+        c->topics[i] = strdup(opts->topics[i]);
+        if (!c->topics[i])
+            goto nomem;
+    }
+    c->opts.group_id = c->group_id;
+    c->opts.topics = NULL;
+    mq_metrics_init(c, opts->metrics);
+
+    if (rd_kafka_conf_set(conf, "group.id", opts->group_id, rderr, sizeof(rderr)) !=
+        RD_KAFKA_CONF_OK) {
+        snprintf(err, errlen, "group.id: %s", rderr);
+        goto fail;
+    }
+    for (const char *const *kv = fixed; kv[0]; kv += 2) {
+        if (rd_kafka_conf_set(conf, kv[0], kv[1], rderr, sizeof(rderr)) != RD_KAFKA_CONF_OK) {
+            snprintf(err, errlen, "%s: %s", kv[0], rderr);
+            goto fail;
+        }
+    }
+    rd_kafka_conf_set_rebalance_cb(conf, mq_rebalance_cb);
+    rd_kafka_conf_set_opaque(conf, c);
+    c->rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, rderr, sizeof(rderr));
+    if (!c->rk) {
+        snprintf(err, errlen, "cannot create the kafka consumer: %s", rderr);
+        goto fail;
+    }
+    rd_kafka_poll_set_consumer(c->rk);
+    c->queue = rd_kafka_queue_get_consumer(c->rk);
+
+    for (int i = 0; i < opts->workers; i++) {
+        mq_lane_t *lane = &c->lanes[i];
+        pthread_mutex_init(&lane->lock, NULL);
+        pthread_cond_init(&lane->cond, NULL);
+        lane->c = c;
+        if (pthread_create(&lane->thread, NULL, mq_lane_thread, lane) != 0) {
+            snprintf(err, errlen, "cannot start worker %d", i);
+            c->opts.workers = i; /* destroy joins only the started ones */
+            mq_consumer_destroy(&c);
+            return NULL;
+        }
+        lane->started = true;
+    }
+    return c;
+nomem:
+    snprintf(err, errlen, "out of memory");
+fail:
+    /* conf is not ours to free on failure: the caller keeps it */
+    for (size_t i = 0; c->topics && i < c->ntopics; i++)
+        free(c->topics[i]);
+    free(c->topics);
+    free(c->heap);
+    free(c->lanes);
+    free(c->group_id);
+    pthread_cond_destroy(&c->done_cond);
+    pthread_mutex_destroy(&c->done_lock);
+    free(c);
+    return NULL;
+}
+
+void mq_consumer_destroy(mq_consumer_t **cp)
+{
+    mq_consumer_t *c = cp ? *cp : NULL;
+    bool stuck = false;
+    if (!c)
+        return;
+    atomic_store(&c->lanes_quit, true);
+    for (int i = 0; i < c->opts.workers; i++) {
+        mq_lane_t *lane = &c->lanes[i];
+        pthread_mutex_lock(&lane->lock);
+        for (mq_msg_t *m = lane->head; m;) { /* queued, never started: unfinished */
+            mq_msg_t *next = m->next;
+            mq_msg_free(m);
+            m = next;
+        }
+        lane->head = lane->tail = NULL;
+        pthread_cond_broadcast(&lane->cond);
+        pthread_mutex_unlock(&lane->lock);
+    }
+    for (int i = 0; i < c->opts.workers; i++) {
+        if (!c->lanes[i].started)
+            continue;
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        ts.tv_sec += MQ_JOIN_AFTER_GRACE_MS / 1000;
+        if (pthread_timedjoin_np(c->lanes[i].thread, NULL, &ts) != 0) {
+            log_error("worker %d is still in its handler after the grace: leaving it", i);
+            stuck = true;
+        }
+    }
+    if (stuck) { /* a handler may still touch c: leak it rather than free it under it */
+        *cp = NULL;
+        return;
+    }
+    mq_drain_done(c);
+    mq_heap_drop(c, NULL);
+    if (c->queue)
+        rd_kafka_queue_destroy(c->queue);
+    if (c->rk)
+        rd_kafka_destroy(c->rk);
+    for (size_t i = 0; i < c->nparts; i++) {
+        mq_offsets_destroy(c->parts[i]->offsets);
+        free(c->parts[i]->topic);
+        free(c->parts[i]);
+    }
+    for (int i = 0; i < c->opts.workers; i++) {
+        pthread_cond_destroy(&c->lanes[i].cond);
+        pthread_mutex_destroy(&c->lanes[i].lock);
+    }
+    for (size_t i = 0; i < c->ntopics; i++)
+        free(c->topics[i]);
+    free(c->topics);
+    free(c->heap);
+    free(c->lanes);
+    free(c->group_id);
+    pthread_cond_destroy(&c->done_cond);
+    pthread_mutex_destroy(&c->done_lock);
+    free(c);
+    *cp = NULL;
+}
