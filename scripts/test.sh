@@ -1,0 +1,60 @@
+#!/usr/bin/env bash
+# test.sh: the project's test command (the README's, and what .ci/run calls).
+# Installs what is missing, starts the local stack (real Kafka and etcd on
+# loopback), runs every test with `bazel test //...`, then again under
+# AddressSanitizer + UndefinedBehaviorSanitizer (`--config=asan`), stops the
+# stack, and exits non-zero if anything failed.
+#
+#   bash scripts/test.sh             # everything
+#   IMTASK_TEST_ASAN=0 bash scripts/test.sh    # skip the sanitizer pass
+#   IMTASK_TEST_TARGETS=//libs/... bash scripts/test.sh
+set -euo pipefail
+
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$root"
+targets=${IMTASK_TEST_TARGETS:-//...}
+logdir=$(mktemp -d)
+started_stack=0
+
+cleanup() {
+    if [ "$started_stack" = 1 ]; then
+        bash scripts/stack.sh down || true
+    fi
+    bazel shutdown >/dev/null 2>&1 || true
+    rm -rf "$logdir"
+}
+trap cleanup EXIT
+
+echo "== install-deps"
+bash scripts/install-deps.sh
+
+echo "== stack up"
+if ! bash scripts/stack.sh status >/dev/null 2>&1; then
+    started_stack=1
+fi
+bash scripts/stack.sh up
+eval "$(bash scripts/stack.sh env)"
+export IMTASK_STACK_DIR=${IMTASK_STACK_DIR:-${TMPDIR:-/tmp}/imtask-stack}
+envflags=(--test_env=IMTASK_KAFKA_BROKERS --test_env=IMTASK_ETCD_ENDPOINTS
+          --test_env=IMTASK_STACK_DIR)
+
+status=0
+echo "== bazel test $targets"
+bazel test "${envflags[@]}" --test_output=all "$targets" 2>&1 | tee "$logdir/plain.log" || status=1
+
+if [ "${IMTASK_TEST_ASAN:-1}" != 0 ]; then
+    echo "== bazel test --config=asan $targets"
+    bazel test --config=asan "${envflags[@]}" "$targets" 2>&1 | tee "$logdir/asan.log" || status=1
+fi
+
+# One closing line over both passes: a bazel test target counts once per pass.
+passed=$(cat "$logdir"/*.log | grep -cE '^//[^ ]+ +(\(cached\) )?PASSED' || true)
+failed=$(cat "$logdir"/*.log | grep -cE '^//[^ ]+ +(FAILED|TIMEOUT|NO STATUS|FAILED TO BUILD)' || true)
+if [ "$status" != 0 ] && [ "$failed" = 0 ]; then
+    failed=1 # the build itself failed
+fi
+echo
+echo "== summary (bazel test targets, plain and asan passes)"
+cat "$logdir"/*.log | grep -E '^//[^ ]+ +' || true
+echo "tests: $passed passed, $failed failed"
+exit $status
