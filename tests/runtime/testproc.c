@@ -8,6 +8,8 @@
  *   local-until:N      retry while the in-process attempt is below N, then done
  *   perm               dead-letter ("permanent failure requested")
  *   out:TOPIC          produce one output to TOPIC, then done
+ *   outs:N:TOPIC       produce N outputs to TOPIC, then done
+ * TESTPROC_EXACTLY_ONCE=1 runs the binary in exactly-once (transactional) mode.
  * Every done task appends "done <task_id> <attempt>" to testproc.record_file,
  * and every start "start <task_id>" (one write(2) per line, O_APPEND). */
 #include <fcntl.h>
@@ -98,6 +100,16 @@ static dispatch_result_t testproc_process(void *state, dispatch_task_t *t)
             nanosleep(&ts, NULL);
         }
     }
+    char topic[200];
+    if (sscanf(cmd, "outs:%ld:%199s", &n, topic) == 2) {
+        const char *id = dispatch_task_id(t);
+        for (long i = 0; i < n; i++) {
+            char v[300];
+            int vl = snprintf(v, sizeof(v), "%s/%ld", id, i);
+            if (dispatch_task_produce(t, topic, id, strlen(id), v, (size_t)vl, NULL, 0))
+                return dispatch_retry(0, "cannot queue output %ld", i);
+        }
+    }
     if (strncmp(cmd, "out:", 4) == 0) {
         const char *id = dispatch_task_id(t);
         if (dispatch_task_produce(t, cmd + 4, id, strlen(id), id, strlen(id), NULL, 0))
@@ -115,7 +127,7 @@ static void testproc_destroy(void *state)
     s->fd = -1;
 }
 
-static const dispatch_ops_t testproc_ops = {
+static dispatch_ops_t testproc_ops = {
     .api_version = DISPATCH_API_VERSION,
     .name = "testproc",
     .configure = testproc_configure,
@@ -127,6 +139,8 @@ static const dispatch_ops_t testproc_ops = {
 static int testproc_register(dispatch_t *d)
 {
     const char *type = getenv("TESTPROC_TASK_TYPE");
+    const char *eos = getenv("TESTPROC_EXACTLY_ONCE");
+    testproc_ops.exactly_once = eos && strcmp(eos, "1") == 0;
     return dispatch_register(d, type && *type ? type : "rt_test", &testproc_ops);
 }
 

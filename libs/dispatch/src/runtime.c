@@ -115,7 +115,14 @@ struct dispatch_s {
     mq_consumer_t *consumer;
     metrics_family_t *f_skipped, *f_dead;
     metrics_series_t *unknown_consumed;
+    bool eos; /* exactly-once mode: see dispatch_ops_t.exactly_once */
+    pthread_mutex_t txn_lock;
+    mq_txn_t *txns[1024]; /* one per worker thread, made on first use */
+    size_t ntxns;
 };
+
+/* This worker's transactional producer (exactly-once mode). */
+static _Thread_local mq_txn_t **dispatch_tl_txn;
 
 struct dispatch_task_s {
     dispatch_t *d;
@@ -129,6 +136,7 @@ struct dispatch_task_s {
     int outputs_total;
     int outputs_failed;
     char output_error[DISPATCH_REASON_MAX];
+    mq_txn_t *txn; /* exactly-once mode: the open transaction */
 };
 
 /* ---- results ---------------------------------------------------------- */
@@ -290,8 +298,15 @@ int dispatch_task_produce(dispatch_task_t *t, const char *topic, const void *key
         log_error("task produced more than %d outputs", DISPATCH_MAX_OUTPUTS);
         return -1;
     }
-    t->outputs_pending++;
     t->outputs_total++;
+    if (t->txn) { /* the outcome is known at commit */
+        pthread_mutex_unlock(&t->lock);
+        err = mq_txn_produce(t->txn, topic, key, keylen, value, len, headers, nheaders);
+        if (err)
+            log_warn("transactional output to %s: %s", topic, mq_err_str(err));
+        return err ? -1 : 0;
+    }
+    t->outputs_pending++;
     pthread_mutex_unlock(&t->lock);
     err = mq_produce(t->d->producer, topic, -1, key, keylen, value, len, headers, nheaders,
                      DISPATCH_BLOCK_MS, dispatch_output_cb, t);
@@ -424,6 +439,103 @@ static int dispatch_write_until_done(dispatch_t *d, mq_msg_t *msg, const char *t
     }
 }
 
+/* This worker's transactional producer, made on first use; waits and tries
+ * again while the broker refuses, until the grace is over (then NULL). */
+static mq_txn_t *dispatch_txn_get(dispatch_t *d)
+{
+    char err[CFG_ERR_MAX], txid[256], host[64];
+    const app_config_t *ac = app_config(d->app);
+    if (dispatch_tl_txn && *dispatch_tl_txn)
+        return *dispatch_tl_txn;
+    if (gethostname(host, sizeof(host)) != 0)
+        snprintf(host, sizeof(host), "unknown");
+    host[sizeof(host) - 1] = '\0';
+    for (uint32_t n = 0; !mq_consumer_cancelled(d->consumer); n++) {
+        static atomic_uint seq;
+        const char *extra[] = {"transaction.timeout.ms", "60000", NULL};
+        snprintf(txid, sizeof(txid), "%s-%s-%d-%u", d->conf.group_id, host, (int)getpid(),
+                 atomic_fetch_add(&seq, 1));
+        rd_kafka_conf_t *conf =
+            mq_conf_build(ac->kafka_brokers, &ac->kafka_props, extra, err, sizeof(err));
+        mq_txn_t *txn = conf ? mq_txn_new(conf, txid, DISPATCH_PRODUCE_TIMEOUT_MS, err,
+                                          sizeof(err))
+                             : NULL;
+        if (txn) {
+            pthread_mutex_lock(&d->txn_lock);
+            if (!dispatch_tl_txn) {
+                if (d->ntxns == sizeof(d->txns) / sizeof(d->txns[0])) {
+                    pthread_mutex_unlock(&d->txn_lock);
+                    mq_txn_destroy(&txn);
+                    return NULL;
+                }
+                dispatch_tl_txn = &d->txns[d->ntxns++];
+            }
+            *dispatch_tl_txn = txn;
+            pthread_mutex_unlock(&d->txn_lock);
+            return txn;
+        }
+        if (conf)
+            rd_kafka_conf_destroy(conf);
+        int64_t wait = dispatch_backoff_ms(500, 10000, n);
+        log_warn("transactional producer: %s; trying again in %lld ms", err, (long long)wait);
+        dispatch_sleep(d, wait);
+    }
+    return NULL;
+}
+
+/* After a fatal transaction error: the producer is replaced on next use. */
+static void dispatch_txn_drop(void)
+{
+    if (dispatch_tl_txn)
+        mq_txn_destroy(dispatch_tl_txn);
+}
+
+/* Commit the open transaction with the input offset; on failure abort it. */
+static mq_err_t dispatch_txn_commit(dispatch_t *d, mq_txn_t *txn, mq_msg_t *msg, char *errstr,
+                                    size_t errlen)
+{
+    mq_err_t err = mq_txn_commit(txn, mq_msg_kafka(msg), mq_consumer_handle(d->consumer),
+                                 DISPATCH_PRODUCE_TIMEOUT_MS, errstr, errlen);
+    if (err == MQ_ERR_FATAL)
+        dispatch_txn_drop();
+    else if (err)
+        mq_txn_abort(txn, DISPATCH_PRODUCE_TIMEOUT_MS);
+    return err;
+}
+
+/* Write the record the input now depends on (retry or dead-letter record):
+ * in exactly-once mode in a transaction with the input offset, else
+ * confirmed by its delivery report. Returns 0 when written. */
+static int dispatch_write_record(dispatch_t *d, mq_msg_t *msg, const char *topic,
+                                 const void *key, size_t keylen, const void *value, size_t len,
+                                 const mq_header_t *h, size_t nh)
+{
+    char errstr[MQ_ERRSTR_MAX];
+    if (!d->eos)
+        return dispatch_write_until_done(d, msg, topic, key, keylen, value, len, h, nh);
+    for (uint32_t n = 0;; n++) {
+        mq_txn_t *txn = dispatch_txn_get(d);
+        if (!txn)
+            break;
+        if (mq_txn_begin(txn, errstr, sizeof(errstr)) == MQ_OK &&
+            mq_txn_produce(txn, topic, key, keylen, value, len, h, nh) == MQ_OK &&
+            dispatch_txn_commit(d, txn, msg, errstr, sizeof(errstr)) == MQ_OK)
+            return 0;
+        mq_txn_abort(txn, DISPATCH_PRODUCE_TIMEOUT_MS);
+        if (mq_consumer_cancelled(d->consumer))
+            break;
+        int64_t wait = dispatch_backoff_ms(500, 10000, n);
+        log_warn("writing to %s in a transaction failed (%s); trying again in %lld ms", topic,
+                 errstr, (long long)wait);
+        dispatch_sleep(d, wait);
+    }
+    log_error("writing to %s failed and the grace is over: the input stays uncommitted and will "
+              "be consumed again",
+              topic);
+    mq_msg_abandon(msg);
+    return -1;
+}
+
 static const char *dispatch_origin(const rd_kafka_message_t *m, const char *name, char *buf,
                                    size_t len, const char *fallback)
 {
@@ -473,8 +585,8 @@ static void dispatch_dead_letter(dispatch_t *d, mq_msg_t *msg, const char *type,
 
     log_error("dead-lettering %s task from %s[%s]@%s after %u attempts: %s: %s", type, otopic,
               opart, ooff, attempts, kind, reason);
-    if (dispatch_write_until_done(d, msg, d->conf.dlq_topic, m->key, m->key_len, m->payload,
-                                  m->len, h, n) == 0) {
+    if (dispatch_write_record(d, msg, d->conf.dlq_topic, m->key, m->key_len, m->payload, m->len,
+                              h, n) == 0) {
         const char *labels[] = {type, kind};
         metrics_counter_add(metrics_series_get(d->f_dead, labels), 1);
     }
@@ -525,8 +637,8 @@ static void dispatch_republish(dispatch_t *d, mq_msg_t *msg, dispatch_task_t *t,
     log_warn("task failed (%s): retry %u of %lld in %lld ms through %s", reason, next.attempt,
              (long long)t->proc->retry.max_attempts - 1, (long long)delay_ms,
              d->conf.retry_topic);
-    if (dispatch_write_until_done(d, msg, d->conf.retry_topic, m->key, m->key_len, buf, blen, h,
-                                  n) == 0)
+    if (dispatch_write_record(d, msg, d->conf.retry_topic, m->key, m->key_len, buf, blen, h, n) ==
+        0)
         metrics_counter_add(t->proc->retried_topic, 1);
     free(buf);
 }
@@ -590,7 +702,9 @@ static void dispatch_handle(void *opaque, mq_msg_t *msg)
     }
     log_ctx_set(t.task.task_id, t.task.trace_id);
     const char *envtype = task_type_canonical(t.task.task_type);
-    if (!envtype || strcmp(envtype, t.proc->type) != 0) {
+    if (!envtype)
+        envtype = t.task.task_type;
+    if (strcmp(envtype, t.proc->type) != 0) {
         snprintf(err, sizeof(err), "task_type header \"%s\" but envelope says \"%s\"", type,
                  t.task.task_type);
         dispatch_dead_letter(d, msg, t.proc->type, DLQ_KIND_UNDECODABLE, err,
@@ -611,9 +725,31 @@ static void dispatch_handle(void *opaque, mq_msg_t *msg)
             break;
         }
         t.attempt_started_ms = clock_mono_ms();
+        if (d->eos) {
+            t.txn = dispatch_txn_get(d);
+            if (!t.txn || mq_txn_begin(t.txn, err, sizeof(err)) != MQ_OK) {
+                if (!t.txn) {
+                    mq_msg_abandon(msg); /* stopping: consumed again later */
+                    break;
+                }
+                r = dispatch_retry(0, "%s", err);
+                t.txn = NULL;
+                goto decided;
+            }
+        }
         r = t.proc->ops->process(t.proc->state, &t);
         if (dispatch_wait_outputs(&t) > 0 && r.status == DISPATCH_DONE)
             r = dispatch_retry(0, "%s", t.output_error);
+        if (t.txn) {
+            if (r.status == DISPATCH_DONE) {
+                if (dispatch_txn_commit(d, t.txn, msg, err, sizeof(err)) != MQ_OK)
+                    r = dispatch_retry(0, "%s", err);
+            } else {
+                mq_txn_abort(t.txn, DISPATCH_PRODUCE_TIMEOUT_MS); /* outputs discarded */
+            }
+            t.txn = NULL;
+        }
+    decided:
         metrics_histogram_observe(t.proc->processing,
                                   (double)(clock_mono_ms() - t.attempt_started_ms) / 1000.0);
         if (r.status == DISPATCH_DONE) {
@@ -717,6 +853,7 @@ static int dispatch_configure(app_t *app, cfg_t *cfg, void *opaque, char *err, s
         }
         if (p->ops->configure && p->ops->configure(&p->state, cfg, err, errlen))
             return -1;
+        d->eos = d->eos || p->ops->exactly_once;
     }
     return 0;
 }
@@ -785,6 +922,9 @@ static int dispatch_run(app_t *app, void *opaque)
 
     d->app = app;
     dispatch_metrics_init(d, app_metrics(app));
+    if (d->eos)
+        log_info("exactly-once mode: each task's outputs and input offset commit in one "
+                 "transaction; partitions run one message at a time");
     snprintf(client_id, sizeof(client_id), "imtask-%s", d->name);
     const char *extra[] = {"client.id", client_id, NULL};
     pconf = mq_conf_build(ac->kafka_brokers, &ac->kafka_props, extra, err, sizeof(err));
@@ -808,12 +948,21 @@ static int dispatch_run(app_t *app, void *opaque)
         .max_in_flight = (int)d->conf.max_in_flight,
         .max_delayed = (int)d->conf.max_delayed,
         .revoke_timeout_ms = d->conf.revoke_timeout_ms,
+        .ordered_partitions = d->eos,
         .filter = dispatch_filter,
         .handle = dispatch_handle,
         .opaque = d,
         .metrics = app_metrics(app),
     };
-    cconf = mq_conf_build(ac->kafka_brokers, &ac->kafka_props, extra, err, sizeof(err));
+    /* A new group starts at the oldest task, not the newest: tasks enqueued
+     * before a binary's first start are work too (kafka.auto.offset.reset
+     * overrides). */
+    const char *cextra[] = {"client.id", client_id, "auto.offset.reset", "earliest", NULL};
+    for (size_t i = 0; i < ac->kafka_props.count; i++) {
+        if (strcmp(ac->kafka_props.items[i].key, "auto.offset.reset") == 0)
+            cextra[2] = NULL;
+    }
+    cconf = mq_conf_build(ac->kafka_brokers, &ac->kafka_props, cextra, err, sizeof(err));
     if (!cconf || !(d->consumer = mq_consumer_new(cconf, &opts, err, sizeof(err)))) {
         log_error("kafka consumer: %s", err);
         goto out;
@@ -837,6 +986,8 @@ out:
     if (d->producer && mq_producer_flush(d->producer, DISPATCH_PRODUCE_TIMEOUT_MS) != MQ_OK)
         log_warn("producer: records still unconfirmed at exit");
     mq_consumer_destroy(&d->consumer);
+    for (size_t i = 0; i < d->ntxns; i++)
+        mq_txn_destroy(&d->txns[i]);
     for (size_t i = 0; i < d->nprocs; i++) {
         dispatch_proc_t *p = &d->procs[i];
         if (p->ops->destroy)
@@ -858,6 +1009,7 @@ int dispatch_main(int argc, char **argv, const char *name, const char *summary,
     int status;
     memset(&d, 0, sizeof(d));
     d.name = name;
+    pthread_mutex_init(&d.txn_lock, NULL);
     log_setup(name, LOG_LEVEL_INFO);
     if (register_fn(&d) != 0 || d.nprocs == 0) {
         log_error("imtask-%s: registering processors failed", name);

@@ -26,6 +26,7 @@ typedef struct mq_part_s {
     bool paused;       /* as we told librdkafka */
     int running;       /* dispatched in this generation, not completed */
     int delayed;       /* in the delay heap, this generation */
+    bool blocked;      /* ordered mode: a delayed message holds the partition */
     int64_t stored;    /* last offset stored, -1 none */
     metrics_series_t *lag;
 } mq_part_t;
@@ -190,6 +191,7 @@ static void mq_heap_drop(mq_consumer_t *c, mq_part_t *part)
             continue;
         }
         m->part->delayed--;
+        m->part->blocked = false;
         mq_msg_free(m);
     }
     c->nheap = keep;
@@ -302,14 +304,20 @@ static void mq_lane_push(mq_lane_t *lane, mq_msg_t *m)
     pthread_mutex_unlock(&lane->lock);
 }
 
-/* FNV-1a over the partition and the key: same key, same lane, same order. */
+/* FNV-1a over the partition and the key: same key, same lane, same order.
+ * In ordered mode over the topic and partition only. */
 static unsigned mq_lane_of(mq_consumer_t *c, const rd_kafka_message_t *rkm)
 {
     uint32_t h = 2166136261u;
-    if (!rkm->key || rkm->key_len == 0)
-        return c->rr++ % (unsigned)c->opts.workers;
-    for (size_t i = 0; i < rkm->key_len; i++)
-        h = (h ^ ((const unsigned char *)rkm->key)[i]) * 16777619u;
+    if (c->opts.ordered_partitions) {
+        for (const char *s = rd_kafka_topic_name(rkm->rkt); *s; s++)
+            h = (h ^ (unsigned char)*s) * 16777619u;
+    } else {
+        if (!rkm->key || rkm->key_len == 0)
+            return c->rr++ % (unsigned)c->opts.workers;
+        for (size_t i = 0; i < rkm->key_len; i++)
+            h = (h ^ ((const unsigned char *)rkm->key)[i]) * 16777619u;
+    }
     h = (h ^ (uint32_t)rkm->partition) * 16777619u;
     return h % (unsigned)c->opts.workers;
 }
@@ -395,7 +403,8 @@ static void mq_apply_pauses(mq_consumer_t *c)
         bool want;
         if (!p->assigned)
             continue;
-        want = c->paused_all || c->in_shutdown || (delay_full && p->delayed > 0);
+        want = c->paused_all || c->in_shutdown || p->blocked ||
+               (delay_full && p->delayed > 0);
         if (want == p->paused)
             continue;
         rd_kafka_topic_partition_list_add(want ? pause : resume, p->topic, p->partition);
@@ -461,6 +470,7 @@ static void mq_on_assign(mq_consumer_t *c, rd_kafka_topic_partition_list_t *part
         p->paused = false;
         p->running = 0;
         p->delayed = 0;
+        p->blocked = false;
         p->stored = -1;
         atomic_fetch_add(&p->gen, 1);
     }
@@ -605,6 +615,7 @@ static void mq_take(mq_consumer_t *c, rd_kafka_message_t *rkm)
     m->not_before_ms = not_before;
     if (not_before > clock_wall_ms()) {
         p->delayed++;
+        p->blocked = c->opts.ordered_partitions;
         mq_heap_push(c, m);
     } else {
         mq_dispatch(c, m);
@@ -617,6 +628,7 @@ static void mq_release_due(mq_consumer_t *c)
     while (c->nheap > 0 && c->heap[0]->not_before_ms <= now) {
         mq_msg_t *m = mq_heap_pop(c);
         m->part->delayed--;
+        m->part->blocked = false;
         mq_dispatch(c, m);
     }
 }

@@ -100,6 +100,12 @@ typedef struct {
     dispatch_result_t (*process)(void *state, dispatch_task_t *task);
     /* Free the state (after every process() returned). May be NULL. */
     void (*destroy)(void *state);
+    /* Exactly once: each process() call runs in a Kafka transaction with its
+     * outputs (dispatch_task_produce/enqueue) and the input offset, committed
+     * together on done; messages of a partition run one at a time. Readers of
+     * the outputs use isolation.level=read_committed. If any processor of a
+     * binary asks for it, the whole binary runs this way. */
+    bool exactly_once;
 } dispatch_ops_t;
 
 typedef struct dispatch_s dispatch_t;

@@ -101,6 +101,33 @@ rd_kafka_t *mq_producer_handle(mq_producer_t *p);
 /* Records queued and not yet reported. */
 int mq_producer_outq_len(mq_producer_t *p);
 
+/* ---- transactional producer -------------------------------------------- */
+
+/* Outputs and the input offset committed together (Kafka transactions with
+ * KIP-447 group-metadata fencing): readers with isolation.level=
+ * read_committed see a task's outputs exactly once. One mq_txn_t is used by
+ * one thread at a time. */
+typedef struct mq_txn_s mq_txn_t;
+
+/* conf is consumed on success only. transactional_id must be unique among
+ * live producers. Calls init_transactions (fencing an older producer with the
+ * same id). */
+mq_txn_t *mq_txn_new(rd_kafka_conf_t *conf, const char *transactional_id, int timeout_ms,
+                     char *err, size_t errlen);
+void mq_txn_destroy(mq_txn_t **tp); /* aborts an open transaction; NULL no-op */
+mq_err_t mq_txn_begin(mq_txn_t *t, char *errstr, size_t errlen);
+/* Queue a record in the open transaction; its outcome is known at commit. */
+mq_err_t mq_txn_produce(mq_txn_t *t, const char *topic, const void *key, size_t keylen,
+                        const void *value, size_t len, const mq_header_t *headers,
+                        size_t nheaders);
+/* Add the offset after `input` for the group of `consumer` and commit.
+ * MQ_OK: outputs and offset are committed. MQ_ERR_KAFKA: aborted, nothing
+ * visible, try again. MQ_ERR_FATAL: the producer is unusable (fenced):
+ * destroy it and make a new one. */
+mq_err_t mq_txn_commit(mq_txn_t *t, const rd_kafka_message_t *input, rd_kafka_t *consumer,
+                       int timeout_ms, char *errstr, size_t errlen);
+mq_err_t mq_txn_abort(mq_txn_t *t, int timeout_ms);
+
 /* ---- consumer --------------------------------------------------------- */
 
 typedef struct mq_consumer_s mq_consumer_t;
@@ -119,6 +146,10 @@ typedef struct {
     int max_delayed;           /* of which waiting for a not_before time */
     int64_t revoke_timeout_ms; /* how long a revoke waits for in-flight work */
     int64_t poll_interval_ms;  /* poll timeout: bounds the latency of completions */
+    /* One message of a partition at a time, in offset order (for
+     * transactions: committing offset N+1 is then safe). A delayed message
+     * pauses its partition until it is due. */
+    bool ordered_partitions;
 
     /* On the poll thread, for every message: accept or skip, cheaply (headers
      * only). May set *not_before_ms (Unix ms) to delay an accepted message. */

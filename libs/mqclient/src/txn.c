@@ -1,0 +1,171 @@
+/* txn.c: transactional producer: a task's outputs and its input offset
+ * committed in one Kafka transaction. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "infra/log.h"
+#include "mqclient/mq.h"
+
+#define MQ_TXN_RETRIES 5 /* retriable errors of one transactional call */
+
+struct mq_txn_s {
+    rd_kafka_t *rk;
+    bool open;
+};
+
+/* Turn a transactional API error into our error, logging it. */
+static mq_err_t mq_txn_err(mq_txn_t *t, rd_kafka_error_t *e, const char *what, char *errstr,
+                           size_t errlen)
+{
+    mq_err_t err = rd_kafka_error_is_fatal(e) ? MQ_ERR_FATAL : MQ_ERR_KAFKA;
+    if (errstr)
+        snprintf(errstr, errlen, "%s: %s", what, rd_kafka_error_string(e));
+    log_warn("transaction %s: %s%s", what, rd_kafka_error_string(e),
+             err == MQ_ERR_FATAL ? " (fatal: the producer must be replaced)" : "");
+    if (err != MQ_ERR_FATAL && rd_kafka_error_txn_requires_abort(e))
+        mq_txn_abort(t, 30000);
+    rd_kafka_error_destroy(e);
+    return err;
+}
+
+mq_txn_t *mq_txn_new(rd_kafka_conf_t *conf, const char *transactional_id, int timeout_ms,
+                     char *err, size_t errlen)
+{
+    char rderr[256];
+    rd_kafka_error_t *e;
+    mq_txn_t *t = calloc(1, sizeof(*t));
+    if (!t) {
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    if (rd_kafka_conf_set(conf, "transactional.id", transactional_id, rderr, sizeof(rderr)) !=
+        RD_KAFKA_CONF_OK) {
+        snprintf(err, errlen, "transactional.id: %s", rderr);
+        free(t);
+        return NULL;
+    }
+    t->rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, rderr, sizeof(rderr));
+    if (!t->rk) {
+        snprintf(err, errlen, "cannot create the transactional producer: %s", rderr);
+        free(t);
+        return NULL;
+    }
+    e = rd_kafka_init_transactions(t->rk, timeout_ms);
+    if (e) {
+        snprintf(err, errlen, "init_transactions (%s): %s", transactional_id,
+                 rd_kafka_error_string(e));
+        rd_kafka_error_destroy(e);
+        rd_kafka_destroy(t->rk); /* conf went with it */
+        free(t);
+        return NULL;
+    }
+    return t;
+}
+
+void mq_txn_destroy(mq_txn_t **tp)
+{
+    mq_txn_t *t = tp ? *tp : NULL;
+    if (!t)
+        return;
+    if (t->open)
+        mq_txn_abort(t, 10000);
+    rd_kafka_destroy(t->rk);
+    free(t);
+    *tp = NULL;
+}
+
+mq_err_t mq_txn_begin(mq_txn_t *t, char *errstr, size_t errlen)
+{
+    rd_kafka_error_t *e = rd_kafka_begin_transaction(t->rk);
+    if (e)
+        return mq_txn_err(t, e, "begin", errstr, errlen);
+    t->open = true;
+    return MQ_OK;
+}
+
+mq_err_t mq_txn_produce(mq_txn_t *t, const char *topic, const void *key, size_t keylen,
+                        const void *value, size_t len, const mq_header_t *headers,
+                        size_t nheaders)
+{
+    rd_kafka_headers_t *hdrs = NULL;
+    rd_kafka_resp_err_t e;
+    if (!t->open || nheaders > MQ_MAX_HEADERS)
+        return MQ_ERR_INVALID;
+    for (int tries = 0;; tries++) {
+        if (nheaders) {
+            hdrs = rd_kafka_headers_new(nheaders);
+            for (size_t i = 0; i < nheaders; i++)
+                rd_kafka_header_add(hdrs, headers[i].name, -1, headers[i].value,
+                                    (ssize_t)headers[i].len);
+        }
+        e = rd_kafka_producev(t->rk, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_KEY(key, keylen),
+                              RD_KAFKA_V_VALUE((void *)value, len),
+                              RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_HEADERS(hdrs),
+                              RD_KAFKA_V_END);
+        if (e == RD_KAFKA_RESP_ERR_NO_ERROR)
+            return MQ_OK;
+        rd_kafka_headers_destroy(hdrs);
+        hdrs = NULL;
+        if (e != RD_KAFKA_RESP_ERR__QUEUE_FULL || tries >= 1000)
+            break;
+        rd_kafka_poll(t->rk, 10); /* let the queue drain */
+    }
+    if (e == RD_KAFKA_RESP_ERR__QUEUE_FULL)
+        return MQ_ERR_QUEUE_FULL;
+    log_warn("transactional produce to %s: %s", topic, rd_kafka_err2str(e));
+    return e == RD_KAFKA_RESP_ERR__FATAL ? MQ_ERR_FATAL : MQ_ERR_KAFKA;
+}
+
+mq_err_t mq_txn_commit(mq_txn_t *t, const rd_kafka_message_t *input, rd_kafka_t *consumer,
+                       int timeout_ms, char *errstr, size_t errlen)
+{
+    rd_kafka_error_t *e = NULL;
+    rd_kafka_consumer_group_metadata_t *meta;
+    rd_kafka_topic_partition_list_t *offsets;
+
+    if (!t->open)
+        return MQ_ERR_INVALID;
+    meta = rd_kafka_consumer_group_metadata(consumer);
+    offsets = rd_kafka_topic_partition_list_new(1);
+    rd_kafka_topic_partition_list_add(offsets, rd_kafka_topic_name(input->rkt), input->partition)
+        ->offset = input->offset + 1;
+    for (int i = 0; i < MQ_TXN_RETRIES; i++) {
+        e = rd_kafka_send_offsets_to_transaction(t->rk, offsets, meta, timeout_ms);
+        if (!e || !rd_kafka_error_is_retriable(e))
+            break;
+        rd_kafka_error_destroy(e);
+        e = NULL;
+    }
+    rd_kafka_topic_partition_list_destroy(offsets);
+    rd_kafka_consumer_group_metadata_destroy(meta);
+    if (e)
+        return mq_txn_err(t, e, "send_offsets", errstr, errlen);
+    for (int i = 0; i < MQ_TXN_RETRIES; i++) {
+        e = rd_kafka_commit_transaction(t->rk, timeout_ms);
+        if (!e || !rd_kafka_error_is_retriable(e))
+            break;
+        rd_kafka_error_destroy(e);
+        e = NULL;
+    }
+    if (e)
+        return mq_txn_err(t, e, "commit", errstr, errlen);
+    t->open = false;
+    return MQ_OK;
+}
+
+mq_err_t mq_txn_abort(mq_txn_t *t, int timeout_ms)
+{
+    rd_kafka_error_t *e;
+    if (!t->open)
+        return MQ_OK;
+    e = rd_kafka_abort_transaction(t->rk, timeout_ms);
+    t->open = false;
+    if (e) {
+        mq_err_t err = rd_kafka_error_is_fatal(e) ? MQ_ERR_FATAL : MQ_ERR_KAFKA;
+        log_warn("transaction abort: %s", rd_kafka_error_string(e));
+        rd_kafka_error_destroy(e);
+        return err;
+    }
+    return MQ_OK;
+}
