@@ -1,0 +1,576 @@
+#!/usr/bin/env bash
+# stack.sh — local service stack for im-task development and integration tests.
+#
+# Runs REAL services as plain processes on loopback (no docker):
+#   * Apache Kafka (single-node KRaft, broker+controller in one JVM), from jars
+#     fetched off Maven Central with scripts/kafka/pom.xml and cached outside
+#     the repository;
+#   * etcd (Debian's etcd-server).
+# and creates the Kafka topics im-task uses.
+#
+# Usage: scripts/stack.sh up|down|status|topics|env
+#   up      install what is missing, start both services (skips running ones),
+#           wait until they answer, create the topics
+#   down    stop the processes this stack started, remove the state directory
+#   status  print each service up/down; exit 1 if any is down
+#   topics  create missing topics (stack must be up) and list them
+#   env     print export lines:  eval "$(scripts/stack.sh env)"
+#
+# Environment (defaults in brackets):
+#   IMTASK_KAFKA_PORT [19092]  IMTASK_KAFKA_CONTROLLER_PORT [19093]
+#   IMTASK_ETCD_PORT [12379]   IMTASK_ETCD_PEER_PORT [12380]
+#   IMTASK_STACK_DIR [${TMPDIR:-/tmp}/imtask-stack]  data, logs, pid files
+#   IMTASK_CACHE [$HOME/.cache/imtask]               Kafka jars cache
+#   IMTASK_EXTRA_TOPICS ["name:partitions name:partitions"]
+#   IMTASK_STACK_TIMEOUT [90]  seconds each service gets to become ready
+#   IMTASK_KAFKA_HEAP_OPTS [-Xms256m -Xmx512m]
+set -euo pipefail
+
+# Topics the project uses, as name:partitions (replication factor is 1).
+IMTASK_TOPICS=(
+  im-task-topic:6
+  im-task-retry-topic:3
+  im-task-dlq-topic:3
+  im-audit-result-topic:3
+  im-task-outcome-topic:3
+  im-downstream-topic-gw-1:3
+  im-downstream-topic-gw-2:3
+  im-downstream-topic-gw-3:3
+  im-downstream-topic-gw-4:3
+)
+
+SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+KAFKA_POM="$SCRIPT_DIR/kafka/pom.xml"
+
+KAFKA_PORT=${IMTASK_KAFKA_PORT:-19092}
+KAFKA_CONTROLLER_PORT=${IMTASK_KAFKA_CONTROLLER_PORT:-19093}
+ETCD_PORT=${IMTASK_ETCD_PORT:-12379}
+ETCD_PEER_PORT=${IMTASK_ETCD_PEER_PORT:-12380}
+STACK_DIR=${IMTASK_STACK_DIR:-${TMPDIR:-/tmp}/imtask-stack}
+CACHE_DIR=${IMTASK_CACHE:-$HOME/.cache/imtask}
+TIMEOUT=${IMTASK_STACK_TIMEOUT:-90}
+KAFKA_HEAP_OPTS=${IMTASK_KAFKA_HEAP_OPTS:--Xms256m -Xmx512m}
+HOST=127.0.0.1
+
+KAFKA_VERSION=$(sed -n 's:.*<kafka.version>\(.*\)</kafka.version>.*:\1:p' "$KAFKA_POM")
+KAFKA_LIBS="$CACHE_DIR/kafka-$KAFKA_VERSION/libs"
+KAFKA_DIR="$STACK_DIR/kafka"
+ETCD_DIR="$STACK_DIR/etcd"
+KAFKA_BOOTSTRAP="$HOST:$KAFKA_PORT"
+ETCD_ENDPOINT="http://$HOST:$ETCD_PORT"
+# Short-lived tool JVMs: favour start-up time over throughput.
+TOOL_JVM_OPTS=(-Xmx256m -XX:+UseSerialGC -XX:TieredStopAtLevel=1 -Djava.awt.headless=true)
+
+log() { echo "stack: $*"; }
+err() { echo "stack: error: $*" >&2; }
+die() { err "$@"; exit 1; }
+now_ms() { date +%s%3N; }
+secs_since() { # start_ms -> "1.234s"
+  local d=$(($(now_ms) - $1))
+  printf '%d.%03ds' $((d / 1000)) $((d % 1000))
+}
+
+# ---------------------------------------------------------------- processes
+
+pid_of() { # service -> pid from its pid file, or nothing
+  local f="$STACK_DIR/$1.pid"
+  [[ -s $f ]] && tr -dc '0-9' <"$f"
+  return 0
+}
+
+cmdline_of() { # pid -> command line with spaces
+  { tr '\0' ' ' <"/proc/$1/cmdline"; } 2>/dev/null || true
+}
+
+# True when pid is alive and is this stack's process for the service (so a
+# stale pid file whose pid got reused never makes us signal a stranger).
+is_ours() { # service pid
+  local svc=$1 pid=$2 cmd
+  [[ -n $pid ]] && kill -0 "$pid" 2>/dev/null || return 1
+  cmd=$(cmdline_of "$pid")
+  case $svc in
+    kafka) [[ $cmd == *java*kafka.Kafka*" $KAFKA_DIR/server.properties"* ]] ;;
+    etcd) [[ $cmd == *etcd*"--data-dir=$ETCD_DIR/data"* ]] ;;
+    *) return 1 ;;
+  esac
+}
+
+running_pid() { # service -> pid if our process is running
+  local pid
+  pid=$(pid_of "$1")
+  if is_ours "$1" "$pid"; then echo "$pid"; fi
+}
+
+port_open() { # port
+  (exec 3<>"/dev/tcp/$HOST/$1") 2>/dev/null
+}
+
+require_free_port() { # port what
+  if port_open "$1"; then
+    die "$HOST:$1 ($2) is already in use by another process; pick another port with the IMTASK_*_PORT variables"
+  fi
+}
+
+show_log_tail() { # logfile
+  if [[ -f $1 ]]; then
+    echo "stack: ---- last 40 lines of $1 ----" >&2
+    tail -n 40 "$1" >&2
+    echo "stack: ----" >&2
+  fi
+}
+
+# wait_for service pid logfile start_ms description check-command...
+# Polls the check until it succeeds; fails (showing the log) when the process
+# dies or TIMEOUT seconds have passed since the service was started.
+wait_for() {
+  local svc=$1 pid=$2 logf=$3 deadline=$(($4 / 1000 + TIMEOUT)) what=$5
+  shift 5
+  while :; do
+    if ! kill -0 "$pid" 2>/dev/null; then
+      err "$svc (pid $pid) exited while waiting for $what"
+      show_log_tail "$logf"
+      exit 1
+    fi
+    if "$@"; then return 0; fi
+    if (($(date +%s) >= deadline)); then
+      err "$svc not ready after ${TIMEOUT}s ($what); it is still running: '$0 down' stops it"
+      show_log_tail "$logf"
+      exit 1
+    fi
+    sleep 0.2
+  done
+}
+
+# Starts a detached process (own session, so it outlives this shell and its
+# process group) and records its pid.
+spawn() { # service logfile command...
+  local svc=$1 logf=$2
+  shift 2
+  # 9>&- : the service must not inherit (and so hold forever) the stack lock.
+  setsid "$@" </dev/null >>"$logf" 2>&1 9>&- &
+  echo $! >"$STACK_DIR/$svc.pid"
+}
+
+stop_service() { # service
+  local svc=$1 pid i
+  pid=$(running_pid "$svc")
+  if [[ -z $pid ]]; then
+    if [[ -f $STACK_DIR/$svc.pid ]]; then log "$svc: not running (stale pid file)"; fi
+    rm -f "$STACK_DIR/$svc.pid"
+    return 0
+  fi
+  log "$svc: stopping pid $pid"
+  kill -TERM "$pid" 2>/dev/null || true
+  for ((i = 0; i < 100; i++)); do # ~20s
+    kill -0 "$pid" 2>/dev/null || break
+    sleep 0.2
+  done
+  if kill -0 "$pid" 2>/dev/null; then
+    log "$svc: still alive after 20s, sending KILL"
+    kill -KILL "$pid" 2>/dev/null || true
+    for ((i = 0; i < 25; i++)); do
+      kill -0 "$pid" 2>/dev/null || break
+      sleep 0.2
+    done
+    if kill -0 "$pid" 2>/dev/null; then die "$svc: pid $pid survived KILL"; fi
+  fi
+  rm -f "$STACK_DIR/$svc.pid"
+}
+
+# Safety net for down: processes whose command line names this stack's own
+# state directory (e.g. started by an 'up' whose pid file was lost).
+stray_pids() {
+  local p cmd
+  for p in /proc/[0-9]*; do
+    p=${p#/proc/}
+    [[ $p == "$$" ]] && continue
+    cmd=$(cmdline_of "$p")
+    if [[ $cmd == *java*kafka.Kafka*" $KAFKA_DIR/server.properties"* ||
+      $cmd == *etcd*"--data-dir=$ETCD_DIR/data"* ]]; then
+      echo "$p"
+    fi
+  done
+}
+
+# --------------------------------------------------------------- installing
+
+apt_install() { # packages...
+  local sudo=()
+  if ((EUID != 0)); then
+    command -v sudo >/dev/null || die "need root or sudo to apt-get install $*"
+    sudo=(sudo)
+  fi
+  log "installing $* (apt-get)"
+  "${sudo[@]}" apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq --no-install-recommends "$@" >/dev/null
+}
+
+ensure_commands() {
+  local pkgs=()
+  command -v java >/dev/null || pkgs+=(openjdk-17-jre-headless)
+  command -v etcd >/dev/null || pkgs+=(etcd-server)
+  command -v curl >/dev/null || pkgs+=(curl)
+  command -v setsid >/dev/null || pkgs+=(util-linux)
+  if [[ ! -f $KAFKA_LIBS/.complete ]] && ! command -v mvn >/dev/null; then
+    pkgs+=(maven)
+  fi
+  ((${#pkgs[@]} == 0)) || apt_install "${pkgs[@]}"
+}
+
+# Copies the Kafka jars into the cache once; a marker file makes a partial
+# download (interrupted mvn) count as missing.
+ensure_kafka_jars() {
+  if [[ -f $KAFKA_LIBS/.complete ]]; then
+    log "kafka $KAFKA_VERSION jars: cached in $KAFKA_LIBS"
+    return 0
+  fi
+  local t0 tmp
+  t0=$(now_ms)
+  tmp="$KAFKA_LIBS.tmp.$$"
+  log "kafka $KAFKA_VERSION jars: downloading with maven into $KAFKA_LIBS (about a minute)"
+  rm -rf "$tmp"
+  mkdir -p "$tmp"
+  if ! mvn -q -B -f "$KAFKA_POM" dependency:copy-dependencies \
+    -DincludeScope=runtime -DoutputDirectory="$tmp" >"$tmp.log" 2>&1; then
+    show_log_tail "$tmp.log"
+    rm -rf "$tmp" "$tmp.log"
+    die "maven could not fetch the Kafka jars"
+  fi
+  rm -f "$tmp.log"
+  touch "$tmp/.complete"
+  rm -rf "$KAFKA_LIBS"
+  mv "$tmp" "$KAFKA_LIBS"
+  log "kafka $KAFKA_VERSION jars: $(find "$KAFKA_LIBS" -name '*.jar' | wc -l) jars in $(secs_since "$t0")"
+}
+
+# -------------------------------------------------------------------- kafka
+
+kafka_tool() { # main-class args...  (quiet logging, short-lived JVM)
+  local main=$1
+  shift
+  java "${TOOL_JVM_OPTS[@]}" \
+    -Dlog4j.configuration="file:$KAFKA_DIR/tools-log4j.properties" \
+    -cp "$KAFKA_LIBS/*" "$main" "$@"
+}
+
+write_kafka_config() {
+  mkdir -p "$KAFKA_DIR/data"
+  cat >"$KAFKA_DIR/server.properties" <<EOF
+# generated by scripts/stack.sh — single-node KRaft, loopback only
+process.roles=broker,controller
+node.id=1
+controller.quorum.voters=1@$HOST:$KAFKA_CONTROLLER_PORT
+listeners=PLAINTEXT://$HOST:$KAFKA_PORT,CONTROLLER://$HOST:$KAFKA_CONTROLLER_PORT
+advertised.listeners=PLAINTEXT://$HOST:$KAFKA_PORT
+controller.listener.names=CONTROLLER
+inter.broker.listener.name=PLAINTEXT
+listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT
+log.dirs=$KAFKA_DIR/data
+num.partitions=3
+default.replication.factor=1
+min.insync.replicas=1
+auto.create.topics.enable=false
+offsets.topic.replication.factor=1
+offsets.topic.num.partitions=3
+transaction.state.log.replication.factor=1
+transaction.state.log.min.isr=1
+transaction.state.log.num.partitions=3
+group.initial.rebalance.delay.ms=0
+log.retention.hours=24
+log.segment.bytes=67108864
+EOF
+  cat >"$KAFKA_DIR/log4j.properties" <<'EOF'
+log4j.rootLogger=INFO, stdout
+log4j.appender.stdout=org.apache.log4j.ConsoleAppender
+log4j.appender.stdout.layout=org.apache.log4j.PatternLayout
+log4j.appender.stdout.layout.ConversionPattern=[%d] %p %m (%c)%n
+log4j.logger.kafka.request.logger=WARN
+log4j.logger.state.change.logger=WARN
+log4j.logger.org.apache.kafka.clients=WARN
+EOF
+  cat >"$KAFKA_DIR/tools-log4j.properties" <<'EOF'
+log4j.rootLogger=WARN, stderr
+log4j.appender.stderr=org.apache.log4j.ConsoleAppender
+log4j.appender.stderr.layout=org.apache.log4j.PatternLayout
+log4j.appender.stderr.layout.ConversionPattern=[%d] %p %m (%c)%n
+log4j.appender.stderr.Target=System.err
+log4j.logger.org.apache.kafka.clients.NetworkClient=ERROR
+EOF
+  cat >"$KAFKA_DIR/client.properties" <<'EOF'
+request.timeout.ms=5000
+default.api.timeout.ms=10000
+EOF
+}
+
+# A 22-character base64url id, like kafka-storage random-uuid (whose ids never
+# start with '-').
+new_cluster_id() {
+  local id
+  while :; do
+    id=$(head -c 16 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=\n')
+    [[ $id != -* ]] && break
+  done
+  echo "$id"
+}
+
+format_kafka_storage() {
+  if [[ -f $KAFKA_DIR/data/meta.properties ]]; then
+    log "kafka: storage already formatted"
+    return 0
+  fi
+  local id
+  id=$(new_cluster_id)
+  log "kafka: formatting storage (cluster id $id)"
+  kafka_tool kafka.tools.StorageTool format -t "$id" \
+    -c "$KAFKA_DIR/server.properties" >>"$KAFKA_DIR/format.log" 2>&1 ||
+    {
+      show_log_tail "$KAFKA_DIR/format.log"
+      die "kafka storage format failed"
+    }
+}
+
+kafka_list_topics() {
+  kafka_tool org.apache.kafka.tools.TopicCommand --bootstrap-server "$KAFKA_BOOTSTRAP" \
+    --command-config "$KAFKA_DIR/client.properties" --list
+}
+
+# Readiness probe; keeps the listing so create_topics need not list again.
+kafka_answers() {
+  port_open "$KAFKA_PORT" && KAFKA_LISTED_TOPICS=$(kafka_list_topics 2>/dev/null)
+}
+
+start_kafka() {
+  local pid t0
+  pid=$(running_pid kafka)
+  if [[ -n $pid ]]; then
+    log "kafka: already running (pid $pid) on $KAFKA_BOOTSTRAP"
+    return 0
+  fi
+  t0=$(now_ms)
+  write_kafka_config
+  format_kafka_storage
+  log "kafka: starting on $KAFKA_BOOTSTRAP (controller $HOST:$KAFKA_CONTROLLER_PORT)"
+  # shellcheck disable=SC2086 # heap options are a word list
+  spawn kafka "$KAFKA_DIR/kafka.log" java $KAFKA_HEAP_OPTS \
+    -server -XX:+UseG1GC -XX:MaxGCPauseMillis=20 -XX:InitiatingHeapOccupancyPercent=35 \
+    -XX:+ExplicitGCInvokesConcurrent -Djava.awt.headless=true \
+    -Dlog4j.configuration="file:$KAFKA_DIR/log4j.properties" \
+    -cp "$KAFKA_LIBS/*" kafka.Kafka "$KAFKA_DIR/server.properties"
+  KAFKA_STARTED_AT=$t0
+}
+
+wait_kafka() {
+  local pid
+  [[ -n ${KAFKA_STARTED_AT:-} ]] || return 0
+  pid=$(pid_of kafka)
+  wait_for kafka "$pid" "$KAFKA_DIR/kafka.log" "$KAFKA_STARTED_AT" \
+    "port $KAFKA_PORT" port_open "$KAFKA_PORT"
+  wait_for kafka "$pid" "$KAFKA_DIR/kafka.log" "$KAFKA_STARTED_AT" \
+    "a topic listing from $KAFKA_BOOTSTRAP" kafka_answers
+  is_ours kafka "$pid" || die "kafka: pid $pid is not the expected process"
+  log "kafka: ready (pid $pid) in $(secs_since "$KAFKA_STARTED_AT")"
+}
+
+# Fills WANTED_TOPICS with "name:partitions" (project list + extras).
+parse_topics() {
+  local t
+  WANTED_TOPICS=()
+  for t in "${IMTASK_TOPICS[@]}" ${IMTASK_EXTRA_TOPICS:-}; do
+    [[ $t =~ ^[A-Za-z0-9._-]+:[1-9][0-9]*$ ]] ||
+      die "bad topic spec '$t' in IMTASK_EXTRA_TOPICS (want name:partitions)"
+    WANTED_TOPICS+=("$t")
+  done
+}
+
+create_topics() {
+  local t0 existing spec name parts created=0 pids=() p
+  t0=$(now_ms)
+  if [[ -n ${KAFKA_LISTED_TOPICS+set} ]]; then
+    existing=$KAFKA_LISTED_TOPICS
+  else
+    existing=$(kafka_list_topics) || die "kafka: cannot list topics on $KAFKA_BOOTSTRAP"
+  fi
+  for spec in "${WANTED_TOPICS[@]}"; do
+    name=${spec%%:*}
+    parts=${spec##*:}
+    grep -qxF "$name" <<<"$existing" && continue
+    # Each TopicCommand is its own JVM: run two at a time.
+    kafka_tool org.apache.kafka.tools.TopicCommand --bootstrap-server "$KAFKA_BOOTSTRAP" \
+      --command-config "$KAFKA_DIR/client.properties" --create --if-not-exists \
+      --topic "$name" --partitions "$parts" --replication-factor 1 >/dev/null &
+    pids+=($!)
+    created=$((created + 1))
+    if ((${#pids[@]} >= 2)); then
+      wait "${pids[0]}" || die "kafka: creating a topic failed"
+      pids=("${pids[@]:1}")
+    fi
+  done
+  for p in "${pids[@]}"; do wait "$p" || die "kafka: creating a topic failed"; done
+  log "kafka: topics ready ($created created, ${#WANTED_TOPICS[@]} wanted) in $(secs_since "$t0")"
+}
+
+# --------------------------------------------------------------------- etcd
+
+etcd_healthy() {
+  curl -sf --max-time 2 "$ETCD_ENDPOINT/health" 2>/dev/null | grep -q '"health":[ ]*"\?true'
+}
+
+start_etcd() {
+  local pid t0 unset_env=() v
+  pid=$(running_pid etcd)
+  if [[ -n $pid ]]; then
+    log "etcd: already running (pid $pid) on $ETCD_ENDPOINT"
+    return 0
+  fi
+  t0=$(now_ms)
+  mkdir -p "$ETCD_DIR"
+  # ETCD_* variables in the caller's environment would clash with the flags.
+  for v in $(compgen -e | grep '^ETCD_' || true); do unset_env+=(-u "$v"); done
+  log "etcd: starting on $ETCD_ENDPOINT (peer $HOST:$ETCD_PEER_PORT)"
+  spawn etcd "$ETCD_DIR/etcd.log" env "${unset_env[@]}" etcd \
+    --name=imtask \
+    --data-dir="$ETCD_DIR/data" \
+    --listen-client-urls="$ETCD_ENDPOINT" \
+    --advertise-client-urls="$ETCD_ENDPOINT" \
+    --listen-peer-urls="http://$HOST:$ETCD_PEER_PORT" \
+    --initial-advertise-peer-urls="http://$HOST:$ETCD_PEER_PORT" \
+    --initial-cluster="imtask=http://$HOST:$ETCD_PEER_PORT" \
+    --initial-cluster-state=new \
+    --initial-cluster-token=imtask-stack \
+    --logger=zap --log-outputs=stderr
+  ETCD_STARTED_AT=$t0
+}
+
+wait_etcd() {
+  local pid
+  [[ -n ${ETCD_STARTED_AT:-} ]] || return 0
+  pid=$(pid_of etcd)
+  wait_for etcd "$pid" "$ETCD_DIR/etcd.log" "$ETCD_STARTED_AT" \
+    "$ETCD_ENDPOINT/health" etcd_healthy
+  is_ours etcd "$pid" || die "etcd: pid $pid is not the expected process"
+  log "etcd: ready (pid $pid) in $(secs_since "$ETCD_STARTED_AT")"
+}
+
+# ----------------------------------------------------------------- commands
+
+# Before starting anything: the ports of each service that is not running yet
+# must be free (a clash would otherwise surface as a start-up timeout).
+check_ports() {
+  if [[ -z $(running_pid kafka) ]]; then
+    require_free_port "$KAFKA_PORT" "kafka"
+    require_free_port "$KAFKA_CONTROLLER_PORT" "kafka controller"
+  fi
+  if [[ -z $(running_pid etcd) ]]; then
+    require_free_port "$ETCD_PORT" "etcd"
+    require_free_port "$ETCD_PEER_PORT" "etcd peer"
+  fi
+}
+
+# Serialises up/down runs on the same state directory.
+lock_stack() {
+  mkdir -p "$(dirname "$STACK_DIR")"
+  exec 9>"$STACK_DIR.lock"
+  command -v flock >/dev/null || return 0
+  flock -w "$TIMEOUT" 9 || die "another stack.sh holds $STACK_DIR.lock for over ${TIMEOUT}s"
+}
+
+cmd_up() {
+  local t0
+  t0=$(now_ms)
+  parse_topics
+  lock_stack
+  ensure_commands
+  ensure_kafka_jars
+  check_ports
+  mkdir -p "$STACK_DIR"
+  # Both start in the background; wait for each afterwards.
+  start_etcd
+  start_kafka
+  wait_etcd
+  wait_kafka
+  create_topics
+  log "up in $(secs_since "$t0"): kafka $KAFKA_BOOTSTRAP, etcd $ETCD_ENDPOINT (state in $STACK_DIR)"
+}
+
+cmd_down() {
+  local t0 p i left="" jobs_=()
+  t0=$(now_ms)
+  lock_stack
+  stop_service kafka &
+  jobs_+=($!)
+  stop_service etcd &
+  jobs_+=($!)
+  for p in "${jobs_[@]}"; do wait "$p" || die "could not stop the stack"; done
+  for p in $(stray_pids); do
+    log "stopping stray stack process $p: $(cmdline_of "$p" | cut -c1-120)"
+    kill -TERM "$p" 2>/dev/null || true
+  done
+  for ((i = 0; i < 100; i++)); do
+    left=$(stray_pids)
+    [[ -z $left ]] && break
+    sleep 0.2
+  done
+  if [[ -n $left ]]; then
+    log "sending KILL to $left"
+    # shellcheck disable=SC2086 # a list of pids
+    kill -KILL $left 2>/dev/null || true
+  fi
+  rm -rf "$STACK_DIR"
+  rm -f "$STACK_DIR.lock"
+  log "down in $(secs_since "$t0")"
+}
+
+cmd_status() {
+  local pid rc=0
+  pid=$(running_pid kafka)
+  if [[ -n $pid ]] && port_open "$KAFKA_PORT"; then
+    log "kafka up    pid $pid  $KAFKA_BOOTSTRAP (controller $HOST:$KAFKA_CONTROLLER_PORT)"
+  else
+    log "kafka down  ${pid:+pid $pid (not answering)  }$KAFKA_BOOTSTRAP"
+    rc=1
+  fi
+  pid=$(running_pid etcd)
+  if [[ -n $pid ]] && etcd_healthy; then
+    log "etcd  up    pid $pid  $ETCD_ENDPOINT"
+  else
+    log "etcd  down  ${pid:+pid $pid (not healthy)  }$ETCD_ENDPOINT"
+    rc=1
+  fi
+  return $rc
+}
+
+cmd_topics() {
+  parse_topics
+  [[ -n $(running_pid kafka) ]] || die "kafka is not running (run: $0 up)"
+  [[ -f $KAFKA_LIBS/.complete ]] || die "kafka jars missing in $KAFKA_LIBS"
+  create_topics
+  kafka_tool org.apache.kafka.tools.TopicCommand --bootstrap-server "$KAFKA_BOOTSTRAP" \
+    --command-config "$KAFKA_DIR/client.properties" --describe --exclude-internal |
+    awk '$5 == "PartitionCount:" { printf "stack:   %-28s partitions=%s\n", $2, $6 }'
+}
+
+cmd_env() {
+  echo "export IMTASK_KAFKA_BROKERS=$KAFKA_BOOTSTRAP"
+  echo "export IMTASK_ETCD_ENDPOINTS=$ETCD_ENDPOINT"
+}
+
+usage() {
+  sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed '$d; s/^# \{0,1\}//'
+}
+
+main() {
+  case ${1:-} in
+    up) cmd_up ;;
+    down) cmd_down ;;
+    status) cmd_status ;;
+    topics) cmd_topics ;;
+    env) cmd_env ;;
+    -h | --help | help) usage ;;
+    *)
+      usage >&2
+      exit 2
+      ;;
+  esac
+}
+
+main "$@"
