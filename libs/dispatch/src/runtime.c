@@ -424,6 +424,13 @@ static int dispatch_write_until_done(dispatch_t *d, mq_msg_t *msg, const char *t
                                        DISPATCH_PRODUCE_TIMEOUT_MS, errstr, sizeof(errstr));
         if (err == MQ_OK)
             return 0;
+        if (mq_msg_revoked(msg)) {
+            log_warn("writing to %s failed (%s) and the partition was revoked: the next owner "
+                     "consumes the input again",
+                     topic, errstr);
+            mq_msg_abandon(msg);
+            return -1;
+        }
         if (mq_consumer_cancelled(d->consumer)) {
             log_error("writing to %s failed (%s) and the grace is over: the input stays "
                       "uncommitted and will be consumed again",
@@ -522,15 +529,15 @@ static int dispatch_write_record(dispatch_t *d, mq_msg_t *msg, const char *topic
             dispatch_txn_commit(d, txn, msg, errstr, sizeof(errstr)) == MQ_OK)
             return 0;
         mq_txn_abort(txn, DISPATCH_PRODUCE_TIMEOUT_MS);
-        if (mq_consumer_cancelled(d->consumer))
+        if (mq_consumer_cancelled(d->consumer) || mq_msg_revoked(msg))
             break;
         int64_t wait = dispatch_backoff_ms(500, 10000, n);
         log_warn("writing to %s in a transaction failed (%s); trying again in %lld ms", topic,
                  errstr, (long long)wait);
         dispatch_sleep(d, wait);
     }
-    log_error("writing to %s failed and the grace is over: the input stays uncommitted and will "
-              "be consumed again",
+    log_error("writing to %s failed and the grace is over or the partition was revoked: the "
+              "input stays uncommitted and will be consumed again",
               topic);
     mq_msg_abandon(msg);
     return -1;
@@ -769,6 +776,12 @@ static void dispatch_handle(void *opaque, mq_msg_t *msg)
             &seed);
         if (r.retry_after_ms > local_wait)
             local_wait = r.retry_after_ms;
+        if (mq_msg_revoked(msg)) {
+            log_info("task failed (%s) and its partition was revoked: the next owner takes it",
+                     r.reason);
+            mq_msg_abandon(msg);
+            break;
+        }
         if ((int64_t)t.local_attempt + 1 < rp->local_attempts &&
             local_wait <= rp->local_backoff_max_ms && !app_stopping(d->app)) {
             metrics_counter_add(t.proc->retried_local, 1);

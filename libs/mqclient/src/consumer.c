@@ -27,6 +27,7 @@ typedef struct mq_part_s {
     int running;       /* dispatched in this generation, not completed */
     int delayed;       /* in the delay heap, this generation */
     bool blocked;      /* ordered mode: a delayed message holds the partition */
+    bool dirty;        /* finished offsets not yet stored */
     int64_t stored;    /* last offset stored, -1 none */
     metrics_series_t *lag;
 } mq_part_t;
@@ -243,6 +244,11 @@ void mq_msg_abandon(mq_msg_t *msg)
     atomic_store(&msg->abandoned, true);
 }
 
+bool mq_msg_revoked(const mq_msg_t *msg)
+{
+    return atomic_load(&msg->part->gen) != msg->gen;
+}
+
 const rd_kafka_message_t *mq_msg_kafka(const mq_msg_t *msg)
 {
     return msg->rkm;
@@ -378,9 +384,16 @@ static void mq_drain_done(mq_consumer_t *c)
                           "until it is consumed again",
                           p->topic, (int)p->partition, (long long)m->rkm->offset);
             else if (mq_offsets_done(p->offsets, m->rkm->offset) == 0)
-                mq_store(c, p);
+                p->dirty = true;
         }
         mq_msg_free(m);
+    }
+    /* one store per partition and drain, not one per message */
+    for (size_t i = 0; i < c->nparts; i++) {
+        mq_part_t *p = c->parts[i];
+        if (p->dirty && p->assigned)
+            mq_store(c, p);
+        p->dirty = false;
     }
 }
 

@@ -197,6 +197,10 @@ void mq_msg_release(mq_msg_t *msg);
  * committed by this member; it is consumed again after a rebalance or
  * restart. Nothing is dropped. */
 void mq_msg_abandon(mq_msg_t *msg);
+/* True when the message's partition was revoked or lost since it was
+ * handed out: its result no longer counts (the next owner consumes it again),
+ * so a handler may stop retrying. Any thread. */
+bool mq_msg_revoked(const mq_msg_t *msg);
 /* The handler's per-message slot (e.g. the decoded task); not touched by mq. */
 void mq_msg_set_user(mq_msg_t *msg, void *user);
 void *mq_msg_user(const mq_msg_t *msg);
