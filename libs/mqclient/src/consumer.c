@@ -600,7 +600,7 @@ static void mq_take(mq_consumer_t *c, rd_kafka_message_t *rkm)
             log_error("offset tracker refused skipped %s[%d]@%lld", p->topic, (int)p->partition,
                       (long long)rkm->offset);
         mq_held_track(c, p, before);
-        mq_store(c, p);
+        p->dirty = true; /* stored with the next drain */
         rd_kafka_message_destroy(rkm);
         return;
     }
