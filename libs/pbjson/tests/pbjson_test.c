@@ -4,7 +4,8 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
-#include <cmocka.h>
+
+#include <cmocka.h> /* after the headers it needs */
 
 #include <cjson/cJSON.h>
 #include <math.h>
@@ -34,8 +35,7 @@ static ProtobufCMessage *must_parse(const ProtobufCMessageDescriptor *d, const c
 
 /* Parse JSON that must be refused with e and a message containing each of
  * the NULL-terminated needles. */
-static void must_fail(const ProtobufCMessageDescriptor *d, const char *json, pbjson_err_t want,
-                      ...)
+static void must_fail(const ProtobufCMessageDescriptor *d, const char *json, pbjson_err_t want, ...)
 {
     char err[PBJSON_ERR_MAX];
     ProtobufCMessage *m = NULL;
@@ -126,16 +126,16 @@ static void test_task_round_trip(void **state)
     uint8_t *packed = NULL;
     size_t plen = 0;
     char err[PBJSON_ERR_MAX], *back = NULL;
-    assert_int_equal(pbjson_json_to_packed(task_desc, task_json, strlen(task_json), &packed,
-                                           &plen, err, sizeof(err)),
+    assert_int_equal(pbjson_json_to_packed(task_desc, task_json, strlen(task_json), &packed, &plen,
+                                           err, sizeof(err)),
                      PBJSON_OK);
     size_t l1;
     uint8_t *b1 = pack(m, &l1);
     assert_int_equal(plen, l1);
     assert_memory_equal(packed, b1, l1);
-    assert_int_equal(pbjson_packed_to_json(task_desc, packed, plen, PBJSON_PRETTY, &back, err,
-                                           sizeof(err)),
-                     PBJSON_OK);
+    assert_int_equal(
+        pbjson_packed_to_json(task_desc, packed, plen, PBJSON_PRETTY, &back, err, sizeof(err)),
+        PBJSON_OK);
     assert_non_null(strstr(back, "\"attempt\":\t3"));
     free(back);
     free(b1);
@@ -389,15 +389,15 @@ static void test_all_kinds(void **state)
 static void test_all_errors(void **state)
 {
     (void)state;
-    must_fail(all_desc, "{\"inner\":{\"nope\":1}}", PBJSON_ERR_UNKNOWN_FIELD, "$.inner:",
-              "unknown field \"nope\" in message imtask.pbjsontest.Inner", NULL);
-    must_fail(all_desc, "{\"items\":[{},{\"count\":\"ten\"}]}", PBJSON_ERR_TYPE,
-              "$.items[1].count", "imtask.pbjsontest.Inner.count", NULL);
+    must_fail(all_desc, "{\"inner\":{\"nope\":1}}", PBJSON_ERR_UNKNOWN_FIELD,
+              "$.inner:", "unknown field \"nope\" in message imtask.pbjsontest.Inner", NULL);
+    must_fail(all_desc, "{\"items\":[{},{\"count\":\"ten\"}]}", PBJSON_ERR_TYPE, "$.items[1].count",
+              "imtask.pbjsontest.Inner.count", NULL);
     must_fail(all_desc, "{\"tags\":\"a\"}", PBJSON_ERR_TYPE, "repeated string",
               "expected a JSON array", NULL);
     must_fail(all_desc, "{\"tags\":[\"a\",null]}", PBJSON_ERR_TYPE, "$.tags[1]", "null", NULL);
-    must_fail(all_desc, "{\"color\":\"COLOR_GREEN\"}", PBJSON_ERR_TYPE,
-              "imtask.pbjsontest.Color", "not a value of this enum", NULL);
+    must_fail(all_desc, "{\"color\":\"COLOR_GREEN\"}", PBJSON_ERR_TYPE, "imtask.pbjsontest.Color",
+              "not a value of this enum", NULL);
     must_fail(all_desc, "{\"color\":1.5}", PBJSON_ERR_TYPE, "fractional", NULL);
     must_fail(all_desc, "{\"i32\":2147483648}", PBJSON_ERR_TYPE, "out of range", NULL);
     must_fail(all_desc, "{\"fl\":1e39}", PBJSON_ERR_TYPE, "range of a float", NULL);
@@ -407,11 +407,10 @@ static void test_all_errors(void **state)
               "expected a JSON object", NULL);
     must_fail(all_desc, "{\"by_id\":{\"x\":{}}}", PBJSON_ERR_TYPE, "$.by_id[\"x\"]",
               "not a decimal integer", NULL);
-    must_fail(all_desc, "{\"by_id\":[]}", PBJSON_ERR_TYPE, "(map)", "expected a JSON object",
-              NULL);
+    must_fail(all_desc, "{\"by_id\":[]}", PBJSON_ERR_TYPE, "(map)", "expected a JSON object", NULL);
     must_fail(all_desc, "{\"counts\":{\"a\":null}}", PBJSON_ERR_TYPE, "may not be null", NULL);
-    must_fail(all_desc, "{\"choice_text\":\"a\",\"choice_inner\":{}}", PBJSON_ERR_TYPE,
-              "one oneof", "choice_text", "choice_inner", NULL);
+    must_fail(all_desc, "{\"choice_text\":\"a\",\"choice_inner\":{}}", PBJSON_ERR_TYPE, "one oneof",
+              "choice_text", "choice_inner", NULL);
     must_fail(all_desc, "{\"u64\":\"-1\"}", PBJSON_ERR_TYPE, "negative", NULL);
     must_fail(all_desc, "{\"u64\":\" 1\"}", PBJSON_ERR_TYPE, "not a decimal", NULL);
 }

@@ -55,7 +55,7 @@ typedef enum {
     PBJSON_ERR_DEPTH = 6,         /* messages nested deeper than PBJSON_MAX_DEPTH */
     PBJSON_ERR_UNSUPPORTED = 7,   /* a field kind this library does not map */
     PBJSON_ERR_NOMEM = 8,
-    PBJSON_ERR_DECODE = 9,        /* protobuf bytes that do not unpack */
+    PBJSON_ERR_DECODE = 9, /* protobuf bytes that do not unpack */
 } pbjson_err_t;
 
 /* Flags of pbjson_from_message. */
