@@ -2,6 +2,7 @@
  * im-logic does and produce them to the task topic, one or many. */
 #include <inttypes.h>
 #include <stdbool.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -133,11 +134,24 @@ static int ctl_enqueue_check(const ctl_enqueue_opts_t *o, const char **type, cha
         return ctl_usage_error(&ctl_enqueue_cmd, "--type is required (one of fanout, push, "
                                                  "content_audit (or audit), archive, report)");
     *type = task_type_canonical(o->type);
-    if (!*type)
-        return ctl_usage_error(&ctl_enqueue_cmd,
-                               "--type: unknown task type \"%s\", expected one of fanout, push, "
-                               "content_audit (or audit), archive, report",
-                               o->type);
+    if (!*type) {
+        /* A type outside the seed's (a test processor's, a new processor's
+         * before this tool knows it) is accepted when it is a valid name. */
+        bool valid = o->type[0] != '\0' && strlen(o->type) < TASK_TYPE_MAX;
+        for (const char *c = o->type; *c && valid; c++)
+            valid = (*c >= 'a' && *c <= 'z') || (*c >= '0' && *c <= '9') || *c == '_';
+        if (!valid)
+            return ctl_usage_error(&ctl_enqueue_cmd,
+                                   "--type: \"%s\" is not a task type: expected one of fanout, "
+                                   "push, content_audit (or audit), archive, report, or another "
+                                   "[a-z0-9_]+ name",
+                                   o->type);
+        fprintf(stderr,
+                "imtask-ctl: note: \"%s\" is not one of the seed's task types; only a binary "
+                "that registers it will process it\n",
+                o->type);
+        *type = o->type;
+    }
     if (o->id) {
         size_t n = strlen(o->id);
         if (n == 0 || n >= TASK_ID_MAX - CTL_ENQUEUE_SUFFIX_MAX)

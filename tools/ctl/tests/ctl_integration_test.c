@@ -414,8 +414,8 @@ static void test_enqueue(void **state)
     /* refused before anything is produced */
     assert_int_equal(run_ctl(true, "enqueue --type fanout --payload-json '{}'"), 2);
     expect_out("no payload message is registered for task type \"fanout\"");
-    assert_int_equal(run_ctl(true, "enqueue --type bogus --payload-text x"), 2);
-    expect_out("unknown task type \"bogus\"");
+    assert_int_equal(run_ctl(true, "enqueue --type Bogus-Type --payload-text x"), 2);
+    expect_out("\"Bogus-Type\" is not a task type");
     assert_int_equal(run_ctl(true, "enqueue --type push"), 2);
     expect_out("exactly one of --payload-json");
     assert_int_equal(run_ctl(true, "enqueue --type push --trace 00-xyz --payload-text x"), 2);
