@@ -94,7 +94,7 @@ static const cfg_field_t dispatch_retry_fields[] = {
 /* ---- state ------------------------------------------------------------ */
 
 typedef struct {
-    const char *type; /* canonical */
+    char type[TASK_TYPE_MAX]; /* canonical; a copy, the caller's string may go */
     const dispatch_ops_t *ops;
     void *state;
     bool started;
@@ -211,7 +211,9 @@ int dispatch_register(dispatch_t *d, const char *task_type, const dispatch_ops_t
         log_error("register %s: more than %d processors", type, DISPATCH_MAX_PROCESSORS);
         return -1;
     }
-    d->procs[d->nprocs++] = (dispatch_proc_t){.type = type, .ops = ops};
+    d->procs[d->nprocs] = (dispatch_proc_t){.ops = ops};
+    snprintf(d->procs[d->nprocs].type, TASK_TYPE_MAX, "%s", type);
+    d->nprocs++;
     return 0;
 }
 
@@ -1015,17 +1017,49 @@ out:
     return status;
 }
 
+dispatch_t *dispatch_new(const char *name)
+{
+    dispatch_t *d = calloc(1, sizeof(*d));
+    if (!d)
+        return NULL;
+    d->name = name;
+    pthread_mutex_init(&d->txn_lock, NULL);
+    return d;
+}
+
+void dispatch_destroy(dispatch_t **dp)
+{
+    dispatch_t *d = dp ? *dp : NULL;
+    if (!d)
+        return;
+    for (size_t i = 0; i < d->nprocs; i++) {
+        if (d->procs[i].state && d->procs[i].ops->destroy)
+            d->procs[i].ops->destroy(d->procs[i].state);
+    }
+    pthread_mutex_destroy(&d->txn_lock);
+    free(d);
+    *dp = NULL;
+}
+
+const dispatch_ops_t *dispatch_lookup(dispatch_t *d, const char *task_type)
+{
+    const char *canon = task_type_canonical(task_type);
+    dispatch_proc_t *p = dispatch_find(d, canon ? canon : task_type);
+    return p ? p->ops : NULL;
+}
+
 int dispatch_main(int argc, char **argv, const char *name, const char *summary,
                   int (*register_fn)(dispatch_t *d))
 {
-    dispatch_t d;
+    dispatch_t *d;
     int status;
-    memset(&d, 0, sizeof(d));
-    d.name = name;
-    pthread_mutex_init(&d.txn_lock, NULL);
     log_setup(name, LOG_LEVEL_INFO);
-    if (register_fn(&d) != 0 || d.nprocs == 0) {
+    d = dispatch_new(name);
+    if (!d)
+        return 1;
+    if (register_fn(d) != 0 || d->nprocs == 0) {
         log_error("imtask-%s: registering processors failed", name);
+        dispatch_destroy(&d);
         return 2;
     }
     app_spec_t spec = {
@@ -1033,14 +1067,9 @@ int dispatch_main(int argc, char **argv, const char *name, const char *summary,
         .summary = summary,
         .configure = dispatch_configure,
         .run = dispatch_run,
-        .opaque = &d,
+        .opaque = d,
     };
     status = app_main(argc, argv, &spec);
-    /* --check-config and config errors never reached run(): free what
-     * configure() made */
-    for (size_t i = 0; i < d.nprocs; i++) {
-        if (d.procs[i].state && d.procs[i].ops->destroy)
-            d.procs[i].ops->destroy(d.procs[i].state);
-    }
+    dispatch_destroy(&d); /* run() destroyed the states it used; this frees the rest */
     return status;
 }

@@ -110,6 +110,13 @@ typedef struct {
 
 typedef struct dispatch_s dispatch_t;
 
+/* A dispatcher for the binary `name` (its consumer group is im-task-<name>).
+ * dispatch_main makes one; tests may too. */
+dispatch_t *dispatch_new(const char *name);
+void dispatch_destroy(dispatch_t **dp); /* destroys processor states; NULL no-op */
+/* The ops registered for a task type or its alias, or NULL. */
+const dispatch_ops_t *dispatch_lookup(dispatch_t *d, const char *task_type);
+
 /* Register ops for task_type (an alias is stored under its canonical name).
  * Returns 0, or -1 with a log line: wrong api_version, no process, a type
  * registered twice, or too many processors. ops must outlive the dispatcher. */
