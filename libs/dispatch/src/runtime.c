@@ -383,9 +383,9 @@ static size_t dispatch_copy_headers(const rd_kafka_message_t *m, const char *con
     if (rd_kafka_message_headers(m, &hdrs) != RD_KAFKA_RESP_ERR_NO_ERROR)
         return 0;
     for (size_t i = 0; n < max && rd_kafka_header_get_all(hdrs, i, &name, &val, &size) == 0; i++) {
-        bool skip = false;
+        bool skip = strncmp(name, "dlq_", 4) == 0; /* never two sets of DLQ headers */
         for (const char *const *d = drop; *d && !skip; d++)
-            skip = strcmp(name, *d) == 0 || strncmp(name, "dlq_", 4) == 0;
+            skip = strcmp(name, *d) == 0;
         if (!skip)
             out[n++] = (mq_header_t){name, val, size};
     }
@@ -615,15 +615,8 @@ static void dispatch_republish(dispatch_t *d, mq_msg_t *msg, dispatch_task_t *t,
     char myts[DISPATCH_NUM_MAX], nowtxt[DISPATCH_NUM_MAX];
     rd_kafka_timestamp_type_t tstype;
     int64_t now = clock_wall_ms();
-    task_t next = t->task;
-    uint8_t *buf;
-    size_t blen, n = dispatch_copy_headers(m, drop, h, MQ_MAX_HEADERS - 8);
-
-    next.attempt = t->task.attempt + 1;
-    if (task_encode(&next, &buf, &blen)) {
-        mq_msg_abandon(msg);
-        return;
-    }
+    uint32_t next_attempt = t->task.attempt + 1;
+    size_t n = dispatch_copy_headers(m, drop, h, MQ_MAX_HEADERS - 8);
     snprintf(mypart, sizeof(mypart), "%d", (int)m->partition);
     snprintf(myoff, sizeof(myoff), "%lld", (long long)m->offset);
     snprintf(myts, sizeof(myts), "%lld", (long long)rd_kafka_message_timestamp(m, &tstype));
@@ -634,7 +627,7 @@ static void dispatch_republish(dispatch_t *d, mq_msg_t *msg, dispatch_task_t *t,
     dispatch_origin(m, HDR_ORIGIN_TIMESTAMP, ots, sizeof(ots), myts);
     dispatch_origin(m, HDR_FIRST_FAILURE, ffirst, sizeof(ffirst), nowtxt);
 
-    h[n++] = dispatch_hdr_num(HDR_ATTEMPT, &att, next.attempt);
+    h[n++] = dispatch_hdr_num(HDR_ATTEMPT, &att, next_attempt);
     h[n++] = dispatch_hdr_num(HDR_RETRY_DUE, &due, now + delay_ms);
     h[n++] = dispatch_hdr_str(HDR_LAST_ERROR, reason);
     h[n++] = dispatch_hdr_str(HDR_ORIGIN_TOPIC, otopic);
@@ -643,13 +636,14 @@ static void dispatch_republish(dispatch_t *d, mq_msg_t *msg, dispatch_task_t *t,
     h[n++] = dispatch_hdr_num(HDR_ORIGIN_TIMESTAMP, &ts, strtoll(ots, NULL, 10));
     h[n++] = dispatch_hdr_num(HDR_FIRST_FAILURE, &first, strtoll(ffirst, NULL, 10));
 
-    log_warn("task failed (%s): retry %u of %lld in %lld ms through %s", reason, next.attempt,
+    log_warn("task failed (%s): retry %u of %lld in %lld ms through %s", reason, next_attempt,
              (long long)t->proc->retry.max_attempts - 1, (long long)delay_ms,
              d->conf.retry_topic);
-    if (dispatch_write_record(d, msg, d->conf.retry_topic, m->key, m->key_len, buf, blen, h, n) ==
-        0)
+    /* the value stays the original bytes: the attempt count travels in a
+     * header, so a dead-letter record holds exactly what was produced */
+    if (dispatch_write_record(d, msg, d->conf.retry_topic, m->key, m->key_len, m->payload, m->len,
+                              h, n) == 0)
         metrics_counter_add(t->proc->retried_topic, 1);
-    free(buf);
 }
 
 /* ---- the two consumer callbacks ----------------------------------------- */
@@ -710,6 +704,14 @@ static void dispatch_handle(void *opaque, mq_msg_t *msg)
         return;
     }
     log_ctx_set(t.task.task_id, t.task.trace_id);
+    {
+        char att[DISPATCH_NUM_MAX];
+        if (mq_header_get(m, HDR_ATTEMPT, att, sizeof(att)) > 0) {
+            long long a = strtoll(att, NULL, 10);
+            if (a > (long long)t.task.attempt && a < 1000000)
+                t.task.attempt = (uint32_t)a; /* deliveries through the retry topic */
+        }
+    }
     const char *envtype = task_type_canonical(t.task.task_type);
     if (!envtype)
         envtype = t.task.task_type;
@@ -778,9 +780,10 @@ static void dispatch_handle(void *opaque, mq_msg_t *msg)
             &seed);
         if (r.retry_after_ms > local_wait)
             local_wait = r.retry_after_ms;
-        if (mq_msg_revoked(msg)) {
-            log_info("task failed (%s) and its partition was revoked: the next owner takes it",
-                     r.reason);
+        if (mq_msg_revoked(msg) || mq_consumer_cancelled(d->consumer)) {
+            log_info("task failed (%s) while %s: it stays uncommitted and is consumed again",
+                     r.reason,
+                     mq_msg_revoked(msg) ? "its partition was revoked" : "shutting down");
             mq_msg_abandon(msg);
             break;
         }
