@@ -404,6 +404,7 @@ typedef struct {
     const char *grace; /* NULL: 30s */
     const char *unknown_tasks;
     const char *retry_yaml; /* lines of the retry: section, or NULL */
+    bool exactly_once;      /* TESTPROC_EXACTLY_ONCE=1: transactional mode */
 } child_conf_t;
 
 typedef struct {
@@ -628,11 +629,13 @@ static child_t *child_start(case_t *c, const char *name, const child_conf_t *cc)
             "http:\n  listen: 127.0.0.1:0\n"
             "kafka:\n  brokers: %s\n  session.timeout.ms: 6000\n  heartbeat.interval.ms: 200\n"
             "  auto.commit.interval.ms: 200\n"
+            "%s" /* a killed child's open transaction expires in 10 s */
             "%s%s%s"
             "shutdown:\n  grace: %s\n"
             "consumer:\n  group_id: %s\n  topic: %s\n  retry_topic: %s\n  dlq_topic: %s\n"
             "  workers: %d\n  unknown_tasks: %s\n",
-            g_kafka_debug ? "debug" : "info", g_brokers, g_kafka_debug ? "  debug: " : "", g_kafka_debug ? g_kafka_debug : "",
+            g_kafka_debug ? "debug" : "info", g_brokers,
+            cc->exactly_once ? "  transaction.timeout.ms: 10000\n" : "", g_kafka_debug ? "  debug: " : "", g_kafka_debug ? g_kafka_debug : "",
             g_kafka_debug ? "\n" : "", cc->grace ? cc->grace : "30s", c->group, c->topics[T_TASK],
             c->topics[T_RETRY], c->topics[T_DLQ], cc->workers ? cc->workers : 8,
             cc->unknown_tasks ? cc->unknown_tasks : "skip");
@@ -645,7 +648,17 @@ static child_t *child_start(case_t *c, const char *name, const child_conf_t *cc)
     fprintf(f, "testproc:\n  record_file: %s\n", ch->record);
     CHECK(fclose(f) == 0, "%s: %s", ch->cfg, strerror(errno));
 
+
     char *argv[] = {g_testproc, (char *)"--config", ch->cfg, NULL};
+    char **envp = g_child_env;
+    if (cc->exactly_once) { /* built before fork: the child only execs */
+        size_t n = 0;
+        while (g_child_env[n])
+            n++;
+        envp = xcalloc(n + 2, sizeof(char *));
+        memcpy(envp, g_child_env, n * sizeof(char *));
+        envp[n] = (char *)"TESTPROC_EXACTLY_ONCE=1"; /* envp is owned by the case */
+    }
     pid_t parent = getpid();
     pid_t pid = fork();
     CHECK(pid >= 0, "fork: %s", strerror(errno));
@@ -669,7 +682,7 @@ static child_t *child_start(case_t *c, const char *name, const child_conf_t *cc)
         prctl(PR_SET_PDEATHSIG, SIGKILL);
         if (getppid() != parent)
             _exit(126);
-        execve(g_testproc, argv, g_child_env);
+        execve(g_testproc, argv, envp);
         if (write(2, msg, sizeof(msg) - 1) < 0)
             _exit(126);
         _exit(127);
@@ -1776,6 +1789,125 @@ static void test_outputs(void **state)
     c->passed = true;
 }
 
+/* ---- case 7: exactly once across kill -9 --------------------------------- */
+
+#define C7_N 600
+#define C7_OUTS 5
+
+/* Every committed record of topic (isolation.level=read_committed), read
+ * until each partition reports its end. */
+static kmsg_t *topic_read_committed(const char *topic, int nparts, int *count)
+{
+    char group[NAME_MAX_LEN + 32];
+    snprintf(group, sizeof(group), "%s-rc-%lld", topic, (long long)mono_ms());
+    const char *kv[] = {"group.id", group, "enable.auto.commit", "false",
+                        "isolation.level", "read_committed", "enable.partition.eof", "true",
+                        NULL};
+    rd_kafka_t *rk = kafka_new(RD_KAFKA_CONSUMER, kv, NULL);
+    rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(nparts);
+    int n = 0, cap = 1024, eofs = 0;
+    bool eof[16] = {false};
+    kmsg_t *ms = calloc((size_t)cap, sizeof(*ms));
+    assert_non_null(ms);
+    owned_t *o = own(ms, kmsgs_free, 0);
+    assert_true(nparts <= 16);
+    rd_kafka_poll_set_consumer(rk);
+    for (int p = 0; p < nparts; p++)
+        rd_kafka_topic_partition_list_add(l, topic, p)->offset = RD_KAFKA_OFFSET_BEGINNING;
+    CHECK(rd_kafka_assign(rk, l) == RD_KAFKA_RESP_ERR_NO_ERROR, "assign %s", topic);
+    rd_kafka_topic_partition_list_destroy(l);
+    int64_t until = mono_ms() + 120000; /* an open transaction of the killed child may hold
+                                           the stable offset back until it times out */
+    while (eofs < nparts) {
+        CHECK(mono_ms() < until, "reading %s (read_committed): %d records, %d of %d partitions "
+                                 "at their end after 120 s",
+              topic, n, eofs, nparts);
+        rd_kafka_message_t *m = rd_kafka_consumer_poll(rk, 500);
+        if (!m)
+            continue;
+        if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) {
+            if (m->partition >= 0 && m->partition < nparts && !eof[m->partition]) {
+                eof[m->partition] = true;
+                eofs++;
+            }
+        } else if (!m->err) {
+            if (n == cap) {
+                cap *= 2;
+                kmsg_t *grown = realloc(ms, (size_t)cap * sizeof(*ms));
+                assert_non_null(grown);
+                ms = grown;
+                o->p = ms;
+            }
+            memset(&ms[n], 0, sizeof(ms[n]));
+            ms[n].value = (uint8_t *)memdup0(m->payload, m->len);
+            ms[n].len = m->len;
+            ms[n].key = memdup0(m->key, m->key_len);
+            ms[n].keylen = m->key_len;
+            n++;
+            o->n = n;
+        }
+        rd_kafka_message_destroy(m);
+    }
+    rd_kafka_consumer_close(rk);
+    rd_kafka_destroy(rk);
+    *count = n;
+    return ms;
+}
+
+static void test_exactly_once(void **state)
+{
+    case_t *c = &g_case;
+    tally_t t;
+    char payload[NAME_MAX_LEN + 48], sbuf[64];
+    int nout = 0;
+    (void)state;
+    case_open(c, "c7", "eos", 2, 3, true);
+    snprintf(payload, sizeof(payload), "outs:%d:%.*s", C7_OUTS, NAME_MAX_LEN + 16,
+             c->topics[T_OUT]);
+    produce_simple(c, C7_N, payload, 0);
+    tally_init(&t, C7_N);
+    child_conf_t cc = {.workers = 4, .exactly_once = true};
+    child_t *a = child_start(c, "c7-a", &cc);
+    const child_t *only_a[] = {a};
+    wait_tally(c, &t, only_a, 1, false, C7_N / 4, 120, "done before kill -9");
+    int st = child_stop(c, a, SIGKILL);
+    CHECK(WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL, "child a: %s, want killed by SIGKILL",
+          status_str(st, sbuf, sizeof(sbuf)));
+    child_t *b = child_start(c, "c7-b", &cc);
+    const child_t *both[] = {a, b};
+    wait_tally(c, &t, both, 2, false, C7_N, 150, "done after the restart");
+    child_stop_expect_0(c, b, false);
+    tally_children(&t, c, both, 2);
+
+    /* the outputs, as a read_committed reader (a gateway) sees them: each
+     * task's C7_OUTS outputs exactly once, even for the tasks the killed
+     * child had half done */
+    kmsg_t *out = topic_read_committed(c->topics[T_OUT], c->parts[T_OUT], &nout);
+    int *seen = xcalloc((size_t)C7_N * C7_OUTS, sizeof(int));
+    char want_prefix[16];
+    snprintf(want_prefix, sizeof(want_prefix), "%.7s-", c->tag);
+    for (int r = 0; r < nout; r++) {
+        const char *v = (const char *)out[r].value;
+        int idx = -1, k = -1;
+        CHECK(strncmp(v, want_prefix, strlen(want_prefix)) == 0, "output record \"%s\"", v);
+        CHECK(sscanf(v + strlen(want_prefix), "%d/%d", &idx, &k) == 2 && idx >= 0 &&
+                  idx < C7_N && k >= 0 && k < C7_OUTS,
+              "output record \"%s\"", v);
+        seen[idx * C7_OUTS + k]++;
+    }
+    for (int i = 0; i < C7_N * C7_OUTS; i++)
+        CHECK(seen[i] == 1, "output %s-%06d/%d seen %d times by a read_committed reader, want "
+                            "exactly 1",
+              c->tag, i / C7_OUTS, i % C7_OUTS, seen[i]);
+    CHECK(nout == C7_N * C7_OUTS, "%d committed output records, want %d", nout,
+          C7_N * C7_OUTS);
+    assert_committed_at_end(c, T_TASK);
+    print_message("case exactly-once: %d tasks, %ld done lines (%ld processed twice), %d "
+                  "committed outputs, each exactly once\n",
+                  C7_N, t.done_lines, t.done_lines - C7_N, nout);
+    c->passed = true;
+}
+
 /* ---- main ------------------------------------------------------------- */
 
 static void build_child_env(void)
@@ -1835,6 +1967,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_teardown(test_rebalance, case_teardown),
         cmocka_unit_test_teardown(test_broker_away, case_teardown),
         cmocka_unit_test_teardown(test_outputs, case_teardown),
+        cmocka_unit_test_teardown(test_exactly_once, case_teardown),
     };
     g_brokers = getenv("IMTASK_KAFKA_BROKERS");
     if (!g_brokers || !*g_brokers) {

@@ -461,7 +461,13 @@ static mq_txn_t *dispatch_txn_get(dispatch_t *d)
     host[sizeof(host) - 1] = '\0';
     for (uint32_t n = 0; !mq_consumer_cancelled(d->consumer); n++) {
         static atomic_uint seq;
+        /* kafka.transaction.timeout.ms overrides: a crashed producer's open
+         * transaction holds read_committed readers back that long */
         const char *extra[] = {"transaction.timeout.ms", "60000", NULL};
+        for (size_t i = 0; i < ac->kafka_props.count; i++) {
+            if (strcmp(ac->kafka_props.items[i].key, "transaction.timeout.ms") == 0)
+                extra[0] = NULL;
+        }
         snprintf(txid, sizeof(txid), "%s-%s-%d-%u", d->conf.group_id, host, (int)getpid(),
                  atomic_fetch_add(&seq, 1));
         rd_kafka_conf_t *conf =
