@@ -709,6 +709,14 @@ static void dispatch_handle(void *opaque, mq_msg_t *msg)
         dispatch_dead_letter(d, msg, t.proc->type, DLQ_KIND_UNDECODABLE, err, 1, 0);
         return;
     }
+    if (!t.task.trace_id[0]) { /* a producer that sent only a W3C traceparent */
+        char tp[TASK_TRACEPARENT_LEN + 2];
+        if (t.task.traceparent[0])
+            task_traceparent_parse(t.task.traceparent, t.task.trace_id);
+        else if (mq_header_get(m, HDR_TRACEPARENT, tp, sizeof(tp)) == TASK_TRACEPARENT_LEN &&
+                 task_traceparent_parse(tp, t.task.trace_id) == 0)
+            memcpy(t.task.traceparent, tp, sizeof(t.task.traceparent));
+    }
     log_ctx_set(t.task.task_id, t.task.trace_id);
     {
         char att[DISPATCH_NUM_MAX];
