@@ -7,7 +7,7 @@ set -euo pipefail
 # Run: Java for the Kafka broker, etcd. Tools: clang-format, valgrind, curl.
 PACKAGES=(
     bazel-bootstrap bazel-rules-java gcc g++ pkg-config
-    librdkafka-dev libprotobuf-c-dev protobuf-c-compiler libnghttp2-dev
+    librdkafka-dev libprotobuf-c-dev protobuf-c-compiler protobuf-compiler libnghttp2-dev
     libcurl4-openssl-dev libcjson-dev libyaml-dev libcmocka-dev libmicrohttpd-dev
     libjwt-dev libssl-dev libzstd-dev
     openjdk-17-jre-headless maven etcd-server etcd-client

@@ -5,7 +5,10 @@
 #   * Apache Kafka (single-node KRaft, broker+controller in one JVM), from jars
 #     fetched off Maven Central with scripts/kafka/pom.xml and cached outside
 #     the repository;
-#   * etcd (Debian's etcd-server).
+#   * etcd (Debian's etcd-server);
+#   * the im-repo test double (tests/doubles/imrepo, grpc-go), built with `go`
+#     (modules from the Go module proxy) once per source version and cached,
+#     registered in etcd under /services/im-repo/.
 # and creates the Kafka topics im-task uses.
 #
 # Usage: scripts/stack.sh up|down|status|topics|env
@@ -15,12 +18,15 @@
 #   status  print each service up/down; exit 1 if any is down
 #   topics  create missing topics (stack must be up) and list them
 #   env     print export lines:  eval "$(scripts/stack.sh env)"
+#   imrepo-restart  stop and start the im-repo double alone (after editing it)
 #
 # Environment (defaults in brackets):
 #   IMTASK_KAFKA_PORT [19092]  IMTASK_KAFKA_CONTROLLER_PORT [19093]
 #   IMTASK_ETCD_PORT [12379]   IMTASK_ETCD_PEER_PORT [12380]
+#   IMTASK_IMREPO_PORT [19500] im-repo double gRPC (h2c); it also uses the next
+#                              three ports: admin HTTP, misbehaving peer, TLS
 #   IMTASK_STACK_DIR [${TMPDIR:-/tmp}/imtask-stack]  data, logs, pid files
-#   IMTASK_CACHE [$HOME/.cache/imtask]               Kafka jars cache
+#   IMTASK_CACHE [$HOME/.cache/imtask]               Kafka jars, im-repo double builds
 #   IMTASK_EXTRA_TOPICS ["name:partitions name:partitions"]
 #   IMTASK_STACK_TIMEOUT [90]  seconds each service gets to become ready
 #   IMTASK_KAFKA_HEAP_OPTS [-Xms256m -Xmx512m]
@@ -46,6 +52,7 @@ KAFKA_PORT=${IMTASK_KAFKA_PORT:-19092}
 KAFKA_CONTROLLER_PORT=${IMTASK_KAFKA_CONTROLLER_PORT:-19093}
 ETCD_PORT=${IMTASK_ETCD_PORT:-12379}
 ETCD_PEER_PORT=${IMTASK_ETCD_PEER_PORT:-12380}
+IMREPO_PORT=${IMTASK_IMREPO_PORT:-19500}
 STACK_DIR=${IMTASK_STACK_DIR:-${TMPDIR:-/tmp}/imtask-stack}
 CACHE_DIR=${IMTASK_CACHE:-$HOME/.cache/imtask}
 TIMEOUT=${IMTASK_STACK_TIMEOUT:-90}
@@ -56,6 +63,10 @@ KAFKA_VERSION=$(sed -n 's:.*<kafka.version>\(.*\)</kafka.version>.*:\1:p' "$KAFK
 KAFKA_LIBS="$CACHE_DIR/kafka-$KAFKA_VERSION/libs"
 KAFKA_DIR="$STACK_DIR/kafka"
 ETCD_DIR="$STACK_DIR/etcd"
+IMREPO_DIR="$STACK_DIR/imrepo"
+IMREPO_SRC="$SCRIPT_DIR/../tests/doubles/imrepo"
+IMREPO_ADDR="$HOST:$IMREPO_PORT"
+IMREPO_ADMIN="http://$HOST:$((IMREPO_PORT + 1))"
 KAFKA_BOOTSTRAP="$HOST:$KAFKA_PORT"
 ETCD_ENDPOINT="http://$HOST:$ETCD_PORT"
 # Short-lived tool JVMs: favour start-up time over throughput.
@@ -91,6 +102,7 @@ is_ours() { # service pid
   case $svc in
     kafka) [[ $cmd == *java*kafka.Kafka*" $KAFKA_DIR/server.properties"* ]] ;;
     etcd) [[ $cmd == *etcd*"--data-dir=$ETCD_DIR/data"* ]] ;;
+    imrepo) [[ $cmd == *imrepo-double*"-state-dir=$IMREPO_DIR"* ]] ;;
     *) return 1 ;;
   esac
 }
@@ -186,7 +198,8 @@ stray_pids() {
     [[ $p == "$$" ]] && continue
     cmd=$(cmdline_of "$p")
     if [[ $cmd == *java*kafka.Kafka*" $KAFKA_DIR/server.properties"* ||
-      $cmd == *etcd*"--data-dir=$ETCD_DIR/data"* ]]; then
+      $cmd == *etcd*"--data-dir=$ETCD_DIR/data"* ||
+      $cmd == *imrepo-double*"-state-dir=$IMREPO_DIR"* ]]; then
       echo "$p"
     fi
   done
@@ -451,6 +464,77 @@ wait_etcd() {
   log "etcd: ready (pid $pid) in $(secs_since "$ETCD_STARTED_AT")"
 }
 
+# ----------------------------------------------------------- im-repo double
+
+# The double is a Go program (grpc-go); its generated protobuf code is checked
+# in (tests/doubles/imrepo/gen.sh regenerates it), so building needs only `go`
+# (>= the go.mod version) and the Go module proxy. One build per source
+# version: the binary is cached under a hash of the sources.
+imrepo_src_hash() {
+  (cd "$IMREPO_SRC" && find . -name '*.go' -o -name go.mod -o -name go.sum | LC_ALL=C sort |
+    xargs sha256sum | sha256sum | cut -c1-16)
+}
+
+# Without go (or when the build fails) the stack comes up without the double,
+# with a warning: Kafka and etcd users are not held up by it.
+build_imrepo() {
+  local hash t0
+  IMREPO_BIN=""
+  if ! command -v go >/dev/null && [[ -x /usr/local/go/bin/go ]]; then
+    PATH="$PATH:/usr/local/go/bin"
+  fi
+  if ! command -v go >/dev/null; then
+    err "imrepo: go is not installed; the im-repo double will not run (see docs/imrepo.md)"
+    return 0
+  fi
+  hash=$(imrepo_src_hash)
+  IMREPO_BIN="$CACHE_DIR/imrepo-double/$hash/imrepo-double"
+  if [[ -x $IMREPO_BIN ]]; then
+    log "imrepo: double cached ($IMREPO_BIN)"
+    return 0
+  fi
+  t0=$(now_ms)
+  log "imrepo: building the double (go build; modules from the Go module proxy)"
+  mkdir -p "$(dirname "$IMREPO_BIN")"
+  if ! (cd "$IMREPO_SRC" && GOFLAGS=-buildvcs=false go build -o "$IMREPO_BIN.tmp" ./cmd/imrepo-double); then
+    err "imrepo: go build failed; the im-repo double will not run"
+    IMREPO_BIN=""
+    return 0
+  fi
+  mv "$IMREPO_BIN.tmp" "$IMREPO_BIN"
+  log "imrepo: built in $(secs_since "$t0")"
+}
+
+imrepo_healthy() {
+  curl -sf --max-time 2 "$IMREPO_ADMIN/healthz" >/dev/null 2>&1 && port_open "$IMREPO_PORT"
+}
+
+start_imrepo() {
+  local pid t0
+  [[ -n ${IMREPO_BIN:-} ]] || return 0
+  pid=$(running_pid imrepo)
+  if [[ -n $pid ]]; then
+    log "imrepo: already running (pid $pid) on $IMREPO_ADDR"
+    return 0
+  fi
+  t0=$(now_ms)
+  mkdir -p "$IMREPO_DIR"
+  log "imrepo: starting on $IMREPO_ADDR (admin $IMREPO_ADMIN), registering in etcd"
+  spawn imrepo "$IMREPO_DIR/imrepo.log" "$IMREPO_BIN" -host "$HOST" -port "$IMREPO_PORT" \
+    -etcd "$ETCD_ENDPOINT" -state-dir="$IMREPO_DIR"
+  IMREPO_STARTED_AT=$t0
+}
+
+wait_imrepo() {
+  local pid
+  [[ -n ${IMREPO_STARTED_AT:-} ]] || return 0
+  pid=$(pid_of imrepo)
+  wait_for imrepo "$pid" "$IMREPO_DIR/imrepo.log" "$IMREPO_STARTED_AT" \
+    "$IMREPO_ADMIN/healthz" imrepo_healthy
+  is_ours imrepo "$pid" || die "imrepo: pid $pid is not the expected process"
+  log "imrepo: ready (pid $pid) in $(secs_since "$IMREPO_STARTED_AT")"
+}
+
 # ----------------------------------------------------------------- commands
 
 # Before starting anything: the ports of each service that is not running yet
@@ -463,6 +547,10 @@ check_ports() {
   if [[ -z $(running_pid etcd) ]]; then
     require_free_port "$ETCD_PORT" "etcd"
     require_free_port "$ETCD_PEER_PORT" "etcd peer"
+  fi
+  if [[ -z $(running_pid imrepo) ]]; then
+    local i
+    for i in 0 1 2 3; do require_free_port $((IMREPO_PORT + i)) "im-repo double"; done
   fi
 }
 
@@ -481,15 +569,18 @@ cmd_up() {
   lock_stack
   ensure_commands
   ensure_kafka_jars
+  build_imrepo
   check_ports
   mkdir -p "$STACK_DIR"
   # Both start in the background; wait for each afterwards.
   start_etcd
   start_kafka
   wait_etcd
+  start_imrepo
   wait_kafka
+  wait_imrepo
   create_topics
-  log "up in $(secs_since "$t0"): kafka $KAFKA_BOOTSTRAP, etcd $ETCD_ENDPOINT (state in $STACK_DIR)"
+  log "up in $(secs_since "$t0"): kafka $KAFKA_BOOTSTRAP, etcd $ETCD_ENDPOINT, im-repo $IMREPO_ADDR (state in $STACK_DIR)"
 }
 
 cmd_down() {
@@ -499,6 +590,8 @@ cmd_down() {
   stop_service kafka &
   jobs_+=($!)
   stop_service etcd &
+  jobs_+=($!)
+  stop_service imrepo &
   jobs_+=($!)
   for p in "${jobs_[@]}"; do wait "$p" || die "could not stop the stack"; done
   for p in $(stray_pids); do
@@ -536,6 +629,13 @@ cmd_status() {
     log "etcd  down  ${pid:+pid $pid (not healthy)  }$ETCD_ENDPOINT"
     rc=1
   fi
+  pid=$(running_pid imrepo)
+  if [[ -n $pid ]] && imrepo_healthy; then
+    log "imrepo up   pid $pid  $IMREPO_ADDR (admin $IMREPO_ADMIN)"
+  else
+    log "imrepo down ${pid:+pid $pid (not answering)  }$IMREPO_ADDR"
+    rc=1
+  fi
   return $rc
 }
 
@@ -552,6 +652,17 @@ cmd_topics() {
 cmd_env() {
   echo "export IMTASK_KAFKA_BROKERS=$KAFKA_BOOTSTRAP"
   echo "export IMTASK_ETCD_ENDPOINTS=$ETCD_ENDPOINT"
+  echo "export IMTASK_IMREPO_ADDR=$IMREPO_ADDR"
+  echo "export IMTASK_IMREPO_ADMIN=$IMREPO_ADMIN"
+}
+
+cmd_imrepo_restart() {
+  lock_stack
+  build_imrepo
+  stop_service imrepo
+  require_free_port "$IMREPO_PORT" "im-repo double"
+  start_imrepo
+  wait_imrepo
 }
 
 usage() {
@@ -565,6 +676,7 @@ main() {
     status) cmd_status ;;
     topics) cmd_topics ;;
     env) cmd_env ;;
+    imrepo-restart) cmd_imrepo_restart ;;
     -h | --help | help) usage ;;
     *)
       usage >&2
