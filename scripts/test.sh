@@ -47,14 +47,25 @@ if [ "${IMTASK_TEST_ASAN:-1}" != 0 ]; then
     bazel test --config=asan "${envflags[@]}" "$targets" 2>&1 | tee "$logdir/asan.log" || status=1
 fi
 
-# One closing line over both passes: a bazel test target counts once per pass.
-passed=$(cat "$logdir"/*.log | grep -cE '^//[^ ]+ +(\(cached\) )?PASSED' || true)
-failed=$(cat "$logdir"/*.log | grep -cE '^//[^ ]+ +(FAILED|TIMEOUT|NO STATUS|FAILED TO BUILD)' || true)
+# One closing line over both passes: each bazel test target counts once per
+# pass (bazel prints a target's line while running and again in its summary).
+count() { # log regex -> distinct targets with that status
+    { grep -E "^//[^ ]+ +$2" "$1" || true; } | awk '{print $1}' | sort -u | wc -l
+}
+passed=0
+failed=0
+for log in "$logdir"/*.log; do
+    passed=$((passed + $(count "$log" '(\(cached\) )?PASSED')))
+    failed=$((failed + $(count "$log" '(FAILED|TIMEOUT|NO STATUS|FAILED TO BUILD|INCOMPLETE)')))
+done
 if [ "$status" != 0 ] && [ "$failed" = 0 ]; then
     failed=1 # the build itself failed
 fi
 echo
 echo "== summary (bazel test targets, plain and asan passes)"
-cat "$logdir"/*.log | grep -E '^//[^ ]+ +' || true
+for log in "$logdir"/*.log; do
+    echo "-- $(basename "$log" .log)"
+    { grep -E '^//[^ ]+ +(\(cached\) )?(PASSED|FAILED|TIMEOUT|NO STATUS|FAILED TO BUILD|INCOMPLETE)' "$log" || true; } | sort -u
+done
 echo "tests: $passed passed, $failed failed"
 exit $status

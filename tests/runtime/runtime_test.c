@@ -1799,7 +1799,7 @@ static void test_outputs(void **state)
 static kmsg_t *topic_read_committed(const char *topic, int nparts, int *count)
 {
     char group[NAME_MAX_LEN + 32];
-    snprintf(group, sizeof(group), "%s-rc-%lld", topic, (long long)mono_ms());
+    snprintf(group, sizeof(group), "%.*s-rc-%lld", NAME_MAX_LEN, topic, (long long)mono_ms());
     const char *kv[] = {"group.id", group, "enable.auto.commit", "false",
                         "isolation.level", "read_committed", "enable.partition.eof", "true",
                         NULL};
