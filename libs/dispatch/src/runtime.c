@@ -981,6 +981,7 @@ static int dispatch_run(app_t *app, void *opaque)
         .max_delayed = (int)d->conf.max_delayed,
         .revoke_timeout_ms = d->conf.revoke_timeout_ms,
         .ordered_partitions = d->eos,
+        .offsets_by_transaction = d->eos,
         .filter = dispatch_filter,
         .handle = dispatch_handle,
         .opaque = d,

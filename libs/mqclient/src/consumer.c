@@ -349,7 +349,7 @@ static void mq_store(mq_consumer_t *c, mq_part_t *p)
     size_t before = mq_offsets_entries(p->offsets);
     int64_t f = mq_offsets_frontier(p->offsets);
     mq_held_track(c, p, before);
-    if (f < 0 || f == p->stored)
+    if (f < 0 || f == p->stored || c->opts.offsets_by_transaction)
         return;
     rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(1);
     rd_kafka_topic_partition_list_add(l, p->topic, p->partition)->offset = f;
@@ -523,7 +523,7 @@ static void mq_on_revoke(mq_consumer_t *c, rd_kafka_topic_partition_list_t *part
         p->running = 0;
         atomic_fetch_add(&p->gen, 1); /* late completions of this owner are ignored */
     }
-    if (commit->cnt > 0) {
+    if (commit->cnt > 0 && !c->opts.offsets_by_transaction) {
         rd_kafka_resp_err_t e = rd_kafka_commit(c->rk, commit, 0 /* sync */);
         if (e && e != RD_KAFKA_RESP_ERR__NO_OFFSET)
             log_warn("revoke: committing %d partitions: %s", commit->cnt, rd_kafka_err2str(e));
@@ -577,7 +577,10 @@ static void mq_update_lag(mq_consumer_t *c)
         if (rd_kafka_get_watermark_offsets(c->rk, p->topic, p->partition, &lo, &hi) ||
             hi < 0)
             continue;
-        int64_t at = p->stored >= 0 ? p->stored : lo;
+        size_t before = mq_offsets_entries(p->offsets);
+        int64_t f = mq_offsets_frontier(p->offsets); /* what is finished, committed or not */
+        mq_held_track(c, p, before);
+        int64_t at = f >= 0 ? f : lo;
         metrics_gauge_set(p->lag, (double)(hi > at ? hi - at : 0));
     }
 }
@@ -723,9 +726,11 @@ mq_err_t mq_consumer_run(mq_consumer_t *c, int64_t grace_ms)
         atomic_store(&c->cancelled, true);
         result = MQ_ERR_TIMEOUT;
     }
-    e = rd_kafka_commit(c->rk, NULL, 0);
-    if (e && e != RD_KAFKA_RESP_ERR__NO_OFFSET)
-        log_warn("final commit: %s", rd_kafka_err2str(e));
+    if (!c->opts.offsets_by_transaction) {
+        e = rd_kafka_commit(c->rk, NULL, 0);
+        if (e && e != RD_KAFKA_RESP_ERR__NO_OFFSET)
+            log_warn("final commit: %s", rd_kafka_err2str(e));
+    }
     rd_kafka_consumer_close(c->rk); /* revokes through the rebalance callback */
     mq_drain_done(c);
     log_info("left group %s", c->group_id);
@@ -792,7 +797,6 @@ mq_consumer_t *mq_consumer_new(rd_kafka_conf_t *conf, const mq_consumer_opts_t *
 {
     static const char *const fixed[] = {
         "enable.auto.offset.store", "false",
-        "enable.auto.commit", "true",
         "partition.assignment.strategy", "cooperative-sticky",
         NULL,
     };
@@ -801,7 +805,8 @@ mq_consumer_t *mq_consumer_new(rd_kafka_conf_t *conf, const mq_consumer_opts_t *
 
     if (!opts->group_id || !opts->topics || !opts->topics[0] || opts->workers < 1 ||
         opts->max_in_flight < 1 || opts->max_delayed < 1 ||
-        opts->max_delayed > opts->max_in_flight || !opts->filter || !opts->handle) {
+        opts->max_delayed > opts->max_in_flight || !opts->filter || !opts->handle ||
+        (opts->offsets_by_transaction && !opts->ordered_partitions)) {
         snprintf(err, errlen, "invalid consumer options (group, topics, workers >= 1, "
                               "1 <= max_delayed <= max_in_flight, filter and handle needed)");
         return NULL;
@@ -836,6 +841,12 @@ mq_consumer_t *mq_consumer_new(rd_kafka_conf_t *conf, const mq_consumer_opts_t *
     if (rd_kafka_conf_set(conf, "group.id", opts->group_id, rderr, sizeof(rderr)) !=
         RD_KAFKA_CONF_OK) {
         snprintf(err, errlen, "group.id: %s", rderr);
+        goto fail;
+    }
+    if (rd_kafka_conf_set(conf, "enable.auto.commit",
+                          opts->offsets_by_transaction ? "false" : "true", rderr,
+                          sizeof(rderr)) != RD_KAFKA_CONF_OK) {
+        snprintf(err, errlen, "enable.auto.commit: %s", rderr);
         goto fail;
     }
     for (const char *const *kv = fixed; kv[0]; kv += 2) {

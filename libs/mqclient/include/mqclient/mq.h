@@ -150,6 +150,14 @@ typedef struct {
      * transactions: committing offset N+1 is then safe). A delayed message
      * pauses its partition until it is due. */
     bool ordered_partitions;
+    /* Offsets are committed by the handler's transactions (mq_txn_commit),
+     * never by the consumer: no offset store, no auto-commit, no commit on
+     * revoke or close. A consumer commit could move the group's offset back
+     * behind one a transaction committed (its tracker lags the transactions),
+     * and a crash would then redo committed work. Skipped records' offsets
+     * advance with the next transaction of their partition. Needs
+     * ordered_partitions. */
+    bool offsets_by_transaction;
 
     /* On the poll thread, for every message: accept or skip, cheaply (headers
      * only). May set *not_before_ms (Unix ms) to delay an accepted message. */
