@@ -111,8 +111,8 @@ static int teardown(void **state)
 static void test_produce_consume(void **state)
 {
     static const char *const pconf[] = {"enable.idempotence", "true", "linger.ms", "5", NULL};
-    static const char *const cconf[] = {"group.id", NULL, "auto.offset.reset", "earliest",
-                                        "enable.auto.commit", "false", NULL};
+    static const char *const cconf[] = {
+        "group.id", NULL, "auto.offset.reset", "earliest", "enable.auto.commit", "false", NULL};
     char group[160], err[512];
     const char *ccv[7];
     int seen[NMSG] = {0};
@@ -133,8 +133,8 @@ static void test_produce_consume(void **state)
         rd_kafka_resp_err_t e = rd_kafka_producev(
             p, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_KEY(key, strlen(key)),
             RD_KAFKA_V_VALUE(val, strlen(val)), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
-            RD_KAFKA_V_HEADER("task_type", "roundtrip", -1),
-            RD_KAFKA_V_HEADER("task_id", val, -1), RD_KAFKA_V_END);
+            RD_KAFKA_V_HEADER("task_type", "roundtrip", -1), RD_KAFKA_V_HEADER("task_id", val, -1),
+            RD_KAFKA_V_END);
         assert_int_equal(e, RD_KAFKA_RESP_ERR_NO_ERROR);
         rd_kafka_poll(p, 0);
     }

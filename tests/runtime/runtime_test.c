@@ -64,10 +64,10 @@
 #define LOG_TAIL_LINES 80
 #define STALL_S 40 /* a wait fails when nothing moved for this long */
 
-#define CHECK(cond, ...)                                                                          \
-    do {                                                                                          \
-        if (!(cond))                                                                              \
-            fail_msg(__VA_ARGS__);                                                                \
+#define CHECK(cond, ...)                                                                           \
+    do {                                                                                           \
+        if (!(cond))                                                                               \
+            fail_msg(__VA_ARGS__);                                                                 \
     } while (0)
 
 /* ---- globals ---------------------------------------------------------- */
@@ -249,7 +249,7 @@ static rd_kafka_t *kafka_new(rd_kafka_type_t type, const char *const *kv, prod_t
 static void prod_open(prod_t *p)
 {
     static const char *const kv[] = {"enable.idempotence", "true", "acks", "all",
-                                     "linger.ms", "5", NULL};
+                                     "linger.ms",          "5",    NULL};
     memset(p, 0, sizeof(*p));
     p->rk = kafka_new(RD_KAFKA_PRODUCER, kv, p);
 }
@@ -268,11 +268,10 @@ static void produce_raw(prod_t *p, const char *topic, const char *key, const cha
         rd_kafka_header_add(h, HDR_TASK_ID, -1, id, -1);
         if (traceparent)
             rd_kafka_header_add(h, HDR_TRACEPARENT, -1, traceparent, -1);
-        e = rd_kafka_producev(p->rk, RD_KAFKA_V_TOPIC(topic),
-                              RD_KAFKA_V_KEY(key, key ? strlen(key) : 0),
-                              RD_KAFKA_V_VALUE((void *)val, len),
-                              RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_HEADERS(h),
-                              RD_KAFKA_V_OPAQUE(s), RD_KAFKA_V_END);
+        e = rd_kafka_producev(
+            p->rk, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_KEY(key, key ? strlen(key) : 0),
+            RD_KAFKA_V_VALUE((void *)val, len), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+            RD_KAFKA_V_HEADERS(h), RD_KAFKA_V_OPAQUE(s), RD_KAFKA_V_END);
         if (e == RD_KAFKA_RESP_ERR_NO_ERROR)
             break;
         rd_kafka_headers_destroy(h);
@@ -301,7 +300,7 @@ static void prod_close(prod_t *p)
 enum {
     K_OK,
     K_SLEEP,
-    K_F2,      /* fail-until:2 */
+    K_F2, /* fail-until:2 */
     K_PERM,
     K_LOCAL,   /* local-until:1 */
     K_F100,    /* fail-until:100 */
@@ -367,8 +366,7 @@ static void task_make_garbage(task_rec_t *t, unsigned *seed)
 
 static void task_produce(prod_t *p, const char *topic, task_rec_t *t)
 {
-    produce_raw(p, topic, t->key, t->type_hdr, t->id, t->traceparent, t->value, t->len,
-                &t->sent);
+    produce_raw(p, topic, t->key, t->type_hdr, t->id, t->traceparent, t->value, t->len, &t->sent);
 }
 
 static void tasks_free(void *p, int n)
@@ -588,8 +586,9 @@ static void case_close(case_t *c)
         child_reap(&c->ch[i], i);
     if (!c->passed) {
         for (int i = 0; i < c->nch; i++) {
-            fprintf(stderr, "==== case %s: child %s: config %s, record file %s, log %s "
-                            "(last %d lines):\n",
+            fprintf(stderr,
+                    "==== case %s: child %s: config %s, record file %s, log %s "
+                    "(last %d lines):\n",
                     c->tag, c->ch[i].name, c->ch[i].cfg, c->ch[i].record, c->ch[i].log,
                     LOG_TAIL_LINES);
             print_tail(c->ch[i].log, LOG_TAIL_LINES);
@@ -635,7 +634,8 @@ static child_t *child_start(case_t *c, const char *name, const child_conf_t *cc)
             "consumer:\n  group_id: %s\n  topic: %s\n  retry_topic: %s\n  dlq_topic: %s\n"
             "  workers: %d\n  unknown_tasks: %s\n",
             g_kafka_debug ? "debug" : "info", g_brokers,
-            cc->exactly_once ? "  transaction.timeout.ms: 10000\n" : "", g_kafka_debug ? "  debug: " : "", g_kafka_debug ? g_kafka_debug : "",
+            cc->exactly_once ? "  transaction.timeout.ms: 10000\n" : "",
+            g_kafka_debug ? "  debug: " : "", g_kafka_debug ? g_kafka_debug : "",
             g_kafka_debug ? "\n" : "", cc->grace ? cc->grace : "30s", c->group, c->topics[T_TASK],
             c->topics[T_RETRY], c->topics[T_DLQ], cc->workers ? cc->workers : 8,
             cc->unknown_tasks ? cc->unknown_tasks : "skip");
@@ -647,7 +647,6 @@ static child_t *child_start(case_t *c, const char *name, const child_conf_t *cc)
         fprintf(f, "retry:\n%s", cc->retry_yaml);
     fprintf(f, "testproc:\n  record_file: %s\n", ch->record);
     CHECK(fclose(f) == 0, "%s: %s", ch->cfg, strerror(errno));
-
 
     char *argv[] = {g_testproc, (char *)"--config", ch->cfg, NULL};
     char **envp = g_child_env;
@@ -753,9 +752,8 @@ static void child_stop_expect_0(case_t *c, child_t *ch, bool signalled)
 {
     char sbuf[64];
     int st = child_stop(c, ch, signalled ? 0 : SIGTERM);
-    CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0,
-          "child %s after SIGTERM: %s, want exit 0 (log %s)", ch->name,
-          status_str(st, sbuf, sizeof(sbuf)), ch->log);
+    CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0, "child %s after SIGTERM: %s, want exit 0 (log %s)",
+          ch->name, status_str(st, sbuf, sizeof(sbuf)), ch->log);
 }
 
 /* ---- record files ----------------------------------------------------- */
@@ -953,15 +951,13 @@ static int kmsg_hdr_count(const kmsg_t *m, const char *name)
     return n;
 }
 
-static void watermarks(rd_kafka_t *rk, const char *topic, int32_t part, int64_t *lo,
-                       int64_t *hi)
+static void watermarks(rd_kafka_t *rk, const char *topic, int32_t part, int64_t *lo, int64_t *hi)
 {
     rd_kafka_resp_err_t e;
     int64_t until = mono_ms() + 30000;
     while ((e = rd_kafka_query_watermark_offsets(rk, topic, part, lo, hi, 5000)) !=
            RD_KAFKA_RESP_ERR_NO_ERROR) {
-        CHECK(mono_ms() < until, "watermarks of %s[%d]: %s", topic, (int)part,
-              rd_kafka_err2str(e));
+        CHECK(mono_ms() < until, "watermarks of %s[%d]: %s", topic, (int)part, rd_kafka_err2str(e));
         sleep_ms(200);
     }
 }
@@ -982,8 +978,9 @@ static kmsg_t *topic_read_all(const char *topic, int nparts, int *count)
 {
     char group[NAME_MAX_LEN + 32];
     snprintf(group, sizeof(group), "%s-reader-%lld", topic, (long long)mono_ms());
-    const char *kv[] = {"group.id", group, "enable.auto.commit", "false",
-                        "enable.auto.offset.store", "false", NULL};
+    const char *kv[] = {
+        "group.id", group, "enable.auto.commit", "false", "enable.auto.offset.store",
+        "false",    NULL};
     rd_kafka_t *rk = kafka_new(RD_KAFKA_CONSUMER, kv, NULL);
     rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(nparts);
     int64_t hi[16], next[16], lo;
@@ -1046,9 +1043,8 @@ static kmsg_t *topic_read_all(const char *topic, int nparts, int *count)
             const char *hn;
             const void *hv;
             size_t hl;
-            for (size_t i = 0; k->nh < MAX_HDRS &&
-                               rd_kafka_header_get_all(hs, i, &hn, &hv, &hl) ==
-                                   RD_KAFKA_RESP_ERR_NO_ERROR;
+            for (size_t i = 0; k->nh < MAX_HDRS && rd_kafka_header_get_all(hs, i, &hn, &hv, &hl) ==
+                                                       RD_KAFKA_RESP_ERR_NO_ERROR;
                  i++) {
                 k->hname[k->nh] = memdup0(hn, strlen(hn));
                 k->hnull[k->nh] = hv == NULL;
@@ -1092,8 +1088,8 @@ static void assert_committed_at_end(case_t *c, int which)
         if (hi == 0 && tp->offset < 0)
             continue; /* an empty partition: nothing to commit */
         CHECK(tp->offset == hi,
-              "group %s: committed offset of %s[%d] is %lld, the partition ends at %lld",
-              c->group, topic, (int)tp->partition, (long long)tp->offset, (long long)hi);
+              "group %s: committed offset of %s[%d] is %lld, the partition ends at %lld", c->group,
+              topic, (int)tp->partition, (long long)tp->offset, (long long)hi);
     }
     rd_kafka_topic_partition_list_destroy(l);
     rd_kafka_destroy(rk);
@@ -1126,8 +1122,7 @@ static int64_t num_hdr(const kmsg_t *m, const char *name, const char *id)
     char *end;
     CHECK(v && *v, "DLQ record of %s: header %s missing or empty", id, name);
     long long x = strtoll(v, &end, 10);
-    CHECK(*end == '\0', "DLQ record of %s: header %s=\"%s\" is not a decimal number", id, name,
-          v);
+    CHECK(*end == '\0', "DLQ record of %s: header %s=\"%s\" is not a decimal number", id, name, v);
     return (int64_t)x;
 }
 
@@ -1135,8 +1130,7 @@ static void str_hdr_eq(const kmsg_t *m, const char *name, const char *want, cons
 {
     const char *v = kmsg_hdr(m, name);
     CHECK(v != NULL, "record of %s: header %s missing", id, name);
-    CHECK(strcmp(v, want) == 0, "record of %s: header %s=\"%s\", want \"%s\"", id, name, v,
-          want);
+    CHECK(strcmp(v, want) == 0, "record of %s: header %s=\"%s\", want \"%s\"", id, name, v, want);
 }
 
 static void test_outcomes(void **state)
@@ -1237,8 +1231,7 @@ static void test_outcomes(void **state)
                   "local-until:1 task %s done at delivery attempt %d: it went through the retry "
                   "topic instead of an in-process retry",
                   x->id, t.done_att_max[i]);
-            CHECK(t.start[i] >= 2, "local-until:1 task %s: %d tries, want >= 2", x->id,
-                  t.start[i]);
+            CHECK(t.start[i] >= 2, "local-until:1 task %s: %d tries, want >= 2", x->id, t.start[i]);
             break;
         case K_PERM:
             CHECK(t.start[i] >= 1 && t.done[i] == 0, "perm task %s: %d starts, %d done", x->id,
@@ -1253,8 +1246,8 @@ static void test_outcomes(void **state)
             break;
         default: /* undecodable, unknown, push: never reach the processor */
             CHECK(t.start[i] == 0 && t.done[i] == 0,
-                  "task %s (header task_type %s) reached the processor (%d starts, %d done)",
-                  x->id, x->type_hdr, t.start[i], t.done[i]);
+                  "task %s (header task_type %s) reached the processor (%d starts, %d done)", x->id,
+                  x->type_hdr, t.start[i], t.done[i]);
         }
     }
 
@@ -1262,9 +1255,10 @@ static void test_outcomes(void **state)
     kmsg_t *dlq = topic_read_all(c->topics[T_DLQ], c->parts[T_DLQ], &nd);
     CHECK(nd == dlq_expected, "DLQ holds %d records, want exactly %d", nd, dlq_expected);
     static const char *const dlq_hdrs[] = {
-        HDR_DLQ_ORIGINAL_TOPIC, HDR_DLQ_ORIGINAL_PARTITION, HDR_DLQ_ORIGINAL_OFFSET,
-        HDR_DLQ_ORIGINAL_TIMESTAMP, HDR_DLQ_CONSUMER_GROUP, HDR_DLQ_TASK_TYPE, HDR_DLQ_ATTEMPTS,
-        HDR_DLQ_ERROR_KIND, HDR_DLQ_ERROR_MESSAGE, HDR_DLQ_FIRST_FAILURE, HDR_DLQ_LAST_FAILURE,
+        HDR_DLQ_ORIGINAL_TOPIC,     HDR_DLQ_ORIGINAL_PARTITION, HDR_DLQ_ORIGINAL_OFFSET,
+        HDR_DLQ_ORIGINAL_TIMESTAMP, HDR_DLQ_CONSUMER_GROUP,     HDR_DLQ_TASK_TYPE,
+        HDR_DLQ_ATTEMPTS,           HDR_DLQ_ERROR_KIND,         HDR_DLQ_ERROR_MESSAGE,
+        HDR_DLQ_FIRST_FAILURE,      HDR_DLQ_LAST_FAILURE,
     };
     int *seen = xcalloc((size_t)n, sizeof(int));
     const kmsg_t *exhausted = NULL;
@@ -1281,13 +1275,13 @@ static void test_outcomes(void **state)
         CHECK(idx >= 0, "DLQ record with unknown task_id %s", id);
         task_rec_t *x = &ts[idx];
         seen[idx]++;
-        CHECK(x->kind == K_PERM || x->kind == K_F100 || x->kind == K_UNDEC ||
-                  x->kind == K_UNKNOWN,
+        CHECK(x->kind == K_PERM || x->kind == K_F100 || x->kind == K_UNDEC || x->kind == K_UNKNOWN,
               "task %s (payload \"%s\", header task_type %s) was dead-lettered", id, x->payload,
               x->type_hdr);
         for (size_t h = 0; h < sizeof(dlq_hdrs) / sizeof(dlq_hdrs[0]); h++)
-            CHECK(kmsg_hdr_count(m, dlq_hdrs[h]) == 1, "DLQ record of %s: header %s appears %d "
-                                                       "times, want once",
+            CHECK(kmsg_hdr_count(m, dlq_hdrs[h]) == 1,
+                  "DLQ record of %s: header %s appears %d "
+                  "times, want once",
                   id, dlq_hdrs[h], kmsg_hdr_count(m, dlq_hdrs[h]));
         /* original headers and key */
         str_hdr_eq(m, HDR_TASK_TYPE, x->type_hdr, id);
@@ -1304,8 +1298,7 @@ static void test_outcomes(void **state)
               (long long)x->sent.offset);
         CHECK(num_hdr(m, HDR_DLQ_ORIGINAL_TIMESTAMP, id) == x->sent.timestamp,
               "DLQ record of %s: original timestamp %lld, the record's is %lld", id,
-              (long long)num_hdr(m, HDR_DLQ_ORIGINAL_TIMESTAMP, id),
-              (long long)x->sent.timestamp);
+              (long long)num_hdr(m, HDR_DLQ_ORIGINAL_TIMESTAMP, id), (long long)x->sent.timestamp);
         str_hdr_eq(m, HDR_DLQ_CONSUMER_GROUP, c->group, id);
         const char *kind = x->kind == K_PERM    ? DLQ_KIND_PERMANENT
                            : x->kind == K_F100  ? DLQ_KIND_RETRIES_EXHAUSTED
@@ -1323,8 +1316,7 @@ static void test_outcomes(void **state)
                   "DLQ record of %s: error message \"%s\" is not the processor's reason", id, msg);
         int64_t first = num_hdr(m, HDR_DLQ_FIRST_FAILURE, id);
         int64_t last = num_hdr(m, HDR_DLQ_LAST_FAILURE, id);
-        CHECK(first >= c->started_wall_ms - 600000 && first <= last &&
-                  last <= wall_ms() + 600000,
+        CHECK(first >= c->started_wall_ms - 600000 && first <= last && last <= wall_ms() + 600000,
               "DLQ record of %s: first failure %lld, last failure %lld are not Unix ms of this "
               "run in order",
               id, (long long)first, (long long)last);
@@ -1343,8 +1335,9 @@ static void test_outcomes(void **state)
     for (int i = 0; i < n; i++) {
         int k = ts[i].kind;
         bool want = k == K_PERM || k == K_F100 || k == K_UNDEC || k == K_UNKNOWN;
-        CHECK(seen[i] == (want ? 1 : 0), "task %s (header task_type %s, payload \"%s\") is %d "
-                                         "times in the DLQ, want %d",
+        CHECK(seen[i] == (want ? 1 : 0),
+              "task %s (header task_type %s, payload \"%s\") is %d "
+              "times in the DLQ, want %d",
               ts[i].id, ts[i].type_hdr, ts[i].payload, seen[i], want ? 1 : 0);
     }
 
@@ -1441,8 +1434,8 @@ typedef void (*payload_fn)(int idx, char *buf, size_t len);
 
 /* n tasks <tag>-<first_idx..>, keyed by id (nkeys 0) or by one of nkeys keys
  * (key-<idx % nkeys>), with payload, or payload_of(idx) when payload is NULL. */
-static void produce_tasks(case_t *c, int n, const char *payload, payload_fn payload_of,
-                          int nkeys, int first_idx)
+static void produce_tasks(case_t *c, int n, const char *payload, payload_fn payload_of, int nkeys,
+                          int first_idx)
 {
     prod_t p;
     task_rec_t t;
@@ -1455,8 +1448,8 @@ static void produce_tasks(case_t *c, int n, const char *payload, payload_fn payl
         task_fill(&t, K_SLEEP, c->tag, first_idx + i, nkeys > 0 ? key : NULL, "rt_test",
                   payload ? payload : pl);
         owned_t *o = own(t.value, own_free, 0);
-        produce_raw(&p, c->topics[T_TASK], t.key, t.type_hdr, t.id, t.traceparent, t.value,
-                    t.len, NULL);
+        produce_raw(&p, c->topics[T_TASK], t.key, t.type_hdr, t.id, t.traceparent, t.value, t.len,
+                    NULL);
         own_drop(o);
     }
     prod_close(&p);
@@ -1558,8 +1551,8 @@ static void test_sigterm_drains(void **state)
     CHECK(t.bad == 0, "%d malformed record lines", t.bad);
     for (int i = 0; i < C3_N; i++) {
         CHECK(t.done[i] == 1,
-              "task %s-%06d done %d times: a clean stop must commit exactly what finished",
-              c->tag, i, t.done[i]);
+              "task %s-%06d done %d times: a clean stop must commit exactly what finished", c->tag,
+              i, t.done[i]);
     }
     assert_committed_at_end(c, T_TASK);
     print_message("case sigterm: %d tasks, %d started before SIGTERM, %d finished by the "
@@ -1644,10 +1637,9 @@ static void test_rebalance(void **state)
     CHECK(records_foreach(a->record, c->tag, order_line, &oa) == 0, "malformed lines");
     CHECK(records_foreach(b->record, c->tag, order_line, &ob) == 0, "malformed lines");
     CHECK(oa.done > 0 && ob.done > 0,
-          "both members must have done work: first %ld, second %ld done lines", oa.done,
-          ob.done);
-    CHECK(oa.violations == 0, "first member: %d per-key order violations, first: %s",
-          oa.violations, oa.first);
+          "both members must have done work: first %ld, second %ld done lines", oa.done, ob.done);
+    CHECK(oa.violations == 0, "first member: %d per-key order violations, first: %s", oa.violations,
+          oa.first);
     CHECK(ob.violations == 0, "second member: %d per-key order violations, first: %s",
           ob.violations, ob.first);
     assert_committed_at_end(c, T_TASK);
@@ -1687,8 +1679,7 @@ static pid_t kafka_pid(void)
     for (size_t i = 0; i < n; i++)
         cmd[i] = cmd[i] ? cmd[i] : ' ';
     cmd[n] = '\0';
-    CHECK(strstr(cmd, "kafka.Kafka") != NULL, "pid %ld is not the Kafka broker: %.200s", pid,
-          cmd);
+    CHECK(strstr(cmd, "kafka.Kafka") != NULL, "pid %ld is not the Kafka broker: %.200s", pid, cmd);
     return (pid_t)pid;
 }
 
@@ -1800,8 +1791,14 @@ static kmsg_t *topic_read_committed(const char *topic, int nparts, int *count)
 {
     char group[NAME_MAX_LEN + 32];
     snprintf(group, sizeof(group), "%.*s-rc-%lld", NAME_MAX_LEN, topic, (long long)mono_ms());
-    const char *kv[] = {"group.id", group, "enable.auto.commit", "false",
-                        "isolation.level", "read_committed", "enable.partition.eof", "true",
+    const char *kv[] = {"group.id",
+                        group,
+                        "enable.auto.commit",
+                        "false",
+                        "isolation.level",
+                        "read_committed",
+                        "enable.partition.eof",
+                        "true",
                         NULL};
     rd_kafka_t *rk = kafka_new(RD_KAFKA_CONSUMER, kv, NULL);
     rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(nparts);
@@ -1819,8 +1816,9 @@ static kmsg_t *topic_read_committed(const char *topic, int nparts, int *count)
     int64_t until = mono_ms() + 120000; /* an open transaction of the killed child may hold
                                            the stable offset back until it times out */
     while (eofs < nparts) {
-        CHECK(mono_ms() < until, "reading %s (read_committed): %d records, %d of %d partitions "
-                                 "at their end after 120 s",
+        CHECK(mono_ms() < until,
+              "reading %s (read_committed): %d records, %d of %d partitions "
+              "at their end after 120 s",
               topic, n, eofs, nparts);
         rd_kafka_message_t *m = rd_kafka_consumer_poll(rk, 500);
         if (!m)
@@ -1890,17 +1888,17 @@ static void test_exactly_once(void **state)
         const char *v = (const char *)out[r].value;
         int idx = -1, k = -1;
         CHECK(strncmp(v, want_prefix, strlen(want_prefix)) == 0, "output record \"%s\"", v);
-        CHECK(sscanf(v + strlen(want_prefix), "%d/%d", &idx, &k) == 2 && idx >= 0 &&
-                  idx < C7_N && k >= 0 && k < C7_OUTS,
+        CHECK(sscanf(v + strlen(want_prefix), "%d/%d", &idx, &k) == 2 && idx >= 0 && idx < C7_N &&
+                  k >= 0 && k < C7_OUTS,
               "output record \"%s\"", v);
         seen[idx * C7_OUTS + k]++;
     }
     for (int i = 0; i < C7_N * C7_OUTS; i++)
-        CHECK(seen[i] == 1, "output %s-%06d/%d seen %d times by a read_committed reader, want "
-                            "exactly 1",
+        CHECK(seen[i] == 1,
+              "output %s-%06d/%d seen %d times by a read_committed reader, want "
+              "exactly 1",
               c->tag, i / C7_OUTS, i % C7_OUTS, seen[i]);
-    CHECK(nout == C7_N * C7_OUTS, "%d committed output records, want %d", nout,
-          C7_N * C7_OUTS);
+    CHECK(nout == C7_N * C7_OUTS, "%d committed output records, want %d", nout, C7_N * C7_OUTS);
     assert_committed_at_end(c, T_TASK);
     print_message("case exactly-once: %d tasks, %ld done lines (%ld processed twice), %d "
                   "committed outputs, each exactly once\n",
@@ -1947,8 +1945,7 @@ static int group_setup(void **state)
             break;
         }
         if (mono_ms() > until) {
-            fprintf(stderr, "the broker %s does not answer: %s\n", g_brokers,
-                    rd_kafka_err2str(e));
+            fprintf(stderr, "the broker %s does not answer: %s\n", g_brokers, rd_kafka_err2str(e));
             rd_kafka_destroy(rk);
             return -1;
         }

@@ -28,7 +28,9 @@ typedef struct {
 } testproc_t;
 
 static const cfg_field_t testproc_fields[] = {
-    {.key = "record_file", .type = CFG_STRING, .offset = offsetof(testproc_t, record_file),
+    {.key = "record_file",
+     .type = CFG_STRING,
+     .offset = offsetof(testproc_t, record_file),
      .help = "where to append one line per started and finished task (unset: nowhere)"},
 };
 

@@ -48,24 +48,57 @@ static const char *const dispatch_unknown_choices[] = {"skip", "dead_letter", NU
 
 #define DC(k) offsetof(dispatch_conf_t, k)
 static const cfg_field_t dispatch_consumer_fields[] = {
-    {.key = "group_id", .type = CFG_STRING, .offset = DC(group_id),
+    {.key = "group_id",
+     .type = CFG_STRING,
+     .offset = DC(group_id),
      .help = "consumer group (default im-task-<binary>)"},
-    {.key = "topic", .type = CFG_STRING, .offset = DC(topic), .def = "im-task-topic",
+    {.key = "topic",
+     .type = CFG_STRING,
+     .offset = DC(topic),
+     .def = "im-task-topic",
      .help = "the task topic"},
-    {.key = "retry_topic", .type = CFG_STRING, .offset = DC(retry_topic),
-     .def = "im-task-retry-topic", .help = "where failed tasks wait for their next attempt"},
-    {.key = "dlq_topic", .type = CFG_STRING, .offset = DC(dlq_topic), .def = "im-task-dlq-topic",
+    {.key = "retry_topic",
+     .type = CFG_STRING,
+     .offset = DC(retry_topic),
+     .def = "im-task-retry-topic",
+     .help = "where failed tasks wait for their next attempt"},
+    {.key = "dlq_topic",
+     .type = CFG_STRING,
+     .offset = DC(dlq_topic),
+     .def = "im-task-dlq-topic",
      .help = "the dead-letter topic"},
-    {.key = "workers", .type = CFG_INT, .offset = DC(workers), .def = "8", .min = 1, .max = 1024,
+    {.key = "workers",
+     .type = CFG_INT,
+     .offset = DC(workers),
+     .def = "8",
+     .min = 1,
+     .max = 1024,
      .help = "threads running processors"},
-    {.key = "max_in_flight", .type = CFG_INT, .offset = DC(max_in_flight), .def = "1000",
-     .min = 1, .max = 1000000, .help = "messages held at once; fetching pauses at this bound"},
-    {.key = "max_delayed", .type = CFG_INT, .offset = DC(max_delayed), .def = "250", .min = 1,
-     .max = 1000000, .help = "of which retry messages waiting for their due time"},
-    {.key = "revoke_timeout", .type = CFG_DURATION, .offset = DC(revoke_timeout_ms),
-     .def = "10s", .min = 0, .max = 600000,
+    {.key = "max_in_flight",
+     .type = CFG_INT,
+     .offset = DC(max_in_flight),
+     .def = "1000",
+     .min = 1,
+     .max = 1000000,
+     .help = "messages held at once; fetching pauses at this bound"},
+    {.key = "max_delayed",
+     .type = CFG_INT,
+     .offset = DC(max_delayed),
+     .def = "250",
+     .min = 1,
+     .max = 1000000,
+     .help = "of which retry messages waiting for their due time"},
+    {.key = "revoke_timeout",
+     .type = CFG_DURATION,
+     .offset = DC(revoke_timeout_ms),
+     .def = "10s",
+     .min = 0,
+     .max = 600000,
      .help = "how long a rebalance waits for in-flight work of revoked partitions"},
-    {.key = "unknown_tasks", .type = CFG_ENUM, .offset = DC(unknown_tasks), .def = "skip",
+    {.key = "unknown_tasks",
+     .type = CFG_ENUM,
+     .offset = DC(unknown_tasks),
+     .def = "skip",
      .choices = dispatch_unknown_choices,
      .help = "tasks whose type no binary handles: skip, or dead_letter (set on one deployment)"},
 };
@@ -73,19 +106,54 @@ static const cfg_field_t dispatch_consumer_fields[] = {
 
 #define DR(k) offsetof(dispatch_retry_t, k)
 static const cfg_field_t dispatch_retry_fields[] = {
-    {.key = "local_attempts", .type = CFG_INT, .offset = DR(local_attempts), .def = "3",
-     .min = 1, .max = 100, .help = "tries in process before the retry topic"},
-    {.key = "local_backoff_initial", .type = CFG_DURATION, .offset = DR(local_backoff_initial_ms),
-     .def = "100ms", .min = 1, .max = 60000, .help = "first in-process backoff"},
-    {.key = "local_backoff_max", .type = CFG_DURATION, .offset = DR(local_backoff_max_ms),
-     .def = "2s", .min = 1, .max = 60000, .help = "longest in-process backoff"},
-    {.key = "max_attempts", .type = CFG_INT, .offset = DR(max_attempts), .def = "5", .min = 1,
-     .max = 1000, .help = "deliveries (first + retry topic) before the dead-letter queue"},
-    {.key = "backoff_initial", .type = CFG_DURATION, .offset = DR(backoff_initial_ms),
-     .def = "1s", .min = 1, .max = 86400000, .help = "first retry-topic delay"},
-    {.key = "backoff_max", .type = CFG_DURATION, .offset = DR(backoff_max_ms), .def = "30s",
-     .min = 1, .max = 86400000, .help = "longest retry-topic delay"},
-    {.key = "jitter", .type = CFG_DOUBLE, .offset = DR(jitter), .def = "0.2", .min = 0, .max = 1,
+    {.key = "local_attempts",
+     .type = CFG_INT,
+     .offset = DR(local_attempts),
+     .def = "3",
+     .min = 1,
+     .max = 100,
+     .help = "tries in process before the retry topic"},
+    {.key = "local_backoff_initial",
+     .type = CFG_DURATION,
+     .offset = DR(local_backoff_initial_ms),
+     .def = "100ms",
+     .min = 1,
+     .max = 60000,
+     .help = "first in-process backoff"},
+    {.key = "local_backoff_max",
+     .type = CFG_DURATION,
+     .offset = DR(local_backoff_max_ms),
+     .def = "2s",
+     .min = 1,
+     .max = 60000,
+     .help = "longest in-process backoff"},
+    {.key = "max_attempts",
+     .type = CFG_INT,
+     .offset = DR(max_attempts),
+     .def = "5",
+     .min = 1,
+     .max = 1000,
+     .help = "deliveries (first + retry topic) before the dead-letter queue"},
+    {.key = "backoff_initial",
+     .type = CFG_DURATION,
+     .offset = DR(backoff_initial_ms),
+     .def = "1s",
+     .min = 1,
+     .max = 86400000,
+     .help = "first retry-topic delay"},
+    {.key = "backoff_max",
+     .type = CFG_DURATION,
+     .offset = DR(backoff_max_ms),
+     .def = "30s",
+     .min = 1,
+     .max = 86400000,
+     .help = "longest retry-topic delay"},
+    {.key = "jitter",
+     .type = CFG_DOUBLE,
+     .offset = DR(jitter),
+     .def = "0.2",
+     .min = 0,
+     .max = 1,
      .help = "random spread of every delay, as a fraction"},
 };
 #undef DR
@@ -417,8 +485,8 @@ static void dispatch_sleep(dispatch_t *d, int64_t ms)
  * only when the grace is over: then the message is abandoned (its offset is
  * never stored) and it will be consumed again. Returns 0 when written. */
 static int dispatch_write_until_done(dispatch_t *d, mq_msg_t *msg, const char *topic,
-                                     const void *key, size_t keylen, const void *value,
-                                     size_t len, const mq_header_t *h, size_t nh)
+                                     const void *key, size_t keylen, const void *value, size_t len,
+                                     const mq_header_t *h, size_t nh)
 {
     char errstr[MQ_ERRSTR_MAX];
     for (uint32_t n = 0;; n++) {
@@ -472,9 +540,8 @@ static mq_txn_t *dispatch_txn_get(dispatch_t *d)
                  atomic_fetch_add(&seq, 1));
         rd_kafka_conf_t *conf =
             mq_conf_build(ac->kafka_brokers, &ac->kafka_props, extra, err, sizeof(err));
-        mq_txn_t *txn = conf ? mq_txn_new(conf, txid, DISPATCH_PRODUCE_TIMEOUT_MS, err,
-                                          sizeof(err))
-                             : NULL;
+        mq_txn_t *txn =
+            conf ? mq_txn_new(conf, txid, DISPATCH_PRODUCE_TIMEOUT_MS, err, sizeof(err)) : NULL;
         if (txn) {
             pthread_mutex_lock(&d->txn_lock);
             if (!dispatch_tl_txn) {
@@ -521,9 +588,9 @@ static mq_err_t dispatch_txn_commit(dispatch_t *d, mq_txn_t *txn, mq_msg_t *msg,
 /* Write the record the input now depends on (retry or dead-letter record):
  * in exactly-once mode in a transaction with the input offset, else
  * confirmed by its delivery report. Returns 0 when written. */
-static int dispatch_write_record(dispatch_t *d, mq_msg_t *msg, const char *topic,
-                                 const void *key, size_t keylen, const void *value, size_t len,
-                                 const mq_header_t *h, size_t nh)
+static int dispatch_write_record(dispatch_t *d, mq_msg_t *msg, const char *topic, const void *key,
+                                 size_t keylen, const void *value, size_t len, const mq_header_t *h,
+                                 size_t nh)
 {
     char errstr[MQ_ERRSTR_MAX];
     if (!d->eos)
@@ -560,9 +627,8 @@ static const char *dispatch_origin(const rd_kafka_message_t *m, const char *name
     return buf;
 }
 
-static void dispatch_dead_letter(dispatch_t *d, mq_msg_t *msg, const char *type,
-                                 const char *kind, const char *reason, uint32_t attempts,
-                                 int64_t first_failure_ms)
+static void dispatch_dead_letter(dispatch_t *d, mq_msg_t *msg, const char *type, const char *kind,
+                                 const char *reason, uint32_t attempts, int64_t first_failure_ms)
 {
     static const char *const drop[] = {NULL};
     const rd_kafka_message_t *m = mq_msg_kafka(msg);
@@ -594,25 +660,26 @@ static void dispatch_dead_letter(dispatch_t *d, mq_msg_t *msg, const char *type,
     h[n++] = dispatch_hdr_num(HDR_DLQ_ATTEMPTS, &att, attempts);
     h[n++] = dispatch_hdr_str(HDR_DLQ_ERROR_KIND, kind);
     h[n++] = dispatch_hdr_str(HDR_DLQ_ERROR_MESSAGE, reason);
-    h[n++] = dispatch_hdr_num(HDR_DLQ_FIRST_FAILURE, &first,
-                              first_failure_ms ? first_failure_ms : now);
+    h[n++] =
+        dispatch_hdr_num(HDR_DLQ_FIRST_FAILURE, &first, first_failure_ms ? first_failure_ms : now);
     h[n++] = dispatch_hdr_num(HDR_DLQ_LAST_FAILURE, &last, now);
 
     log_error("dead-lettering %s task from %s[%s]@%s after %u attempts: %s: %s", type, otopic,
               opart, ooff, attempts, kind, reason);
-    if (dispatch_write_record(d, msg, d->conf.dlq_topic, m->key, m->key_len, m->payload, m->len,
-                              h, n) == 0) {
+    if (dispatch_write_record(d, msg, d->conf.dlq_topic, m->key, m->key_len, m->payload, m->len, h,
+                              n) == 0) {
         const char *labels[] = {type, kind};
         metrics_counter_add(metrics_series_get(d->f_dead, labels), 1);
     }
 }
 
-static void dispatch_republish(dispatch_t *d, mq_msg_t *msg, dispatch_task_t *t,
-                               const char *reason, int64_t delay_ms)
+static void dispatch_republish(dispatch_t *d, mq_msg_t *msg, dispatch_task_t *t, const char *reason,
+                               int64_t delay_ms)
 {
-    static const char *const drop[] = {HDR_ATTEMPT, HDR_RETRY_DUE, HDR_LAST_ERROR,
-                                       HDR_ORIGIN_TOPIC, HDR_ORIGIN_PARTITION, HDR_ORIGIN_OFFSET,
-                                       HDR_ORIGIN_TIMESTAMP, HDR_FIRST_FAILURE, NULL};
+    static const char *const drop[] = {
+        HDR_ATTEMPT,          HDR_RETRY_DUE,        HDR_LAST_ERROR,
+        HDR_ORIGIN_TOPIC,     HDR_ORIGIN_PARTITION, HDR_ORIGIN_OFFSET,
+        HDR_ORIGIN_TIMESTAMP, HDR_FIRST_FAILURE,    NULL};
     const rd_kafka_message_t *m = mq_msg_kafka(msg);
     mq_header_t h[MQ_MAX_HEADERS];
     dispatch_num_t att, due, part, off, ts, first;
@@ -643,8 +710,7 @@ static void dispatch_republish(dispatch_t *d, mq_msg_t *msg, dispatch_task_t *t,
     h[n++] = dispatch_hdr_num(HDR_FIRST_FAILURE, &first, strtoll(ffirst, NULL, 10));
 
     log_warn("task failed (%s): retry %u of %lld in %lld ms through %s", reason, next_attempt,
-             (long long)t->proc->retry.max_attempts - 1, (long long)delay_ms,
-             d->conf.retry_topic);
+             (long long)t->proc->retry.max_attempts - 1, (long long)delay_ms, d->conf.retry_topic);
     /* the value stays the original bytes: the attempt count travels in a
      * header, so a dead-letter record holds exactly what was produced */
     if (dispatch_write_record(d, msg, d->conf.retry_topic, m->key, m->key_len, m->payload, m->len,
@@ -701,8 +767,7 @@ static void dispatch_handle(void *opaque, mq_msg_t *msg)
     t.proc = dispatch_find(d, canon ? canon : type);
     if (!t.proc) {
         snprintf(err, sizeof(err), "no processor handles task_type \"%s\"", type);
-        dispatch_dead_letter(d, msg, type[0] ? type : "unknown", DLQ_KIND_UNKNOWN_TYPE, err, 1,
-                             0);
+        dispatch_dead_letter(d, msg, type[0] ? type : "unknown", DLQ_KIND_UNKNOWN_TYPE, err, 1, 0);
         return;
     }
     if (task_decode(m->payload, m->len, &t.task, &owner, err, sizeof(err))) {
@@ -732,8 +797,8 @@ static void dispatch_handle(void *opaque, mq_msg_t *msg)
     if (strcmp(envtype, t.proc->type) != 0) {
         snprintf(err, sizeof(err), "task_type header \"%s\" but envelope says \"%s\"", type,
                  t.task.task_type);
-        dispatch_dead_letter(d, msg, t.proc->type, DLQ_KIND_UNDECODABLE, err,
-                             t.task.attempt + 1, 0);
+        dispatch_dead_letter(d, msg, t.proc->type, DLQ_KIND_UNDECODABLE, err, t.task.attempt + 1,
+                             0);
         goto out;
     }
     pthread_mutex_init(&t.lock, NULL);
@@ -745,8 +810,8 @@ static void dispatch_handle(void *opaque, mq_msg_t *msg)
         const dispatch_retry_t *rp = &t.proc->retry;
         if (t.task.deadline_ms > 0 && clock_wall_ms() > t.task.deadline_ms) {
             snprintf(err, sizeof(err), "deadline %lld passed", (long long)t.task.deadline_ms);
-            dispatch_dead_letter(d, msg, t.proc->type, DLQ_KIND_EXPIRED, err,
-                                 t.task.attempt + 1, first_failure);
+            dispatch_dead_letter(d, msg, t.proc->type, DLQ_KIND_EXPIRED, err, t.task.attempt + 1,
+                                 first_failure);
             break;
         }
         t.attempt_started_ms = clock_mono_ms();
@@ -789,23 +854,21 @@ static void dispatch_handle(void *opaque, mq_msg_t *msg)
             break;
         }
         /* retry: in process while tries are left and the wait is short */
-        int64_t local_wait = dispatch_backoff_jitter_ms(
-            rp->local_backoff_initial_ms, rp->local_backoff_max_ms, t.local_attempt, rp->jitter,
-            &seed);
+        int64_t local_wait =
+            dispatch_backoff_jitter_ms(rp->local_backoff_initial_ms, rp->local_backoff_max_ms,
+                                       t.local_attempt, rp->jitter, &seed);
         if (r.retry_after_ms > local_wait)
             local_wait = r.retry_after_ms;
         if (mq_msg_revoked(msg) || mq_consumer_cancelled(d->consumer)) {
             log_info("task failed (%s) while %s: it stays uncommitted and is consumed again",
-                     r.reason,
-                     mq_msg_revoked(msg) ? "its partition was revoked" : "shutting down");
+                     r.reason, mq_msg_revoked(msg) ? "its partition was revoked" : "shutting down");
             mq_msg_abandon(msg);
             break;
         }
         if ((int64_t)t.local_attempt + 1 < rp->local_attempts &&
             local_wait <= rp->local_backoff_max_ms && !app_stopping(d->app)) {
             metrics_counter_add(t.proc->retried_local, 1);
-            log_info("task failed (%s): trying again in %lld ms", r.reason,
-                     (long long)local_wait);
+            log_info("task failed (%s): trying again in %lld ms", r.reason, (long long)local_wait);
             dispatch_sleep(d, local_wait);
             continue;
         }
@@ -865,8 +928,9 @@ static int dispatch_configure(app_t *app, cfg_t *cfg, void *opaque, char *err, s
                  err, errlen))
         return -1;
     if (d->conf.max_delayed > d->conf.max_in_flight) {
-        snprintf(err, errlen, "consumer.max_delayed (%lld) must not exceed "
-                              "consumer.max_in_flight (%lld)",
+        snprintf(err, errlen,
+                 "consumer.max_delayed (%lld) must not exceed "
+                 "consumer.max_in_flight (%lld)",
                  (long long)d->conf.max_delayed, (long long)d->conf.max_in_flight);
         return -1;
     }
@@ -914,16 +978,16 @@ static void dispatch_metrics_init(dispatch_t *d, metrics_registry_t *reg)
     static const char *const tk[] = {"task_type", "kind"};
     metrics_family_t *consumed = metrics_counter_new(
         reg, "imtask_tasks_consumed_total", "Tasks of this binary's types taken from Kafka", 1, t1);
-    metrics_family_t *succeeded = metrics_counter_new(
-        reg, "imtask_tasks_succeeded_total", "Tasks processed successfully", 1, t1);
+    metrics_family_t *succeeded = metrics_counter_new(reg, "imtask_tasks_succeeded_total",
+                                                      "Tasks processed successfully", 1, t1);
     metrics_family_t *retried = metrics_counter_new(
         reg, "imtask_tasks_retried_total",
         "Failed attempts retried, in process (local) or through the retry topic (topic)", 2, t2);
-    metrics_family_t *in_flight = metrics_gauge_new(reg, "imtask_tasks_in_flight",
-                                                    "Tasks being processed now", 1, t1);
+    metrics_family_t *in_flight =
+        metrics_gauge_new(reg, "imtask_tasks_in_flight", "Tasks being processed now", 1, t1);
     metrics_family_t *processing = metrics_histogram_new(
-        reg, "imtask_task_processing_seconds", "Time of one process() call with its outputs", 1,
-        t1, metrics_latency_nbounds, metrics_latency_bounds);
+        reg, "imtask_task_processing_seconds", "Time of one process() call with its outputs", 1, t1,
+        metrics_latency_nbounds, metrics_latency_bounds);
     d->f_skipped = metrics_counter_new(reg, "imtask_tasks_skipped_total",
                                        "Tasks of other binaries' types passed over", 1, t1);
     d->f_dead = metrics_counter_new(reg, "imtask_tasks_dead_lettered_total",

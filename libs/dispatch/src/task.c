@@ -55,8 +55,7 @@ static int task_copy(char *dst, size_t cap, const char *src, const char *what, c
     return 0;
 }
 
-int task_decode(const uint8_t *buf, size_t len, task_t *t, void **owner, char *err,
-                size_t errlen)
+int task_decode(const uint8_t *buf, size_t len, task_t *t, void **owner, char *err, size_t errlen)
 {
     Imtask__V1__Task *m;
     if (len > TASK_MAX_BYTES) {
@@ -135,8 +134,8 @@ void task_trace_id_new(char *out)
     uint8_t b[16];
     do
         task_random(b, sizeof(b));
-    while (!(b[0] | b[1] | b[2] | b[3] | b[4] | b[5] | b[6] | b[7] | b[8] | b[9] | b[10] |
-             b[11] | b[12] | b[13] | b[14] | b[15]));
+    while (!(b[0] | b[1] | b[2] | b[3] | b[4] | b[5] | b[6] | b[7] | b[8] | b[9] | b[10] | b[11] |
+             b[12] | b[13] | b[14] | b[15]));
     task_hex(b, sizeof(b), out);
 }
 

@@ -85,13 +85,21 @@ static void test_ids(void **state)
     task_traceparent_new(tr, tp);
     assert_int_equal(task_traceparent_parse(tp, back), 0);
     assert_string_equal(back, tr);
-    assert_int_equal(task_traceparent_parse("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01", back), 0);
+    assert_int_equal(
+        task_traceparent_parse("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01", back), 0);
     assert_string_equal(back, "4bf92f3577b34da6a3ce929d0e0e4736");
     /* all-zero ids, upper case, wrong version or length are refused */
-    assert_int_equal(task_traceparent_parse("00-00000000000000000000000000000000-00f067aa0ba902b7-01", back), -1);
-    assert_int_equal(task_traceparent_parse("00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01", back), -1);
-    assert_int_equal(task_traceparent_parse("ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01", back), -1);
-    assert_int_equal(task_traceparent_parse("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7", back), -1);
+    assert_int_equal(
+        task_traceparent_parse("00-00000000000000000000000000000000-00f067aa0ba902b7-01", back),
+        -1);
+    assert_int_equal(
+        task_traceparent_parse("00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01", back),
+        -1);
+    assert_int_equal(
+        task_traceparent_parse("ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01", back),
+        -1);
+    assert_int_equal(
+        task_traceparent_parse("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7", back), -1);
 }
 
 int main(void)

@@ -33,23 +33,37 @@ struct app_s {
 static const char *const app_log_levels[] = {"debug", "info", "warn", "error", NULL};
 
 static const cfg_field_t app_log_fields[] = {
-    {.key = "level", .type = CFG_ENUM, .offset = offsetof(app_config_t, log_level),
-     .def = "info", .choices = app_log_levels, .help = "lowest level logged"},
+    {.key = "level",
+     .type = CFG_ENUM,
+     .offset = offsetof(app_config_t, log_level),
+     .def = "info",
+     .choices = app_log_levels,
+     .help = "lowest level logged"},
 };
 
 static const cfg_field_t app_http_fields[] = {
-    {.key = "listen", .type = CFG_STRING, .offset = offsetof(app_config_t, http_listen),
-     .def = "0.0.0.0:9090", .help = "host:port of /metrics, /healthz, /readyz"},
+    {.key = "listen",
+     .type = CFG_STRING,
+     .offset = offsetof(app_config_t, http_listen),
+     .def = "0.0.0.0:9090",
+     .help = "host:port of /metrics, /healthz, /readyz"},
 };
 
 static const cfg_field_t app_kafka_fields[] = {
-    {.key = "brokers", .type = CFG_STRING, .offset = offsetof(app_config_t, kafka_brokers),
-     .flags = CFG_REQUIRED, .help = "bootstrap brokers, host:port[,host:port...]"},
+    {.key = "brokers",
+     .type = CFG_STRING,
+     .offset = offsetof(app_config_t, kafka_brokers),
+     .flags = CFG_REQUIRED,
+     .help = "bootstrap brokers, host:port[,host:port...]"},
 };
 
 static const cfg_field_t app_shutdown_fields[] = {
-    {.key = "grace", .type = CFG_DURATION, .offset = offsetof(app_config_t, shutdown_grace_ms),
-     .def = "25s", .min = 0, .max = 3600000,
+    {.key = "grace",
+     .type = CFG_DURATION,
+     .offset = offsetof(app_config_t, shutdown_grace_ms),
+     .def = "25s",
+     .min = 0,
+     .max = 3600000,
      .help = "how long in-flight work may take to finish after SIGTERM"},
 };
 
@@ -131,7 +145,8 @@ static void *app_signal_thread(void *arg)
             continue;
         }
         if (app_stopping(app)) {
-            log_warn("second %s: exiting now without draining", sig == SIGTERM ? "SIGTERM" : "SIGINT");
+            log_warn("second %s: exiting now without draining",
+                     sig == SIGTERM ? "SIGTERM" : "SIGINT");
             _exit(1);
         }
         log_info("%s received: stopping gracefully (grace %lld ms)",
@@ -154,8 +169,7 @@ static int app_check_kafka_props(const app_config_t *c, char *err, size_t errlen
     }
     for (size_t i = 0; i < c->kafka_props.count; i++) {
         const cfg_kv_t *kv = &c->kafka_props.items[i];
-        if (rd_kafka_conf_set(conf, kv->key, kv->value, rderr, sizeof(rderr)) !=
-            RD_KAFKA_CONF_OK) {
+        if (rd_kafka_conf_set(conf, kv->key, kv->value, rderr, sizeof(rderr)) != RD_KAFKA_CONF_OK) {
             snprintf(err, errlen, "%s: kafka.%s: not accepted by librdkafka: %s", kv->origin,
                      kv->key, rderr);
             rc = -1;
@@ -175,12 +189,12 @@ static int app_configure(app_t *app, const char *path, char *err, size_t errlen)
     app->cfg = cfg;
     if (cfg_bind(cfg, "log", app_log_fields, APP_NFIELDS(app_log_fields), &app->conf, NULL, err,
                  errlen) ||
-        cfg_bind(cfg, "http", app_http_fields, APP_NFIELDS(app_http_fields), &app->conf, NULL,
-                 err, errlen) ||
+        cfg_bind(cfg, "http", app_http_fields, APP_NFIELDS(app_http_fields), &app->conf, NULL, err,
+                 errlen) ||
         cfg_bind(cfg, "kafka", app_kafka_fields, APP_NFIELDS(app_kafka_fields), &app->conf,
                  &app->conf.kafka_props, err, errlen) ||
-        cfg_bind(cfg, "shutdown", app_shutdown_fields, APP_NFIELDS(app_shutdown_fields),
-                 &app->conf, NULL, err, errlen))
+        cfg_bind(cfg, "shutdown", app_shutdown_fields, APP_NFIELDS(app_shutdown_fields), &app->conf,
+                 NULL, err, errlen))
         return -1;
     if (app->spec->configure && app->spec->configure(app, cfg, app->spec->opaque, err, errlen))
         return -1;

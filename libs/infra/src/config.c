@@ -101,8 +101,7 @@ static cfg_t *cfg_new_empty(const char *name)
     return cfg;
 }
 
-static cfg_t *cfg_parse(cfg_t *cfg, const unsigned char *buf, size_t len, char *err,
-                        size_t errlen)
+static cfg_t *cfg_parse(cfg_t *cfg, const unsigned char *buf, size_t len, char *err, size_t errlen)
 {
     yaml_parser_t parser;
     yaml_node_t *root;
@@ -116,8 +115,8 @@ static cfg_t *cfg_parse(cfg_t *cfg, const unsigned char *buf, size_t len, char *
     if (!yaml_parser_load(&parser, &cfg->doc)) {
         cfg_seterr(err, errlen, "%s:%zu:%zu: invalid YAML: %s%s%s", cfg_display_path(cfg),
                    parser.problem_mark.line + 1, parser.problem_mark.column + 1,
-                   parser.problem ? parser.problem : "syntax error",
-                   parser.context ? " " : "", parser.context ? parser.context : "");
+                   parser.problem ? parser.problem : "syntax error", parser.context ? " " : "",
+                   parser.context ? parser.context : "");
         yaml_parser_delete(&parser);
         goto fail;
     }
@@ -182,8 +181,7 @@ cfg_t *cfg_load(const char *path, char *err, size_t errlen)
         goto fail;
     }
     if (len > CFG_MAX_FILE_BYTES) {
-        cfg_seterr(err, errlen, "%s: config file larger than %d bytes", path,
-                   CFG_MAX_FILE_BYTES);
+        cfg_seterr(err, errlen, "%s: config file larger than %d bytes", path, CFG_MAX_FILE_BYTES);
         goto fail;
     }
     fclose(f);
@@ -255,8 +253,7 @@ static size_t cfg_line(const yaml_node_t *n)
 
 /* The mapping of top-level key `section` ("" = the root), or NULL. Sets
  * *keynode to the key node that names it. */
-static yaml_node_t *cfg_section_node(const cfg_t *cfg, const char *section,
-                                     yaml_node_t **keynode)
+static yaml_node_t *cfg_section_node(const cfg_t *cfg, const char *section, yaml_node_t **keynode)
 {
     yaml_node_t *root;
     if (!cfg->have_doc)
@@ -365,8 +362,7 @@ static void cfg_expected(const cfg_field_t *f, char *buf, size_t len)
         break;
     case CFG_DURATION:
         if (ranged)
-            snprintf(buf, len, "a duration like 500ms, 5s, 2m in [%.0fms, %.0fms]", f->min,
-                     f->max);
+            snprintf(buf, len, "a duration like 500ms, 5s, 2m in [%.0fms, %.0fms]", f->min, f->max);
         else
             snprintf(buf, len, "a duration like 500ms, 5s, 2m");
         break;
@@ -608,8 +604,8 @@ fail:
 /* IMTASK_<SECTION>_<KEY>: upper case, '.' and '-' as '_'. */
 static void cfg_env_name(const char *section, const char *key, char *buf, size_t len)
 {
-    size_t n = (size_t)snprintf(buf, len, "%s%s%s%s", CFG_ENV_PREFIX, section,
-                                section[0] ? "_" : "", key);
+    size_t n =
+        (size_t)snprintf(buf, len, "%s%s%s%s", CFG_ENV_PREFIX, section, section[0] ? "_" : "", key);
     for (size_t i = strlen(CFG_ENV_PREFIX); i < n && i < len; i++) {
         unsigned char c = (unsigned char)buf[i];
         buf[i] = (c == '.' || c == '-') ? '_' : (char)toupper(c);
@@ -638,8 +634,8 @@ static bool cfg_looks_secret(const char *key)
 /* Unknown keys of a passthrough section, from the file then the environment
  * (the environment wins on the same key). */
 static int cfg_bind_passthrough(cfg_t *cfg, const char *section, yaml_node_t *map,
-                                const cfg_field_t *fields, size_t nfields, cfg_kvs_t *pt,
-                                char *err, size_t errlen)
+                                const cfg_field_t *fields, size_t nfields, cfg_kvs_t *pt, char *err,
+                                size_t errlen)
 {
     cfg_kv_t *kvs = cfg_own(cfg, calloc(CFG_MAX_PASSTHROUGH, sizeof(*kvs)));
     char envprefix[CFG_NAME_MAX];
@@ -751,8 +747,8 @@ static int cfg_note_bound(cfg_t *cfg, const char *section)
     return 0;
 }
 
-int cfg_bind(cfg_t *cfg, const char *section, const cfg_field_t *fields, size_t nfields,
-             void *out, cfg_kvs_t *passthrough, char *err, size_t errlen)
+int cfg_bind(cfg_t *cfg, const char *section, const cfg_field_t *fields, size_t nfields, void *out,
+             cfg_kvs_t *passthrough, char *err, size_t errlen)
 {
     yaml_node_t *seckey = NULL;
     yaml_node_t *map = cfg_section_node(cfg, section, &seckey);
@@ -778,15 +774,15 @@ int cfg_bind(cfg_t *cfg, const char *section, const cfg_field_t *fields, size_t 
          map && p < map->data.mapping.pairs.top; p++) {
         const char *ks = cfg_scalar(cfg_node(cfg, p->key));
         if (!ks) {
-            cfg_seterr(err, errlen, "%s:%zu: %s: keys must be plain strings",
-                       cfg_display_path(cfg), cfg_line(cfg_node(cfg, p->key)), section);
+            cfg_seterr(err, errlen, "%s:%zu: %s: keys must be plain strings", cfg_display_path(cfg),
+                       cfg_line(cfg_node(cfg, p->key)), section);
             return -1;
         }
         for (yaml_node_pair_t *q = map->data.mapping.pairs.start; q < p; q++) {
             if (strcmp(cfg_scalar(cfg_node(cfg, q->key)), ks) == 0) {
                 cfg_seterr(err, errlen, "%s:%zu: %s%s%s: duplicate key (first at line %zu)",
-                           cfg_display_path(cfg), cfg_line(cfg_node(cfg, p->key)), section, dot,
-                           ks, cfg_line(cfg_node(cfg, q->key)));
+                           cfg_display_path(cfg), cfg_line(cfg_node(cfg, p->key)), section, dot, ks,
+                           cfg_line(cfg_node(cfg, q->key)));
                 return -1;
             }
         }
@@ -815,8 +811,8 @@ int cfg_bind(cfg_t *cfg, const char *section, const cfg_field_t *fields, size_t 
         if (envval) {
             snprintf(origin, sizeof(origin), "env %s", envname);
             if (cfg_store_scalar(cfg, f, envval, out)) {
-                cfg_seterr(err, errlen, "environment %s: %s%s%s: expected %s, got \"%s\"",
-                           envname, section, dot, f->key, expected,
+                cfg_seterr(err, errlen, "environment %s: %s%s%s: expected %s, got \"%s\"", envname,
+                           section, dot, f->key, expected,
                            (f->flags & CFG_SECRET) ? "[REDACTED]" : envval);
                 return -1;
             }
@@ -826,9 +822,8 @@ int cfg_bind(cfg_t *cfg, const char *section, const cfg_field_t *fields, size_t 
             if (f->type == CFG_LIST && valn->type == YAML_SEQUENCE_NODE) {
                 yaml_node_t *bad = NULL;
                 if (cfg_store_seq(cfg, f, valn, out, &bad)) {
-                    cfg_seterr(err, errlen, "%s:%zu: %s%s%s: expected %s",
-                               cfg_display_path(cfg), cfg_line(bad ? bad : valn), section, dot,
-                               f->key, expected);
+                    cfg_seterr(err, errlen, "%s:%zu: %s%s%s: expected %s", cfg_display_path(cfg),
+                               cfg_line(bad ? bad : valn), section, dot, f->key, expected);
                     return -1;
                 }
                 have = true;
@@ -862,8 +857,7 @@ int cfg_bind(cfg_t *cfg, const char *section, const cfg_field_t *fields, size_t 
         }
         if (!have && (f->flags & CFG_REQUIRED)) {
             if (map)
-                cfg_seterr(err, errlen,
-                           "%s:%zu: %s%s%s: missing required key (%s; or set %s)",
+                cfg_seterr(err, errlen, "%s:%zu: %s%s%s: missing required key (%s; or set %s)",
                            cfg_display_path(cfg), cfg_line(map), section, dot, f->key, expected,
                            envname);
             else
@@ -874,10 +868,10 @@ int cfg_bind(cfg_t *cfg, const char *section, const cfg_field_t *fields, size_t 
         if (!have) {
             /* not set: the zero value of its type (NULL, 0, false, empty list) */
             static const char zero[sizeof(cfg_list_t)];
-            size_t size = f->type == CFG_STRING ? sizeof(char *)
-                          : f->type == CFG_LIST ? sizeof(cfg_list_t)
-                          : f->type == CFG_BOOL ? sizeof(bool)
-                          : f->type == CFG_ENUM ? sizeof(int)
+            size_t size = f->type == CFG_STRING   ? sizeof(char *)
+                          : f->type == CFG_LIST   ? sizeof(cfg_list_t)
+                          : f->type == CFG_BOOL   ? sizeof(bool)
+                          : f->type == CFG_ENUM   ? sizeof(int)
                           : f->type == CFG_DOUBLE ? sizeof(double)
                                                   : sizeof(int64_t);
             memcpy((char *)out + f->offset, zero, size);
@@ -916,8 +910,9 @@ int cfg_finish(cfg_t *cfg, char *err, size_t errlen)
         for (size_t i = 0; ks && i < cfg->nbound; i++)
             bound = bound || strcmp(cfg->bound_sections[i], ks) == 0;
         if (!bound && !cfg->used[cfg_node_index(cfg, k)]) {
-            size_t n = (size_t)snprintf(err, errlen, "%s:%zu: unknown section or key \"%s\" (known:",
-                                        cfg_display_path(cfg), cfg_line(k), ks ? ks : "?");
+            size_t n = (size_t)snprintf(
+                err, errlen, "%s:%zu: unknown section or key \"%s\" (known:", cfg_display_path(cfg),
+                cfg_line(k), ks ? ks : "?");
             for (size_t i = 0; i < cfg->nbound && n < errlen; i++)
                 n += (size_t)snprintf(err + n, errlen - n, " %s",
                                       cfg->bound_sections[i][0] ? cfg->bound_sections[i] : "");
@@ -931,9 +926,9 @@ int cfg_finish(cfg_t *cfg, char *err, size_t errlen)
              q++) {
             yaml_node_t *kk = cfg_node(cfg, q->key);
             if (!cfg->used[cfg_node_index(cfg, kk)]) {
-                size_t n = (size_t)snprintf(err, errlen, "%s:%zu: %s.%s: unknown key (known:",
-                                            cfg_display_path(cfg), cfg_line(kk), ks,
-                                            cfg_scalar(kk) ? cfg_scalar(kk) : "?");
+                size_t n = (size_t)snprintf(
+                    err, errlen, "%s:%zu: %s.%s: unknown key (known:", cfg_display_path(cfg),
+                    cfg_line(kk), ks, cfg_scalar(kk) ? cfg_scalar(kk) : "?");
                 for (size_t i = 0; i < cfg->nentries && n < errlen; i++) {
                     if (strcmp(cfg->entries[i].section, ks) == 0)
                         n += (size_t)snprintf(err + n, errlen - n, " %s", cfg->entries[i].key);

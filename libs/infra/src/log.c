@@ -127,11 +127,31 @@ size_t log_json_escape(char *out, size_t cap, const char *s)
         char esc[7];
         size_t elen = 0;
         switch (c) {
-        case '"':  esc[0] = '\\'; esc[1] = '"'; elen = 2; break;
-        case '\\': esc[0] = '\\'; esc[1] = '\\'; elen = 2; break;
-        case '\n': esc[0] = '\\'; esc[1] = 'n'; elen = 2; break;
-        case '\r': esc[0] = '\\'; esc[1] = 'r'; elen = 2; break;
-        case '\t': esc[0] = '\\'; esc[1] = 't'; elen = 2; break;
+        case '"':
+            esc[0] = '\\';
+            esc[1] = '"';
+            elen = 2;
+            break;
+        case '\\':
+            esc[0] = '\\';
+            esc[1] = '\\';
+            elen = 2;
+            break;
+        case '\n':
+            esc[0] = '\\';
+            esc[1] = 'n';
+            elen = 2;
+            break;
+        case '\r':
+            esc[0] = '\\';
+            esc[1] = 'r';
+            elen = 2;
+            break;
+        case '\t':
+            esc[0] = '\\';
+            esc[1] = 't';
+            elen = 2;
+            break;
         default:
             if (c < 0x20 || c == 0x7f) {
                 memcpy(esc, "\\u00", 4);

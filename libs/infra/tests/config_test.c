@@ -27,17 +27,34 @@ typedef struct {
 static const char *const demo_modes[] = {"per_recipient", "per_gateway", NULL};
 
 static const cfg_field_t demo_fields[] = {
-    {.key = "batch_size", .type = CFG_INT, .offset = offsetof(demo_t, batch_size), .def = "100",
-     .min = 1, .max = 10000},
-    {.key = "ratio", .type = CFG_DOUBLE, .offset = offsetof(demo_t, ratio), .def = "0.5",
-     .min = 0, .max = 1},
+    {.key = "batch_size",
+     .type = CFG_INT,
+     .offset = offsetof(demo_t, batch_size),
+     .def = "100",
+     .min = 1,
+     .max = 10000},
+    {.key = "ratio",
+     .type = CFG_DOUBLE,
+     .offset = offsetof(demo_t, ratio),
+     .def = "0.5",
+     .min = 0,
+     .max = 1},
     {.key = "enabled", .type = CFG_BOOL, .offset = offsetof(demo_t, enabled), .def = "false"},
-    {.key = "timeout", .type = CFG_DURATION, .offset = offsetof(demo_t, timeout_ms),
-     .def = "5s", .min = 1, .max = 60000},
-    {.key = "mode", .type = CFG_ENUM, .offset = offsetof(demo_t, mode), .def = "per_recipient",
+    {.key = "timeout",
+     .type = CFG_DURATION,
+     .offset = offsetof(demo_t, timeout_ms),
+     .def = "5s",
+     .min = 1,
+     .max = 60000},
+    {.key = "mode",
+     .type = CFG_ENUM,
+     .offset = offsetof(demo_t, mode),
+     .def = "per_recipient",
      .choices = demo_modes},
     {.key = "topics", .type = CFG_LIST, .offset = offsetof(demo_t, topics), .def = "x"},
-    {.key = "api_token", .type = CFG_STRING, .offset = offsetof(demo_t, api_token),
+    {.key = "api_token",
+     .type = CFG_STRING,
+     .offset = offsetof(demo_t, api_token),
      .flags = CFG_SECRET},
     {.key = "name", .type = CFG_STRING, .offset = offsetof(demo_t, name), .def = "demo"},
 };
@@ -48,12 +65,14 @@ typedef struct {
 } kafka_t;
 
 static const cfg_field_t kafka_fields[] = {
-    {.key = "brokers", .type = CFG_STRING, .offset = offsetof(kafka_t, brokers),
+    {.key = "brokers",
+     .type = CFG_STRING,
+     .offset = offsetof(kafka_t, brokers),
      .flags = CFG_REQUIRED},
 };
 
 static const char *const env_names[] = {
-    "IMTASK_DEMO_BATCH_SIZE", "IMTASK_DEMO_TOPICS", "IMTASK_KAFKA_BROKERS",
+    "IMTASK_DEMO_BATCH_SIZE",         "IMTASK_DEMO_TOPICS",     "IMTASK_KAFKA_BROKERS",
     "IMTASK_KAFKA_SECURITY_PROTOCOL", "IMTASK_KAFKA_CLIENT_ID", "IMTASK_DEMO_TIMEOUT",
 };
 
@@ -146,7 +165,8 @@ static void test_invalid_files(void **state)
         {"demo:\n  batch_size: 0\n",
          "t.yaml:2: demo.batch_size: expected an integer in [1, 10000], got \"0\""},
         {"demo:\n  ratio: 1.5\n", "t.yaml:2: demo.ratio: expected a number in [0, 1], got \"1.5\""},
-        {"demo:\n  enabled: maybe\n", "t.yaml:2: demo.enabled: expected true or false, got \"maybe\""},
+        {"demo:\n  enabled: maybe\n",
+         "t.yaml:2: demo.enabled: expected true or false, got \"maybe\""},
         {"demo:\n  timeout: 5 parsecs\n",
          "t.yaml:2: demo.timeout: expected a duration like 500ms, 5s, 2m in [1ms, 60000ms], got "
          "\"5 parsecs\""},
@@ -271,8 +291,10 @@ static void test_dump_redacts(void **state)
     fclose(out);
     assert_null(strstr(buf, "s3cr3t-token"));
     assert_null(strstr(buf, "hunter2-secret"));
-    assert_non_null(strstr(buf, "  api_token: \"[REDACTED]\"  # libs/infra/tests/testdata/valid.yaml:20\n"));
-    assert_non_null(strstr(buf, "  sasl.password: \"[REDACTED]\"  # libs/infra/tests/testdata/valid.yaml:9\n"));
+    assert_non_null(
+        strstr(buf, "  api_token: \"[REDACTED]\"  # libs/infra/tests/testdata/valid.yaml:20\n"));
+    assert_non_null(
+        strstr(buf, "  sasl.password: \"[REDACTED]\"  # libs/infra/tests/testdata/valid.yaml:9\n"));
     assert_non_null(strstr(buf, "  batch_size: 200  # libs/infra/tests/testdata/valid.yaml:14\n"));
     assert_non_null(strstr(buf, "  name: \"demo\"  # default\n"));
     assert_non_null(strstr(buf, "  timeout: 1500ms  #"));

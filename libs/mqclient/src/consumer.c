@@ -23,12 +23,12 @@ typedef struct mq_part_s {
     mq_offsets_t *offsets; /* NULL while not assigned */
     _Atomic uint32_t gen;  /* bumped on assign and revoke; workers read it */
     bool assigned;
-    bool paused;       /* as we told librdkafka */
-    int running;       /* dispatched in this generation, not completed */
-    int delayed;       /* in the delay heap, this generation */
-    bool blocked;      /* ordered mode: a delayed message holds the partition */
-    bool dirty;        /* finished offsets not yet stored */
-    int64_t stored;    /* last offset stored, -1 none */
+    bool paused;    /* as we told librdkafka */
+    int running;    /* dispatched in this generation, not completed */
+    int delayed;    /* in the delay heap, this generation */
+    bool blocked;   /* ordered mode: a delayed message holds the partition */
+    bool dirty;     /* finished offsets not yet stored */
+    int64_t stored; /* last offset stored, -1 none */
     metrics_series_t *lag;
 } mq_part_t;
 
@@ -77,8 +77,8 @@ struct mq_consumer_s {
     mq_msg_t **heap;
     size_t nheap;
 
-    size_t held;        /* tracker entries over all partitions */
-    int outstanding;    /* dispatched, not completed (all generations) */
+    size_t held;     /* tracker entries over all partitions */
+    int outstanding; /* dispatched, not completed (all generations) */
     atomic_int in_flight_gauge;
     bool paused_all;
     bool in_shutdown;
@@ -93,8 +93,7 @@ struct mq_consumer_s {
 
 /* ---- small helpers ---------------------------------------------------- */
 
-static mq_part_t *mq_part_find(mq_consumer_t *c, const char *topic, int32_t partition,
-                               bool create)
+static mq_part_t *mq_part_find(mq_consumer_t *c, const char *topic, int32_t partition, bool create)
 {
     for (size_t i = 0; i < c->nparts; i++) {
         if (c->parts[i]->partition == partition && strcmp(c->parts[i]->topic, topic) == 0)
@@ -416,8 +415,7 @@ static void mq_apply_pauses(mq_consumer_t *c)
         bool want;
         if (!p->assigned)
             continue;
-        want = c->paused_all || c->in_shutdown || p->blocked ||
-               (delay_full && p->delayed > 0);
+        want = c->paused_all || c->in_shutdown || p->blocked || (delay_full && p->delayed > 0);
         if (want == p->paused)
             continue;
         rd_kafka_topic_partition_list_add(want ? pause : resume, p->topic, p->partition);
@@ -574,8 +572,7 @@ static void mq_update_lag(mq_consumer_t *c)
         int64_t lo, hi;
         if (!p->assigned || !p->lag)
             continue;
-        if (rd_kafka_get_watermark_offsets(c->rk, p->topic, p->partition, &lo, &hi) ||
-            hi < 0)
+        if (rd_kafka_get_watermark_offsets(c->rk, p->topic, p->partition, &lo, &hi) || hi < 0)
             continue;
         size_t before = mq_offsets_entries(p->offsets);
         int64_t f = mq_offsets_frontier(p->offsets); /* what is finished, committed or not */
@@ -713,8 +710,7 @@ mq_err_t mq_consumer_run(mq_consumer_t *c, int64_t grace_ms)
     mq_heap_drop(c, NULL);
     mq_apply_pauses(c);
     int64_t deadline = clock_mono_ms() + grace_ms;
-    log_info("stopping: %d messages in flight, grace %lld ms", c->outstanding,
-             (long long)grace_ms);
+    log_info("stopping: %d messages in flight, grace %lld ms", c->outstanding, (long long)grace_ms);
     while (c->outstanding > 0 && clock_mono_ms() < deadline) {
         if (!mq_poll_once(c, 50))
             break;
@@ -777,28 +773,27 @@ static void mq_metrics_init(mq_consumer_t *c, metrics_registry_t *reg)
         0, NULL));
     c->m_delayed = metrics_series_get0(metrics_gauge_new(
         reg, "imtask_consumer_delayed", "Retry messages waiting for their due time", 0, NULL));
-    c->m_paused = metrics_series_get0(metrics_gauge_new(
-        reg, "imtask_consumer_paused", "1 while fetching is paused at the in-flight bound", 0,
-        NULL));
+    c->m_paused = metrics_series_get0(
+        metrics_gauge_new(reg, "imtask_consumer_paused",
+                          "1 while fetching is paused at the in-flight bound", 0, NULL));
     static const char *const rb_labels[] = {"event"};
-    metrics_family_t *rb = metrics_counter_new(reg, "imtask_consumer_rebalance_partitions_total",
-                                               "Partitions assigned, revoked or lost", 1,
-                                               rb_labels);
+    metrics_family_t *rb =
+        metrics_counter_new(reg, "imtask_consumer_rebalance_partitions_total",
+                            "Partitions assigned, revoked or lost", 1, rb_labels);
     c->m_assigned = metrics_series_get1(rb, "assigned");
     c->m_revoked = metrics_series_get1(rb, "revoked");
     c->m_lost = metrics_series_get1(rb, "lost");
-    c->f_lag = metrics_gauge_new(reg, "imtask_consumer_lag",
-                                 "Messages in the partition after the committed position", 2,
-                                 lag_labels);
+    c->f_lag =
+        metrics_gauge_new(reg, "imtask_consumer_lag",
+                          "Messages in the partition after the committed position", 2, lag_labels);
 }
 
 mq_consumer_t *mq_consumer_new(rd_kafka_conf_t *conf, const mq_consumer_opts_t *opts, char *err,
                                size_t errlen)
 {
     static const char *const fixed[] = {
-        "enable.auto.offset.store", "false",
-        "partition.assignment.strategy", "cooperative-sticky",
-        NULL,
+        "enable.auto.offset.store", "false", "partition.assignment.strategy",
+        "cooperative-sticky",       NULL,
     };
     char rderr[256];
     mq_consumer_t *c;
@@ -807,8 +802,9 @@ mq_consumer_t *mq_consumer_new(rd_kafka_conf_t *conf, const mq_consumer_opts_t *
         opts->max_in_flight < 1 || opts->max_delayed < 1 ||
         opts->max_delayed > opts->max_in_flight || !opts->filter || !opts->handle ||
         (opts->offsets_by_transaction && !opts->ordered_partitions)) {
-        snprintf(err, errlen, "invalid consumer options (group, topics, workers >= 1, "
-                              "1 <= max_delayed <= max_in_flight, filter and handle needed)");
+        snprintf(err, errlen,
+                 "invalid consumer options (group, topics, workers >= 1, "
+                 "1 <= max_delayed <= max_in_flight, filter and handle needed)");
         return NULL;
     }
     c = calloc(1, sizeof(*c));

@@ -88,15 +88,13 @@ rd_kafka_conf_t *mq_conf_build(const char *brokers, const cfg_kvs_t *props,
     }
     for (size_t i = 0; props && i < props->count; i++) {
         const cfg_kv_t *kv = &props->items[i];
-        if (rd_kafka_conf_set(conf, kv->key, kv->value, rderr, sizeof(rderr)) !=
-            RD_KAFKA_CONF_OK) {
+        if (rd_kafka_conf_set(conf, kv->key, kv->value, rderr, sizeof(rderr)) != RD_KAFKA_CONF_OK) {
             snprintf(err, errlen, "%s: kafka.%s: %s", kv->origin, kv->key, rderr);
             goto fail;
         }
     }
     for (; extra && extra[0]; extra += 2) {
-        if (rd_kafka_conf_set(conf, extra[0], extra[1], rderr, sizeof(rderr)) !=
-            RD_KAFKA_CONF_OK) {
+        if (rd_kafka_conf_set(conf, extra[0], extra[1], rderr, sizeof(rderr)) != RD_KAFKA_CONF_OK) {
             snprintf(err, errlen, "%s: %s", extra[0], rderr);
             goto fail;
         }
@@ -136,12 +134,11 @@ static void mq_dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
     if (!dr)
         return;
     if (m->err)
-        err = m->err == RD_KAFKA_RESP_ERR__FATAL ? MQ_ERR_FATAL
+        err = m->err == RD_KAFKA_RESP_ERR__FATAL           ? MQ_ERR_FATAL
               : m->err == RD_KAFKA_RESP_ERR__MSG_TIMED_OUT ? MQ_ERR_TIMEOUT
-                                                             : MQ_ERR_KAFKA;
+                                                           : MQ_ERR_KAFKA;
     if (dr->cb)
-        dr->cb(dr->opaque, err, m->err ? rd_kafka_err2str(m->err) : NULL, m->partition,
-               m->offset);
+        dr->cb(dr->opaque, err, m->err ? rd_kafka_err2str(m->err) : NULL, m->partition, m->offset);
     free(dr);
 }
 
@@ -213,8 +210,7 @@ int mq_producer_outq_len(mq_producer_t *p)
 
 mq_err_t mq_producer_flush(mq_producer_t *p, int timeout_ms)
 {
-    return rd_kafka_flush(p->rk, timeout_ms) == RD_KAFKA_RESP_ERR_NO_ERROR ? MQ_OK
-                                                                           : MQ_ERR_TIMEOUT;
+    return rd_kafka_flush(p->rk, timeout_ms) == RD_KAFKA_RESP_ERR_NO_ERROR ? MQ_OK : MQ_ERR_TIMEOUT;
 }
 
 mq_err_t mq_produce(mq_producer_t *p, const char *topic, int32_t partition, const void *key,
@@ -242,8 +238,8 @@ mq_err_t mq_produce(mq_producer_t *p, const char *topic, int32_t partition, cons
         }
         e = rd_kafka_producev(p->rk, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_PARTITION(partition),
                               RD_KAFKA_V_KEY(key, keylen), RD_KAFKA_V_VALUE((void *)value, len),
-                              RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
-                              RD_KAFKA_V_HEADERS(hdrs), RD_KAFKA_V_OPAQUE(dr), RD_KAFKA_V_END);
+                              RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_HEADERS(hdrs),
+                              RD_KAFKA_V_OPAQUE(dr), RD_KAFKA_V_END);
         if (e == RD_KAFKA_RESP_ERR_NO_ERROR)
             return MQ_OK; /* headers now belong to the record */
         rd_kafka_headers_destroy(hdrs);
@@ -284,10 +280,9 @@ static void mq_sync_cb(void *opaque, mq_err_t err, const char *errstr, int32_t p
     pthread_mutex_unlock(&s->lock);
 }
 
-mq_err_t mq_produce_sync(mq_producer_t *p, const char *topic, int32_t partition,
-                         const void *key, size_t keylen, const void *value, size_t len,
-                         const mq_header_t *headers, size_t nheaders, int timeout_ms,
-                         char *errstr, size_t errlen)
+mq_err_t mq_produce_sync(mq_producer_t *p, const char *topic, int32_t partition, const void *key,
+                         size_t keylen, const void *value, size_t len, const mq_header_t *headers,
+                         size_t nheaders, int timeout_ms, char *errstr, size_t errlen)
 {
     mq_sync_t s = {.done = false, .err = MQ_OK};
     struct timespec deadline;
@@ -318,8 +313,7 @@ mq_err_t mq_produce_sync(mq_producer_t *p, const char *topic, int32_t partition,
         /* The callback still holds &s: wait for it (librdkafka reports every
          * record by message.timeout.ms at the latest). */
         pthread_mutex_unlock(&s.lock);
-        log_warn("produce to %s: no delivery report after %d ms, still waiting", topic,
-                 timeout_ms);
+        log_warn("produce to %s: no delivery report after %d ms, still waiting", topic, timeout_ms);
         pthread_mutex_lock(&s.lock);
         while (!s.done)
             pthread_cond_wait(&s.cond, &s.lock);

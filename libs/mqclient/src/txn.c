@@ -29,8 +29,8 @@ static mq_err_t mq_txn_err(mq_txn_t *t, rd_kafka_error_t *e, const char *what, c
     return err;
 }
 
-mq_txn_t *mq_txn_new(rd_kafka_conf_t *conf, const char *transactional_id, int timeout_ms,
-                     char *err, size_t errlen)
+mq_txn_t *mq_txn_new(rd_kafka_conf_t *conf, const char *transactional_id, int timeout_ms, char *err,
+                     size_t errlen)
 {
     char rderr[256];
     rd_kafka_error_t *e;
@@ -85,8 +85,7 @@ mq_err_t mq_txn_begin(mq_txn_t *t, char *errstr, size_t errlen)
 }
 
 mq_err_t mq_txn_produce(mq_txn_t *t, const char *topic, const void *key, size_t keylen,
-                        const void *value, size_t len, const mq_header_t *headers,
-                        size_t nheaders)
+                        const void *value, size_t len, const mq_header_t *headers, size_t nheaders)
 {
     rd_kafka_headers_t *hdrs = NULL;
     rd_kafka_resp_err_t e;

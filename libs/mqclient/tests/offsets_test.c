@@ -87,9 +87,9 @@ static void test_bounds_and_misuse(void **state)
     assert_int_equal(mq_offsets_skip(t, 5), -1);
     assert_int_equal(mq_offsets_add(t, 6), 0);
     assert_int_equal(mq_offsets_add(t, 7), 0);
-    assert_int_equal(mq_offsets_add(t, 8), -1); /* full */
+    assert_int_equal(mq_offsets_add(t, 8), -1);  /* full */
     assert_int_equal(mq_offsets_skip(t, 8), -1); /* tail not done: needs an entry */
-    assert_int_equal(mq_offsets_done(t, 9), -1);  /* never added */
+    assert_int_equal(mq_offsets_done(t, 9), -1); /* never added */
     assert_int_equal(mq_offsets_done(t, 6), 0);
     assert_int_equal(mq_offsets_done(t, 6), -1); /* twice */
     assert_int_equal(mq_offsets_done(t, 5), 0);

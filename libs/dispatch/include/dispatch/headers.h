@@ -10,9 +10,9 @@
 #define HDR_TRACEPARENT "traceparent"
 
 /* On retry-topic records. */
-#define HDR_ATTEMPT "attempt"           /* deliveries so far (1 after the first) */
-#define HDR_RETRY_DUE "retry_due_ms"    /* not to run before this time */
-#define HDR_LAST_ERROR "last_error"     /* reason of the last failure */
+#define HDR_ATTEMPT "attempt"        /* deliveries so far (1 after the first) */
+#define HDR_RETRY_DUE "retry_due_ms" /* not to run before this time */
+#define HDR_LAST_ERROR "last_error"  /* reason of the last failure */
 
 /* Where a retried or dead-lettered task first came from (kept across retries). */
 #define HDR_ORIGIN_TOPIC "origin_topic"
@@ -35,13 +35,13 @@
 #define HDR_DLQ_LAST_FAILURE "dlq_last_failure_ms"
 
 /* dlq_error_kind values */
-#define DLQ_KIND_PERMANENT "permanent"             /* the processor said so */
+#define DLQ_KIND_PERMANENT "permanent" /* the processor said so */
 #define DLQ_KIND_RETRIES_EXHAUSTED "retries_exhausted"
-#define DLQ_KIND_UNDECODABLE "undecodable"         /* envelope or payload */
-#define DLQ_KIND_UNKNOWN_TYPE "unknown_type"       /* no binary handles it */
-#define DLQ_KIND_EXPIRED "expired"                 /* past its deadline */
+#define DLQ_KIND_UNDECODABLE "undecodable"   /* envelope or payload */
+#define DLQ_KIND_UNKNOWN_TYPE "unknown_type" /* no binary handles it */
+#define DLQ_KIND_EXPIRED "expired"           /* past its deadline */
 
 /* Set by imtask-ctl dlq replay on the republished record. */
-#define HDR_REPLAYED_FROM "replayed_from"          /* "topic/partition/offset" of the DLQ record */
+#define HDR_REPLAYED_FROM "replayed_from" /* "topic/partition/offset" of the DLQ record */
 
 #endif

@@ -10,8 +10,8 @@
 
 #define TASK_ID_MAX 128
 #define TASK_TYPE_MAX 64
-#define TASK_TRACE_ID_LEN 32    /* hex digits */
-#define TASK_TRACEPARENT_LEN 55 /* "00-<32 hex>-<16 hex>-<2 hex>" */
+#define TASK_TRACE_ID_LEN 32         /* hex digits */
+#define TASK_TRACEPARENT_LEN 55      /* "00-<32 hex>-<16 hex>-<2 hex>" */
 #define TASK_MAX_BYTES (1024 * 1024) /* an envelope larger than this is refused */
 
 /* The task types of the seed, NULL-terminated: fanout, push, content_audit,
@@ -43,8 +43,7 @@ int task_encode(const task_t *t, uint8_t **out, size_t *outlen);
 /* Decode an envelope. On success returns 0 and fills t, whose payload points
  * into *owner (free it with task_decoded_free after use). On failure returns
  * -1 and writes what was wrong into err. */
-int task_decode(const uint8_t *buf, size_t len, task_t *t, void **owner, char *err,
-                size_t errlen);
+int task_decode(const uint8_t *buf, size_t len, task_t *t, void **owner, char *err, size_t errlen);
 void task_decoded_free(void *owner);
 
 /* A random UUIDv4 ("xxxxxxxx-xxxx-4xxx-yxxx-xxxxxxxxxxxx"), out >= 37 bytes. */

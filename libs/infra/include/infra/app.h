@@ -26,10 +26,10 @@ typedef struct app_s app_t;
 
 /* The core sections every binary has; see docs/configuration.md. */
 typedef struct {
-    int log_level;           /* log.level */
-    const char *http_listen; /* http.listen */
+    int log_level;             /* log.level */
+    const char *http_listen;   /* http.listen */
     const char *kafka_brokers; /* kafka.brokers */
-    cfg_kvs_t kafka_props;   /* kafka.<any librdkafka property>, passed through */
+    cfg_kvs_t kafka_props;     /* kafka.<any librdkafka property>, passed through */
     int64_t shutdown_grace_ms; /* shutdown.grace */
 } app_config_t;
 

@@ -54,14 +54,14 @@ typedef struct {
 } cfg_list_t;
 
 typedef struct {
-    const char *key;  /* lower_snake_case name inside the section */
+    const char *key; /* lower_snake_case name inside the section */
     cfg_type_t type;
-    size_t offset;    /* offsetof(struct, member) */
-    const char *def;  /* default as text, parsed like a file value; NULL = none */
+    size_t offset;   /* offsetof(struct, member) */
+    const char *def; /* default as text, parsed like a file value; NULL = none */
     unsigned flags;
-    double min, max;  /* for CFG_INT, CFG_DOUBLE, CFG_DURATION; both 0 = no limit */
+    double min, max;            /* for CFG_INT, CFG_DOUBLE, CFG_DURATION; both 0 = no limit */
     const char *const *choices; /* for CFG_ENUM */
-    const char *help; /* one line, shown by cfg_dump */
+    const char *help;           /* one line, shown by cfg_dump */
 } cfg_field_t;
 
 typedef struct {
@@ -88,8 +88,8 @@ void cfg_destroy(cfg_t *cfg); /* NULL is a no-op */
  *   "imtask.yaml:12: fanout.batch_size: expected an integer in [1, 10000], got \"abc\""
  * passthrough: non-NULL to keep unknown keys of the section there (cfg owns
  * them); NULL to leave unknown keys for cfg_finish to report. */
-int cfg_bind(cfg_t *cfg, const char *section, const cfg_field_t *fields, size_t nfields,
-             void *out, cfg_kvs_t *passthrough, char *err, size_t errlen);
+int cfg_bind(cfg_t *cfg, const char *section, const cfg_field_t *fields, size_t nfields, void *out,
+             cfg_kvs_t *passthrough, char *err, size_t errlen);
 
 /* True when the file has this section (whether or not it was bound). */
 bool cfg_has_section(const cfg_t *cfg, const char *section);

@@ -43,8 +43,7 @@ void log_clear_secrets(void);
 void log_ctx_set(const char *task_id, const char *trace_id);
 void log_ctx_clear(void);
 
-void log_write(log_level_t level, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
+void log_write(log_level_t level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 #define log_debug(...) log_write(LOG_LEVEL_DEBUG, __VA_ARGS__)
 #define log_info(...) log_write(LOG_LEVEL_INFO, __VA_ARGS__)

@@ -11,9 +11,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define METRICS_MAX_LABELS 4    /* label names per family */
-#define METRICS_MAX_BUCKETS 32  /* histogram buckets, +Inf excluded */
-#define METRICS_MAX_SERIES 4096 /* series per family; beyond, _get returns NULL */
+#define METRICS_MAX_LABELS 4             /* label names per family */
+#define METRICS_MAX_BUCKETS 32           /* histogram buckets, +Inf excluded */
+#define METRICS_MAX_SERIES 4096          /* series per family; beyond, _get returns NULL */
 #define METRICS_MAX_FAMILIES 1024        /* families per registry; beyond, _new returns NULL */
 #define METRICS_MAX_NAME_LEN 256         /* metric and label names, in bytes */
 #define METRICS_MAX_HELP_LEN 4096        /* help text, in bytes */
@@ -35,17 +35,14 @@ void metrics_registry_destroy(metrics_registry_t *reg); /* NULL is a no-op */
  * label names, label names starting with "__", a histogram label named "le",
  * or more than METRICS_MAX_FAMILIES families. help may be NULL (no HELP line);
  * a redeclaration keeps the first help text. */
-metrics_family_t *metrics_counter_new(metrics_registry_t *reg, const char *name,
-                                      const char *help, size_t nlabels,
-                                      const char *const *label_names);
-metrics_family_t *metrics_gauge_new(metrics_registry_t *reg, const char *name,
-                                    const char *help, size_t nlabels,
-                                    const char *const *label_names);
+metrics_family_t *metrics_counter_new(metrics_registry_t *reg, const char *name, const char *help,
+                                      size_t nlabels, const char *const *label_names);
+metrics_family_t *metrics_gauge_new(metrics_registry_t *reg, const char *name, const char *help,
+                                    size_t nlabels, const char *const *label_names);
 /* bounds: strictly increasing finite upper bounds, at most METRICS_MAX_BUCKETS
  * (the +Inf bucket is implicit); a redeclaration must repeat the same bounds. */
-metrics_family_t *metrics_histogram_new(metrics_registry_t *reg, const char *name,
-                                        const char *help, size_t nlabels,
-                                        const char *const *label_names,
+metrics_family_t *metrics_histogram_new(metrics_registry_t *reg, const char *name, const char *help,
+                                        size_t nlabels, const char *const *label_names,
                                         size_t nbounds, const double *bounds);
 
 /* The series for these label values (nlabels of them, as declared), created

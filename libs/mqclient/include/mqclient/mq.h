@@ -37,13 +37,13 @@
 
 typedef enum {
     MQ_OK = 0,
-    MQ_ERR_CONFIG = 1,    /* a property librdkafka refused */
+    MQ_ERR_CONFIG = 1, /* a property librdkafka refused */
     MQ_ERR_NOMEM = 2,
-    MQ_ERR_KAFKA = 3,     /* see the message; may be retriable */
+    MQ_ERR_KAFKA = 3, /* see the message; may be retriable */
     MQ_ERR_TIMEOUT = 4,
-    MQ_ERR_QUEUE_FULL = 5,  /* local producer queue full: retriable */
-    MQ_ERR_INVALID = 6,   /* bad argument */
-    MQ_ERR_FATAL = 7,     /* librdkafka fatal error (e.g. fenced producer) */
+    MQ_ERR_QUEUE_FULL = 5, /* local producer queue full: retriable */
+    MQ_ERR_INVALID = 6,    /* bad argument */
+    MQ_ERR_FATAL = 7,      /* librdkafka fatal error (e.g. fenced producer) */
 } mq_err_t;
 
 const char *mq_err_str(mq_err_t err);
@@ -92,10 +92,9 @@ mq_err_t mq_produce(mq_producer_t *p, const char *topic, int32_t partition, cons
                     size_t keylen, const void *value, size_t len, const mq_header_t *headers,
                     size_t nheaders, int block_ms, mq_delivery_cb *cb, void *opaque);
 /* Produce and wait for the delivery report (up to timeout_ms). */
-mq_err_t mq_produce_sync(mq_producer_t *p, const char *topic, int32_t partition,
-                         const void *key, size_t keylen, const void *value, size_t len,
-                         const mq_header_t *headers, size_t nheaders, int timeout_ms,
-                         char *errstr, size_t errlen);
+mq_err_t mq_produce_sync(mq_producer_t *p, const char *topic, int32_t partition, const void *key,
+                         size_t keylen, const void *value, size_t len, const mq_header_t *headers,
+                         size_t nheaders, int timeout_ms, char *errstr, size_t errlen);
 mq_err_t mq_producer_flush(mq_producer_t *p, int timeout_ms);
 rd_kafka_t *mq_producer_handle(mq_producer_t *p);
 /* Records queued and not yet reported. */
@@ -112,14 +111,13 @@ typedef struct mq_txn_s mq_txn_t;
 /* conf is consumed on success only. transactional_id must be unique among
  * live producers. Calls init_transactions (fencing an older producer with the
  * same id). */
-mq_txn_t *mq_txn_new(rd_kafka_conf_t *conf, const char *transactional_id, int timeout_ms,
-                     char *err, size_t errlen);
+mq_txn_t *mq_txn_new(rd_kafka_conf_t *conf, const char *transactional_id, int timeout_ms, char *err,
+                     size_t errlen);
 void mq_txn_destroy(mq_txn_t **tp); /* aborts an open transaction; NULL no-op */
 mq_err_t mq_txn_begin(mq_txn_t *t, char *errstr, size_t errlen);
 /* Queue a record in the open transaction; its outcome is known at commit. */
 mq_err_t mq_txn_produce(mq_txn_t *t, const char *topic, const void *key, size_t keylen,
-                        const void *value, size_t len, const mq_header_t *headers,
-                        size_t nheaders);
+                        const void *value, size_t len, const mq_header_t *headers, size_t nheaders);
 /* Add the offset after `input` for the group of `consumer` and commit.
  * MQ_OK: outputs and offset are committed. MQ_ERR_KAFKA: aborted, nothing
  * visible, try again. MQ_ERR_FATAL: the producer is unusable (fenced):
