@@ -2,11 +2,13 @@
 # test.sh: the project's test command (the README's, and what .ci/run calls).
 # Installs what is missing, starts the local stack (real Kafka and etcd on
 # loopback), runs every test with `bazel test //...`, then again under
-# AddressSanitizer + UndefinedBehaviorSanitizer (`--config=asan`), stops the
-# stack, and exits non-zero if anything failed.
+# AddressSanitizer + UndefinedBehaviorSanitizer (`--config=asan`), runs the
+# unit tests under valgrind, stops the stack, and exits non-zero if anything
+# failed.
 #
 #   bash scripts/test.sh             # everything
 #   IMTASK_TEST_ASAN=0 bash scripts/test.sh    # skip the sanitizer pass
+#   IMTASK_TEST_VALGRIND=0 bash scripts/test.sh  # skip the valgrind pass
 #   IMTASK_TEST_TARGETS=//libs/... bash scripts/test.sh
 set -euo pipefail
 
@@ -47,7 +49,14 @@ if [ "${IMTASK_TEST_ASAN:-1}" != 0 ]; then
     bazel test --config=asan "${envflags[@]}" "$targets" 2>&1 | tee "$logdir/asan.log" || status=1
 fi
 
-# One closing line over both passes: each bazel test target counts once per
+if [ "${IMTASK_TEST_VALGRIND:-1}" != 0 ]; then
+    echo "== bazel test under valgrind (unit tests: no service needed)"
+    bazel test --test_tag_filters=-integration \
+        --run_under='valgrind --quiet --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite,indirect' \
+        //libs/... //tools/... 2>&1 | tee "$logdir/valgrind.log" || status=1
+fi
+
+# One closing line over all passes: each bazel test target counts once per
 # pass (bazel prints a target's line while running and again in its summary).
 count() { # log regex -> distinct targets with that status
     { grep -E "^//[^ ]+ +$2" "$1" || true; } | awk '{print $1}' | sort -u | wc -l
@@ -62,7 +71,7 @@ if [ "$status" != 0 ] && [ "$failed" = 0 ]; then
     failed=1 # the build itself failed
 fi
 echo
-echo "== summary (bazel test targets, plain and asan passes)"
+echo "== summary (bazel test targets: plain, asan and valgrind passes)"
 for log in "$logdir"/*.log; do
     echo "-- $(basename "$log" .log)"
     { grep -E '^//[^ ]+ +(\(cached\) )?(PASSED|FAILED|TIMEOUT|NO STATUS|FAILED TO BUILD|INCOMPLETE)' "$log" || true; } | sort -u
