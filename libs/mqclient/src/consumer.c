@@ -16,6 +16,14 @@
 #define MQ_MAX_PARTS 4096 /* partitions one member may own */
 #define MQ_LAG_EVERY_MS 5000
 #define MQ_JOIN_AFTER_GRACE_MS 5000
+/* At the in-flight bound the poll thread first waits for completions
+ * without polling (librdkafka keeps its prefetched messages); only when the
+ * bound holds this long are the partitions paused (which drops the prefetch)
+ * so that polling, rebalances and max.poll.interval.ms go on. */
+#define MQ_PAUSE_AFTER_MS 1000
+#define MQ_BOUND_WAIT_STEP_MS 10
+#define MQ_DONE_EVERY_MS 1 /* a worker hands finished messages back at least this often */
+#define MQ_POLL_BATCH 256  /* messages taken from librdkafka per loop, at most */
 
 typedef struct mq_part_s {
     char *topic;
@@ -51,6 +59,7 @@ typedef struct {
     pthread_t thread;
     mq_consumer_t *c;
     bool started;
+    mq_msg_t *pend_head, *pend_tail; /* poll thread only: dispatched, not yet handed over */
 } mq_lane_t;
 
 struct mq_consumer_s {
@@ -81,6 +90,8 @@ struct mq_consumer_s {
     int outstanding; /* dispatched, not completed (all generations) */
     atomic_int in_flight_gauge;
     bool paused_all;
+    int64_t bound_since; /* mono ms the in-flight bound was first hit, 0 when below */
+    bool blocked_now;    /* ordered mode: a partition was just blocked, pause it first */
     bool in_shutdown;
     atomic_bool stop;
     atomic_bool joined;
@@ -213,18 +224,25 @@ static void mq_heap_drop(mq_consumer_t *c, mq_part_t *part)
 
 /* ---- workers ---------------------------------------------------------- */
 
-static void mq_complete(mq_msg_t *m)
+static void mq_lanes_flush(mq_consumer_t *c);
+
+/* Hand finished messages first..last (linked by next) to the poll thread. */
+static void mq_complete_list(mq_consumer_t *c, mq_msg_t *first, mq_msg_t *last)
 {
-    mq_consumer_t *c = m->c;
     bool was_empty;
     pthread_mutex_lock(&c->done_lock);
     was_empty = c->done_head == NULL;
-    m->next = c->done_head;
-    c->done_head = m;
+    last->next = c->done_head;
+    c->done_head = first;
     pthread_cond_signal(&c->done_cond);
     pthread_mutex_unlock(&c->done_lock);
     if (was_empty)
         rd_kafka_queue_yield(c->queue); /* wake the poll thread */
+}
+
+static void mq_complete(mq_msg_t *m)
+{
+    mq_complete_list(m->c, m, m);
 }
 
 void mq_msg_hold(mq_msg_t *msg)
@@ -273,40 +291,45 @@ static void *mq_lane_thread(void *arg)
     mq_lane_t *lane = arg;
     mq_consumer_t *c = lane->c;
     for (;;) {
-        mq_msg_t *m;
+        mq_msg_t *list, *done_first = NULL, *done_last = NULL;
         pthread_mutex_lock(&lane->lock);
         while (!lane->head && !atomic_load(&c->lanes_quit))
             pthread_cond_wait(&lane->cond, &lane->lock);
-        m = lane->head;
-        if (!m) { /* quitting and empty */
+        list = lane->head; /* take the whole queue: one lock per batch */
+        if (!list) {       /* quitting and empty */
             pthread_mutex_unlock(&lane->lock);
             return NULL;
         }
-        lane->head = m->next;
-        if (!lane->head)
-            lane->tail = NULL;
+        lane->head = lane->tail = NULL;
         pthread_mutex_unlock(&lane->lock);
 
-        m->next = NULL;
-        atomic_store(&m->refs, 1);
-        /* a message of a partition revoked since it was queued is not run */
-        if (!atomic_load(&c->lanes_quit) && atomic_load(&m->part->gen) == m->gen)
-            c->opts.handle(c->opts.opaque, m);
-        mq_msg_release(m);
+        int64_t since = clock_mono_ms();
+        while (list) {
+            mq_msg_t *m = list;
+            list = m->next;
+            m->next = NULL;
+            atomic_store(&m->refs, 1);
+            /* a message of a partition revoked since it was queued is not run */
+            if (!atomic_load(&c->lanes_quit) && atomic_load(&m->part->gen) == m->gen)
+                c->opts.handle(c->opts.opaque, m);
+            if (atomic_fetch_sub(&m->refs, 1) == 1) { /* finished: batch the hand-back */
+                if (done_last)
+                    done_last->next = m;
+                else
+                    done_first = m;
+                done_last = m;
+            }
+            /* slow handlers: hand back at least every MQ_DONE_EVERY_MS, so
+             * offsets, the in-flight count and revokes never wait for a
+             * whole batch */
+            int64_t now = clock_mono_ms();
+            if (done_first && (!list || now - since >= MQ_DONE_EVERY_MS)) {
+                mq_complete_list(c, done_first, done_last);
+                done_first = done_last = NULL;
+                since = now;
+            }
+        }
     }
-}
-
-static void mq_lane_push(mq_lane_t *lane, mq_msg_t *m)
-{
-    pthread_mutex_lock(&lane->lock);
-    m->next = NULL;
-    if (lane->tail)
-        lane->tail->next = m;
-    else
-        lane->head = m;
-    lane->tail = m;
-    pthread_cond_signal(&lane->cond);
-    pthread_mutex_unlock(&lane->lock);
 }
 
 /* FNV-1a over the partition and the key: same key, same lane, same order.
@@ -327,11 +350,38 @@ static unsigned mq_lane_of(mq_consumer_t *c, const rd_kafka_message_t *rkm)
     return h % (unsigned)c->opts.workers;
 }
 
+/* Queue m for its lane; mq_lanes_flush hands the queued messages over. */
 static void mq_dispatch(mq_consumer_t *c, mq_msg_t *m)
 {
+    mq_lane_t *lane = &c->lanes[mq_lane_of(c, m->rkm)];
     m->part->running++;
     c->outstanding++;
-    mq_lane_push(&c->lanes[mq_lane_of(c, m->rkm)], m);
+    m->next = NULL;
+    if (lane->pend_tail)
+        lane->pend_tail->next = m;
+    else
+        lane->pend_head = m;
+    lane->pend_tail = m;
+}
+
+/* One lock and at most one wake-up per lane for everything dispatched since
+ * the last flush. */
+static void mq_lanes_flush(mq_consumer_t *c)
+{
+    for (int i = 0; i < c->opts.workers; i++) {
+        mq_lane_t *lane = &c->lanes[i];
+        if (!lane->pend_head)
+            continue;
+        pthread_mutex_lock(&lane->lock);
+        if (lane->tail)
+            lane->tail->next = lane->pend_head;
+        else
+            lane->head = lane->pend_head;
+        lane->tail = lane->pend_tail;
+        pthread_cond_signal(&lane->cond);
+        pthread_mutex_unlock(&lane->lock);
+        lane->pend_head = lane->pend_tail = NULL;
+    }
 }
 
 /* ---- offsets ---------------------------------------------------------- */
@@ -401,10 +451,10 @@ static void mq_drain_done(mq_consumer_t *c)
 static void mq_apply_pauses(mq_consumer_t *c)
 {
     bool delay_full = (int)c->nheap >= c->opts.max_delayed;
-    rd_kafka_topic_partition_list_t *pause = rd_kafka_topic_partition_list_new(8);
-    rd_kafka_topic_partition_list_t *resume = rd_kafka_topic_partition_list_new(8);
+    rd_kafka_topic_partition_list_t *pause = NULL, *resume = NULL;
 
-    if (!c->paused_all && (int)c->held >= c->opts.max_in_flight)
+    if (!c->paused_all && (int)c->held >= c->opts.max_in_flight && c->bound_since &&
+        clock_mono_ms() - c->bound_since >= MQ_PAUSE_AFTER_MS)
         c->paused_all = true;
     else if (c->paused_all && !c->in_shutdown &&
              (int)c->held <= c->opts.max_in_flight - (c->opts.max_in_flight + 3) / 4)
@@ -418,19 +468,40 @@ static void mq_apply_pauses(mq_consumer_t *c)
         want = c->paused_all || c->in_shutdown || p->blocked || (delay_full && p->delayed > 0);
         if (want == p->paused)
             continue;
-        rd_kafka_topic_partition_list_add(want ? pause : resume, p->topic, p->partition);
+        rd_kafka_topic_partition_list_t **l = want ? &pause : &resume;
+        if (!*l)
+            *l = rd_kafka_topic_partition_list_new(8);
+        rd_kafka_topic_partition_list_add(*l, p->topic, p->partition);
         p->paused = want;
     }
-    if (pause->cnt)
+    if (pause) {
         rd_kafka_pause_partitions(c->rk, pause);
-    if (resume->cnt)
+        rd_kafka_topic_partition_list_destroy(pause);
+    }
+    if (resume) {
         rd_kafka_resume_partitions(c->rk, resume);
-    rd_kafka_topic_partition_list_destroy(pause);
-    rd_kafka_topic_partition_list_destroy(resume);
+        rd_kafka_topic_partition_list_destroy(resume);
+    }
     mq_update_gauges(c);
 }
 
 /* ---- rebalance -------------------------------------------------------- */
+
+/* Wait up to ms for a completion from the workers. */
+static void mq_wait_done(mq_consumer_t *c, int64_t ms)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    ts.tv_nsec += ms * 1000000L;
+    while (ts.tv_nsec >= 1000000000L) {
+        ts.tv_sec++;
+        ts.tv_nsec -= 1000000000L;
+    }
+    pthread_mutex_lock(&c->done_lock);
+    if (!c->done_head)
+        pthread_cond_timedwait(&c->done_cond, &c->done_lock, &ts);
+    pthread_mutex_unlock(&c->done_lock);
+}
 
 /* Wait (serving completions) until the given partitions have nothing running,
  * up to timeout_ms. */
@@ -502,6 +573,7 @@ static void mq_on_revoke(mq_consumer_t *c, rd_kafka_topic_partition_list_t *part
             mq_heap_drop(c, p);
         }
     }
+    mq_lanes_flush(c); /* what was taken before this callback runs first */
     if (!lost)
         mq_wait_parts(c, ps, n, c->in_shutdown ? 0 : c->opts.revoke_timeout_ms);
     for (size_t i = 0; i < n; i++) {
@@ -629,6 +701,7 @@ static void mq_take(mq_consumer_t *c, rd_kafka_message_t *rkm)
     if (not_before > clock_wall_ms()) {
         p->delayed++;
         p->blocked = c->opts.ordered_partitions;
+        c->blocked_now = p->blocked;
         mq_heap_push(c, m);
     } else {
         mq_dispatch(c, m);
@@ -637,6 +710,8 @@ static void mq_take(mq_consumer_t *c, rd_kafka_message_t *rkm)
 
 static void mq_release_due(mq_consumer_t *c)
 {
+    if (c->nheap == 0)
+        return;
     int64_t now = clock_wall_ms();
     while (c->nheap > 0 && c->heap[0]->not_before_ms <= now) {
         mq_msg_t *m = mq_heap_pop(c);
@@ -657,28 +732,51 @@ static int mq_poll_timeout(mq_consumer_t *c)
     return (int)t;
 }
 
+/* Take one message or error from librdkafka; false on a fatal error. */
+static bool mq_take_one(mq_consumer_t *c, rd_kafka_message_t *rkm)
+{
+    if (rkm->err) {
+        if (rkm->err == RD_KAFKA_RESP_ERR__FATAL) {
+            log_error("consumer fatal error: %s", rd_kafka_message_errstr(rkm));
+            rd_kafka_message_destroy(rkm);
+            return false;
+        }
+        if (rkm->err != RD_KAFKA_RESP_ERR__PARTITION_EOF)
+            log_warn("consumer: %s", rd_kafka_message_errstr(rkm));
+        rd_kafka_message_destroy(rkm);
+    } else {
+        mq_take(c, rkm);
+    }
+    return true;
+}
+
 static bool mq_poll_once(mq_consumer_t *c, int timeout_ms)
 {
+    bool ok = true;
     rd_kafka_message_t *rkm = rd_kafka_consumer_poll(c->rk, timeout_ms);
+    c->blocked_now = false;
     if (rkm) {
-        if (rkm->err) {
-            if (rkm->err == RD_KAFKA_RESP_ERR__FATAL) {
-                log_error("consumer fatal error: %s", rd_kafka_message_errstr(rkm));
-                rd_kafka_message_destroy(rkm);
-                return false;
-            }
-            if (rkm->err != RD_KAFKA_RESP_ERR__PARTITION_EOF)
-                log_warn("consumer: %s", rd_kafka_message_errstr(rkm));
-            rd_kafka_message_destroy(rkm);
-        } else {
-            mq_take(c, rkm);
+        ok = mq_take_one(c, rkm);
+        /* more already fetched: take them without waiting, up to the bound.
+         * rd_kafka_consumer_poll, not the batch API: in librdkafka 2.0.x
+         * the batch consume calls can lose or repeat messages when pause,
+         * resume, seek or a rebalance run at the same time (fixed in 2.1.0). */
+        for (int n = 0; ok && n < MQ_POLL_BATCH && !c->paused_all && !c->in_shutdown &&
+                        !c->blocked_now && (int)c->held < c->opts.max_in_flight;
+             n++) {
+            rkm = rd_kafka_consumer_poll(c->rk, 0);
+            if (!rkm)
+                break;
+            ok = mq_take_one(c, rkm);
         }
     }
+    mq_lanes_flush(c);
     mq_drain_done(c);
     mq_release_due(c);
+    mq_lanes_flush(c);
     mq_apply_pauses(c);
     mq_update_lag(c);
-    return true;
+    return ok;
 }
 
 mq_err_t mq_consumer_run(mq_consumer_t *c, int64_t grace_ms)
@@ -699,6 +797,20 @@ mq_err_t mq_consumer_run(mq_consumer_t *c, int64_t grace_ms)
              c->opts.workers, c->opts.max_in_flight);
 
     while (!atomic_load(&c->stop)) {
+        if (!c->paused_all && (int)c->held >= c->opts.max_in_flight) {
+            int64_t now = clock_mono_ms();
+            if (!c->bound_since)
+                c->bound_since = now;
+            if (now - c->bound_since < MQ_PAUSE_AFTER_MS) {
+                mq_wait_done(c, MQ_BOUND_WAIT_STEP_MS);
+                mq_drain_done(c);
+                mq_release_due(c);
+                mq_lanes_flush(c);
+                continue;
+            }
+        } else if ((int)c->held < c->opts.max_in_flight) {
+            c->bound_since = 0;
+        }
         if (!mq_poll_once(c, mq_poll_timeout(c))) {
             result = MQ_ERR_FATAL;
             break;
@@ -900,6 +1012,12 @@ void mq_consumer_destroy(mq_consumer_t **cp)
     atomic_store(&c->lanes_quit, true);
     for (int i = 0; i < c->opts.workers; i++) {
         mq_lane_t *lane = &c->lanes[i];
+        for (mq_msg_t *m = lane->pend_head; m;) { /* taken, never handed over */
+            mq_msg_t *next = m->next;
+            mq_msg_free(m);
+            m = next;
+        }
+        lane->pend_head = lane->pend_tail = NULL;
         pthread_mutex_lock(&lane->lock);
         for (mq_msg_t *m = lane->head; m;) { /* queued, never started: unfinished */
             mq_msg_t *next = m->next;

@@ -158,6 +158,13 @@ mq_err_t mq_txn_abort(mq_txn_t *t, int timeout_ms)
     rd_kafka_error_t *e;
     if (!t->open)
         return MQ_OK;
+    /* Let the records already produced reach the broker first: librdkafka
+     * (seen with 2.0.2 against Kafka 3.9; librdkafka#4849) may send EndTxn(abort) before
+     * the coordinator has processed the transaction's first
+     * AddPartitionsToTxn; the broker then answers INVALID_TXN_STATE, which
+     * is fatal for the producer. A delivered record proves its partition
+     * was added. Aborted records stay invisible to read_committed readers. */
+    rd_kafka_flush(t->rk, timeout_ms);
     e = rd_kafka_abort_transaction(t->rk, timeout_ms);
     t->open = false;
     if (e) {
