@@ -572,6 +572,15 @@ static void dispatch_txn_drop(void)
         mq_txn_destroy(dispatch_tl_txn);
 }
 
+/* Abort the open transaction; a producer the abort left fatal (e.g. the
+ * broker's INVALID_TXN_STATE, librdkafka#4849) is replaced on next use
+ * instead of failing every later begin. */
+static void dispatch_txn_abort(mq_txn_t *txn)
+{
+    if (mq_txn_abort(txn, DISPATCH_PRODUCE_TIMEOUT_MS) == MQ_ERR_FATAL)
+        dispatch_txn_drop();
+}
+
 /* Commit the open transaction with the input offset; on failure abort it. */
 static mq_err_t dispatch_txn_commit(dispatch_t *d, mq_txn_t *txn, mq_msg_t *msg, char *errstr,
                                     size_t errlen)
@@ -581,7 +590,7 @@ static mq_err_t dispatch_txn_commit(dispatch_t *d, mq_txn_t *txn, mq_msg_t *msg,
     if (err == MQ_ERR_FATAL)
         dispatch_txn_drop();
     else if (err)
-        mq_txn_abort(txn, DISPATCH_PRODUCE_TIMEOUT_MS);
+        dispatch_txn_abort(txn);
     return err;
 }
 
@@ -599,11 +608,20 @@ static int dispatch_write_record(dispatch_t *d, mq_msg_t *msg, const char *topic
         mq_txn_t *txn = dispatch_txn_get(d);
         if (!txn)
             break;
-        if (mq_txn_begin(txn, errstr, sizeof(errstr)) == MQ_OK &&
-            mq_txn_produce(txn, topic, key, keylen, value, len, h, nh) == MQ_OK &&
-            dispatch_txn_commit(d, txn, msg, errstr, sizeof(errstr)) == MQ_OK)
-            return 0;
-        mq_txn_abort(txn, DISPATCH_PRODUCE_TIMEOUT_MS);
+        mq_err_t err = mq_txn_begin(txn, errstr, sizeof(errstr));
+        if (err == MQ_OK) {
+            err = mq_txn_produce(txn, topic, key, keylen, value, len, h, nh);
+            if (err == MQ_OK) {
+                /* aborts, or replaces the producer, when it fails */
+                if (dispatch_txn_commit(d, txn, msg, errstr, sizeof(errstr)) == MQ_OK)
+                    return 0;
+            } else {
+                snprintf(errstr, sizeof(errstr), "produce: %s", mq_err_str(err));
+                dispatch_txn_abort(txn);
+            }
+        } else if (err == MQ_ERR_FATAL) {
+            dispatch_txn_drop(); /* begin can never work again on this producer */
+        }
         if (mq_consumer_cancelled(d->consumer) || mq_msg_revoked(msg))
             break;
         int64_t wait = dispatch_backoff_ms(500, 10000, n);
@@ -817,11 +835,14 @@ static void dispatch_handle(void *opaque, mq_msg_t *msg)
         t.attempt_started_ms = clock_mono_ms();
         if (d->eos) {
             t.txn = dispatch_txn_get(d);
-            if (!t.txn || mq_txn_begin(t.txn, err, sizeof(err)) != MQ_OK) {
+            mq_err_t berr = t.txn ? mq_txn_begin(t.txn, err, sizeof(err)) : MQ_ERR_FATAL;
+            if (berr != MQ_OK) {
                 if (!t.txn) {
                     mq_msg_abandon(msg); /* stopping: consumed again later */
                     break;
                 }
+                if (berr == MQ_ERR_FATAL)
+                    dispatch_txn_drop(); /* a new producer for the next try */
                 r = dispatch_retry(0, "%s", err);
                 t.txn = NULL;
                 goto decided;
@@ -835,7 +856,7 @@ static void dispatch_handle(void *opaque, mq_msg_t *msg)
                 if (dispatch_txn_commit(d, t.txn, msg, err, sizeof(err)) != MQ_OK)
                     r = dispatch_retry(0, "%s", err);
             } else {
-                mq_txn_abort(t.txn, DISPATCH_PRODUCE_TIMEOUT_MS); /* outputs discarded */
+                dispatch_txn_abort(t.txn); /* outputs discarded */
             }
             t.txn = NULL;
         }
