@@ -738,8 +738,13 @@ static void dispatch_republish(dispatch_t *d, mq_msg_t *msg, dispatch_task_t *t,
 
 /* ---- the two consumer callbacks ----------------------------------------- */
 
+static bool dispatch_from_retry_topic(const dispatch_t *d, const rd_kafka_message_t *m)
+{
+    return strcmp(rd_kafka_topic_name(m->rkt), d->conf.retry_topic) == 0;
+}
+
 static mq_verdict_t dispatch_filter(void *opaque, const rd_kafka_message_t *m,
-                                    int64_t *not_before_ms)
+                                    int64_t *not_before_ms, void **user)
 {
     dispatch_t *d = opaque;
     char type[TASK_TYPE_MAX], due[DISPATCH_NUM_MAX];
@@ -752,8 +757,10 @@ static mq_verdict_t dispatch_filter(void *opaque, const rd_kafka_message_t *m,
     p = dispatch_find(d, canon ? canon : type);
     if (p) {
         metrics_counter_add(p->consumed, 1);
-        if (mq_header_get(m, HDR_RETRY_DUE, due, sizeof(due)) > 0)
+        if (dispatch_from_retry_topic(d, m) &&
+            mq_header_get(m, HDR_RETRY_DUE, due, sizeof(due)) > 0)
             *not_before_ms = strtoll(due, NULL, 10);
+        *user = p; /* the handler need not look the type up again */
         return MQ_ACCEPT;
     }
     if (!canon && d->conf.unknown_tasks == 1) {
@@ -777,12 +784,17 @@ static void dispatch_handle(void *opaque, mq_msg_t *msg)
 
     if (!seed)
         seed = (unsigned)clock_mono_ms() ^ (unsigned)(uintptr_t)&t;
-    if (mq_header_get(m, HDR_TASK_TYPE, type, sizeof(type)) < 0)
-        type[0] = '\0';
-    canon = task_type_canonical(type);
     memset(&t, 0, sizeof(t));
     t.d = d;
-    t.proc = dispatch_find(d, canon ? canon : type);
+    t.proc = mq_msg_user(msg); /* found by the filter; NULL: an unknown type */
+    if (t.proc) {
+        snprintf(type, sizeof(type), "%s", t.proc->type);
+    } else {
+        if (mq_header_get(m, HDR_TASK_TYPE, type, sizeof(type)) < 0)
+            type[0] = '\0';
+        canon = task_type_canonical(type);
+        t.proc = dispatch_find(d, canon ? canon : type);
+    }
     if (!t.proc) {
         snprintf(err, sizeof(err), "no processor handles task_type \"%s\"", type);
         dispatch_dead_letter(d, msg, type[0] ? type : "unknown", DLQ_KIND_UNKNOWN_TYPE, err, 1, 0);
@@ -803,7 +815,8 @@ static void dispatch_handle(void *opaque, mq_msg_t *msg)
     log_ctx_set(t.task.task_id, t.task.trace_id);
     {
         char att[DISPATCH_NUM_MAX];
-        if (mq_header_get(m, HDR_ATTEMPT, att, sizeof(att)) > 0) {
+        if (dispatch_from_retry_topic(d, m) &&
+            mq_header_get(m, HDR_ATTEMPT, att, sizeof(att)) > 0) {
             long long a = strtoll(att, NULL, 10);
             if (a > (long long)t.task.attempt && a < 1000000)
                 t.task.attempt = (uint32_t)a; /* deliveries through the retry topic */

@@ -1,6 +1,7 @@
 /* task.c: task envelope encoding, task types, ids and trace context. */
 #include "dispatch/task.h"
 
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -55,6 +56,53 @@ static int task_copy(char *dst, size_t cap, const char *src, const char *what, c
     return 0;
 }
 
+/* Decoding an envelope makes a handful of small allocations (the message,
+ * its strings, the payload): on the hot path of every task. They come from a
+ * small per-thread arena, reset when the last of them is freed; what does not
+ * fit goes to malloc. */
+#define TASK_ARENA_BYTES 16384
+
+typedef struct {
+    _Alignas(max_align_t) unsigned char buf[TASK_ARENA_BYTES];
+    size_t used;
+    size_t live;
+} task_arena_t;
+
+static _Thread_local task_arena_t task_arena;
+
+static void *task_arena_alloc(void *opaque, size_t size)
+{
+    task_arena_t *a = opaque;
+    size_t need = (size + _Alignof(max_align_t) - 1) & ~(_Alignof(max_align_t) - 1);
+    if (need <= TASK_ARENA_BYTES - a->used) {
+        void *p = a->buf + a->used;
+        a->used += need;
+        a->live++;
+        return p;
+    }
+    return malloc(size);
+}
+
+static void task_arena_free(void *opaque, void *p)
+{
+    task_arena_t *a = opaque;
+    if ((unsigned char *)p >= a->buf && (unsigned char *)p < a->buf + TASK_ARENA_BYTES) {
+        if (--a->live == 0)
+            a->used = 0;
+        return;
+    }
+    free(p);
+}
+
+static ProtobufCAllocator *task_allocator(void)
+{
+    static _Thread_local ProtobufCAllocator alloc;
+    alloc.alloc = task_arena_alloc;
+    alloc.free = task_arena_free;
+    alloc.allocator_data = &task_arena;
+    return &alloc;
+}
+
 int task_decode(const uint8_t *buf, size_t len, task_t *t, void **owner, char *err, size_t errlen)
 {
     Imtask__V1__Task *m;
@@ -63,7 +111,7 @@ int task_decode(const uint8_t *buf, size_t len, task_t *t, void **owner, char *e
                  TASK_MAX_BYTES);
         return -1;
     }
-    m = imtask__v1__task__unpack(NULL, len, buf);
+    m = imtask__v1__task__unpack(task_allocator(), len, buf);
     if (!m) {
         snprintf(err, errlen, "value is not a task envelope (imtask.v1.Task protobuf, %zu bytes)",
                  len);
@@ -75,12 +123,12 @@ int task_decode(const uint8_t *buf, size_t len, task_t *t, void **owner, char *e
         task_copy(t->trace_id, sizeof(t->trace_id), m->trace_id, "trace_id", err, errlen) ||
         task_copy(t->traceparent, sizeof(t->traceparent), m->traceparent, "traceparent", err,
                   errlen)) {
-        imtask__v1__task__free_unpacked(m, NULL);
+        imtask__v1__task__free_unpacked(m, task_allocator());
         return -1;
     }
     if (!t->task_id[0]) {
         snprintf(err, errlen, "task envelope has no task_id");
-        imtask__v1__task__free_unpacked(m, NULL);
+        imtask__v1__task__free_unpacked(m, task_allocator());
         return -1;
     }
     t->created_at_ms = m->created_at_ms;
@@ -95,7 +143,7 @@ int task_decode(const uint8_t *buf, size_t len, task_t *t, void **owner, char *e
 void task_decoded_free(void *owner)
 {
     if (owner)
-        imtask__v1__task__free_unpacked(owner, NULL);
+        imtask__v1__task__free_unpacked(owner, task_allocator());
 }
 
 static void task_random(void *buf, size_t len)

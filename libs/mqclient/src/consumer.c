@@ -660,6 +660,7 @@ static void mq_take(mq_consumer_t *c, rd_kafka_message_t *rkm)
 {
     mq_part_t *p = mq_part_find(c, rd_kafka_topic_name(rkm->rkt), rkm->partition, false);
     int64_t not_before = 0;
+    void *user = NULL;
     size_t before;
 
     if (!p || !p->assigned) { /* cannot happen after a synchronous revoke; be safe */
@@ -667,7 +668,7 @@ static void mq_take(mq_consumer_t *c, rd_kafka_message_t *rkm)
         return;
     }
     before = mq_offsets_entries(p->offsets);
-    if (c->opts.filter(c->opts.opaque, rkm, &not_before) == MQ_SKIP) {
+    if (c->opts.filter(c->opts.opaque, rkm, &not_before, &user) == MQ_SKIP) {
         if (mq_offsets_skip(p->offsets, rkm->offset) != 0)
             log_error("offset tracker refused skipped %s[%d]@%lld", p->topic, (int)p->partition,
                       (long long)rkm->offset);
@@ -698,6 +699,7 @@ static void mq_take(mq_consumer_t *c, rd_kafka_message_t *rkm)
     m->part = p;
     m->gen = atomic_load(&p->gen);
     m->not_before_ms = not_before;
+    m->user = user;
     if (not_before > clock_wall_ms()) {
         p->delayed++;
         p->blocked = c->opts.ordered_partitions;

@@ -41,7 +41,8 @@ typedef struct {
 int task_encode(const task_t *t, uint8_t **out, size_t *outlen);
 
 /* Decode an envelope. On success returns 0 and fills t, whose payload points
- * into *owner (free it with task_decoded_free after use). On failure returns
+ * into *owner (free it with task_decoded_free after use, on the same thread:
+ * decoding allocates from a per-thread arena). On failure returns
  * -1 and writes what was wrong into err. */
 int task_decode(const uint8_t *buf, size_t len, task_t *t, void **owner, char *err, size_t errlen);
 void task_decoded_free(void *owner);

@@ -158,8 +158,10 @@ typedef struct {
     bool offsets_by_transaction;
 
     /* On the poll thread, for every message: accept or skip, cheaply (headers
-     * only). May set *not_before_ms (Unix ms) to delay an accepted message. */
-    mq_verdict_t (*filter)(void *opaque, const rd_kafka_message_t *m, int64_t *not_before_ms);
+     * only). May set *not_before_ms (Unix ms) to delay an accepted message,
+     * and *user to what it learnt (mq_msg_user gives it to the handler). */
+    mq_verdict_t (*filter)(void *opaque, const rd_kafka_message_t *m, int64_t *not_before_ms,
+                           void **user);
     /* On a worker: do the work. The message is finished when handle returns,
      * unless it took references with mq_msg_hold; then when the last
      * mq_msg_release comes. */
