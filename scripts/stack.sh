@@ -8,7 +8,11 @@
 #   * etcd (Debian's etcd-server);
 #   * the im-repo test double (tests/doubles/imrepo, grpc-go), built with `go`
 #     (modules from the Go module proxy) once per source version and cached,
-#     registered in etcd under /services/im-repo/.
+#     registered in etcd under /services/im-repo/;
+#   * the moderation API double (tests/doubles/moderation, Node's http module,
+#     no packages), OpenAI, Tencent TMS and generic shapes, on one port;
+#   * the push doubles (tests/doubles/push, Node's http2 module, no packages):
+#     APNs and FCM (with its OAuth2 token endpoint) over TLS, an admin port.
 # and creates the Kafka topics im-task uses.
 #
 # Usage: scripts/stack.sh up|down|status|topics|env
@@ -19,12 +23,17 @@
 #   topics  create missing topics (stack must be up) and list them
 #   env     print export lines:  eval "$(scripts/stack.sh env)"
 #   imrepo-restart  stop and start the im-repo double alone (after editing it)
+#   moderation-restart  the same for the moderation double
+#   push-restart        the same for the push doubles
 #
 # Environment (defaults in brackets):
 #   IMTASK_KAFKA_PORT [19092]  IMTASK_KAFKA_CONTROLLER_PORT [19093]
 #   IMTASK_ETCD_PORT [12379]   IMTASK_ETCD_PEER_PORT [12380]
 #   IMTASK_IMREPO_PORT [19500] im-repo double gRPC (h2c); it also uses the next
 #                              three ports: admin HTTP, misbehaving peer, TLS
+#   IMTASK_MODERATION_PORT [19510] moderation double (API and /admin on one port)
+#   IMTASK_PUSH_PORT [19600]   push doubles: APNs (TLS); +1 FCM and OAuth2 (TLS);
+#                              +2 admin HTTP
 #   IMTASK_STACK_DIR [${TMPDIR:-/tmp}/imtask-stack]  data, logs, pid files
 #   IMTASK_CACHE [$HOME/.cache/imtask]               Kafka jars, im-repo double builds
 #   IMTASK_EXTRA_TOPICS ["name:partitions name:partitions"]
@@ -53,6 +62,8 @@ KAFKA_CONTROLLER_PORT=${IMTASK_KAFKA_CONTROLLER_PORT:-19093}
 ETCD_PORT=${IMTASK_ETCD_PORT:-12379}
 ETCD_PEER_PORT=${IMTASK_ETCD_PEER_PORT:-12380}
 IMREPO_PORT=${IMTASK_IMREPO_PORT:-19500}
+MODERATION_PORT=${IMTASK_MODERATION_PORT:-19510}
+PUSH_PORT=${IMTASK_PUSH_PORT:-19600}
 STACK_DIR=${IMTASK_STACK_DIR:-${TMPDIR:-/tmp}/imtask-stack}
 CACHE_DIR=${IMTASK_CACHE:-$HOME/.cache/imtask}
 TIMEOUT=${IMTASK_STACK_TIMEOUT:-90}
@@ -67,6 +78,14 @@ IMREPO_DIR="$STACK_DIR/imrepo"
 IMREPO_SRC="$SCRIPT_DIR/../tests/doubles/imrepo"
 IMREPO_ADDR="$HOST:$IMREPO_PORT"
 IMREPO_ADMIN="http://$HOST:$((IMREPO_PORT + 1))"
+MODERATION_DIR="$STACK_DIR/moderation"
+MODERATION_SRC="$SCRIPT_DIR/../tests/doubles/moderation/server.js"
+MODERATION_ADDR="http://$HOST:$MODERATION_PORT"
+# The double checks TC3-HMAC-SHA256 signatures with this key (tests sign with it).
+MODERATION_TENCENT_KEY=imtask-moderation-double-secret
+PUSH_DIR="$STACK_DIR/push"
+PUSH_SRC="$SCRIPT_DIR/../tests/doubles/push/main.js"
+PUSH_ADMIN="http://$HOST:$((PUSH_PORT + 2))"
 KAFKA_BOOTSTRAP="$HOST:$KAFKA_PORT"
 ETCD_ENDPOINT="http://$HOST:$ETCD_PORT"
 # Short-lived tool JVMs: favour start-up time over throughput.
@@ -103,6 +122,8 @@ is_ours() { # service pid
     kafka) [[ $cmd == *java*kafka.Kafka*" $KAFKA_DIR/server.properties"* ]] ;;
     etcd) [[ $cmd == *etcd*"--data-dir=$ETCD_DIR/data"* ]] ;;
     imrepo) [[ $cmd == *imrepo-double*"-state-dir=$IMREPO_DIR"* ]] ;;
+    moderation) [[ $cmd == *node*server.js*"--state-dir=$MODERATION_DIR"* ]] ;;
+    push) [[ $cmd == *node*push/main.js*"-state-dir=$PUSH_DIR"* ]] ;;
     *) return 1 ;;
   esac
 }
@@ -199,7 +220,9 @@ stray_pids() {
     cmd=$(cmdline_of "$p")
     if [[ $cmd == *java*kafka.Kafka*" $KAFKA_DIR/server.properties"* ||
       $cmd == *etcd*"--data-dir=$ETCD_DIR/data"* ||
-      $cmd == *imrepo-double*"-state-dir=$IMREPO_DIR"* ]]; then
+      $cmd == *imrepo-double*"-state-dir=$IMREPO_DIR"* ||
+      $cmd == *node*server.js*"--state-dir=$MODERATION_DIR"* ||
+      $cmd == *node*push/main.js*"-state-dir=$PUSH_DIR"* ]]; then
       echo "$p"
     fi
   done
@@ -224,6 +247,7 @@ ensure_commands() {
   command -v etcd >/dev/null || pkgs+=(etcd-server)
   command -v curl >/dev/null || pkgs+=(curl)
   command -v setsid >/dev/null || pkgs+=(util-linux)
+  command -v node >/dev/null || pkgs+=(nodejs)
   if [[ ! -f $KAFKA_LIBS/.complete ]] && ! command -v mvn >/dev/null; then
     pkgs+=(maven)
   fi
@@ -535,6 +559,82 @@ wait_imrepo() {
   log "imrepo: ready (pid $pid) in $(secs_since "$IMREPO_STARTED_AT")"
 }
 
+# ------------------------------------------------------- moderation double
+
+# Node's own http module, no packages: nothing to build. Without node the
+# stack comes up without it, with a warning.
+moderation_healthy() {
+  curl -sf --max-time 2 "$MODERATION_ADDR/healthz" >/dev/null 2>&1
+}
+
+start_moderation() {
+  local pid t0
+  if ! command -v node >/dev/null; then
+    err "moderation: node is not installed; the moderation double will not run (see docs/audit.md)"
+    return 0
+  fi
+  pid=$(running_pid moderation)
+  if [[ -n $pid ]]; then
+    log "moderation: already running (pid $pid) on $MODERATION_ADDR"
+    return 0
+  fi
+  t0=$(now_ms)
+  mkdir -p "$MODERATION_DIR"
+  log "moderation: starting on $MODERATION_ADDR"
+  spawn moderation "$MODERATION_DIR/moderation.log" node "$MODERATION_SRC" --host "$HOST" \
+    --port "$MODERATION_PORT" --tencent-secret-key "$MODERATION_TENCENT_KEY" \
+    --state-dir="$MODERATION_DIR"
+  MODERATION_STARTED_AT=$t0
+}
+
+wait_moderation() {
+  local pid
+  [[ -n ${MODERATION_STARTED_AT:-} ]] || return 0
+  pid=$(pid_of moderation)
+  wait_for moderation "$pid" "$MODERATION_DIR/moderation.log" "$MODERATION_STARTED_AT" \
+    "$MODERATION_ADDR/healthz" moderation_healthy
+  is_ours moderation "$pid" || die "moderation: pid $pid is not the expected process"
+  log "moderation: ready (pid $pid) in $(secs_since "$MODERATION_STARTED_AT")"
+}
+
+# ------------------------------------------------------------- push doubles
+
+# APNs and FCM doubles in one Node process (http2 module, no packages). On
+# first start they write into $PUSH_DIR a test CA (push-ca.pem), APNs .p8
+# keys and an FCM service account JSON; the admin's /info names them. Without
+# node or openssl the stack comes up without them, with a warning.
+push_healthy() {
+  curl -sf --max-time 2 "$PUSH_ADMIN/healthz" >/dev/null 2>&1
+}
+
+start_push() {
+  local pid t0
+  if ! command -v node >/dev/null || ! command -v openssl >/dev/null; then
+    err "push: node or openssl is not installed; the push doubles will not run (see docs/push.md)"
+    return 0
+  fi
+  pid=$(running_pid push)
+  if [[ -n $pid ]]; then
+    log "push: already running (pid $pid), admin $PUSH_ADMIN"
+    return 0
+  fi
+  t0=$(now_ms)
+  mkdir -p "$PUSH_DIR"
+  log "push: starting the APNs and FCM doubles on $HOST:$PUSH_PORT and $((PUSH_PORT + 1)) (admin $PUSH_ADMIN)"
+  spawn push "$PUSH_DIR/push.log" node "$PUSH_SRC" -host "$HOST" -port "$PUSH_PORT" \
+    -state-dir="$PUSH_DIR"
+  PUSH_STARTED_AT=$t0
+}
+
+wait_push() {
+  local pid
+  [[ -n ${PUSH_STARTED_AT:-} ]] || return 0
+  pid=$(pid_of push)
+  wait_for push "$pid" "$PUSH_DIR/push.log" "$PUSH_STARTED_AT" "$PUSH_ADMIN/healthz" push_healthy
+  is_ours push "$pid" || die "push: pid $pid is not the expected process"
+  log "push: ready (pid $pid) in $(secs_since "$PUSH_STARTED_AT")"
+}
+
 # ----------------------------------------------------------------- commands
 
 # Before starting anything: the ports of each service that is not running yet
@@ -551,6 +651,13 @@ check_ports() {
   if [[ -z $(running_pid imrepo) ]]; then
     local i
     for i in 0 1 2 3; do require_free_port $((IMREPO_PORT + i)) "im-repo double"; done
+  fi
+  if [[ -z $(running_pid moderation) ]]; then
+    require_free_port "$MODERATION_PORT" "moderation double"
+  fi
+  if [[ -z $(running_pid push) ]]; then
+    local j
+    for j in 0 1 2; do require_free_port $((PUSH_PORT + j)) "push doubles"; done
   fi
 }
 
@@ -577,10 +684,14 @@ cmd_up() {
   start_kafka
   wait_etcd
   start_imrepo
+  start_moderation
+  start_push
   wait_kafka
   wait_imrepo
+  wait_moderation
+  wait_push
   create_topics
-  log "up in $(secs_since "$t0"): kafka $KAFKA_BOOTSTRAP, etcd $ETCD_ENDPOINT, im-repo $IMREPO_ADDR (state in $STACK_DIR)"
+  log "up in $(secs_since "$t0"): kafka $KAFKA_BOOTSTRAP, etcd $ETCD_ENDPOINT, im-repo $IMREPO_ADDR, moderation $MODERATION_ADDR, push $PUSH_ADMIN (state in $STACK_DIR)"
 }
 
 cmd_down() {
@@ -592,6 +703,10 @@ cmd_down() {
   stop_service etcd &
   jobs_+=($!)
   stop_service imrepo &
+  jobs_+=($!)
+  stop_service moderation &
+  jobs_+=($!)
+  stop_service push &
   jobs_+=($!)
   for p in "${jobs_[@]}"; do wait "$p" || die "could not stop the stack"; done
   for p in $(stray_pids); do
@@ -636,6 +751,20 @@ cmd_status() {
     log "imrepo down ${pid:+pid $pid (not answering)  }$IMREPO_ADDR"
     rc=1
   fi
+  pid=$(running_pid moderation)
+  if [[ -n $pid ]] && moderation_healthy; then
+    log "moderation up pid $pid  $MODERATION_ADDR"
+  else
+    log "moderation down ${pid:+pid $pid (not answering)  }$MODERATION_ADDR"
+    rc=1
+  fi
+  pid=$(running_pid push)
+  if [[ -n $pid ]] && push_healthy; then
+    log "push  up    pid $pid  APNs https://$HOST:$PUSH_PORT, FCM https://$HOST:$((PUSH_PORT + 1)) (admin $PUSH_ADMIN)"
+  else
+    log "push  down  ${pid:+pid $pid (not answering)  }admin $PUSH_ADMIN"
+    rc=1
+  fi
   return $rc
 }
 
@@ -654,6 +783,8 @@ cmd_env() {
   echo "export IMTASK_ETCD_ENDPOINTS=$ETCD_ENDPOINT"
   echo "export IMTASK_IMREPO_ADDR=$IMREPO_ADDR"
   echo "export IMTASK_IMREPO_ADMIN=$IMREPO_ADMIN"
+  echo "export IMTASK_MODERATION_ADDR=$MODERATION_ADDR"
+  echo "export IMTASK_PUSH_ADMIN=$PUSH_ADMIN"
 }
 
 cmd_imrepo_restart() {
@@ -663,6 +794,23 @@ cmd_imrepo_restart() {
   require_free_port "$IMREPO_PORT" "im-repo double"
   start_imrepo
   wait_imrepo
+}
+
+cmd_moderation_restart() {
+  lock_stack
+  stop_service moderation
+  require_free_port "$MODERATION_PORT" "moderation double"
+  start_moderation
+  wait_moderation
+}
+
+cmd_push_restart() {
+  lock_stack
+  stop_service push
+  local j
+  for j in 0 1 2; do require_free_port $((PUSH_PORT + j)) "push doubles"; done
+  start_push
+  wait_push
 }
 
 usage() {
@@ -677,6 +825,8 @@ main() {
     topics) cmd_topics ;;
     env) cmd_env ;;
     imrepo-restart) cmd_imrepo_restart ;;
+    moderation-restart) cmd_moderation_restart ;;
+    push-restart) cmd_push_restart ;;
     -h | --help | help) usage ;;
     *)
       usage >&2

@@ -1,12 +1,14 @@
-/* main.c: imtask-audit, content moderation through third-party APIs. */
-#include "infra/app.h"
+/* main.c: imtask-audit, content moderation through third-party APIs: the
+ * content_audit processor (processor.c) on the task runtime. */
+#include "audit.h"
 
-static const app_spec_t spec = {
-    .name = "audit",
-    .summary = "content moderation through third-party APIs",
-};
+static int audit_register(dispatch_t *d)
+{
+    return dispatch_register(d, AUDIT_TASK_TYPE, &audit_ops);
+}
 
 int main(int argc, char **argv)
 {
-    return app_main(argc, argv, &spec);
+    return dispatch_main(argc, argv, "audit", "content moderation through third-party APIs",
+                         audit_register);
 }

@@ -1,12 +1,14 @@
-/* main.c: imtask-fanout, large-group message fan-out to the gateway topics. */
-#include "infra/app.h"
+/* main.c: imtask-fanout, large-group message fan-out to the gateway topics
+ * (the `fanout` processor, processor.c; docs/fanout.md). */
+#include "fanout.h"
 
-static const app_spec_t spec = {
-    .name = "fanout",
-    .summary = "large-group message fan-out to the gateway topics",
-};
+static int fanout_register(dispatch_t *d)
+{
+    return dispatch_register(d, "fanout", &fanout_ops);
+}
 
 int main(int argc, char **argv)
 {
-    return app_main(argc, argv, &spec);
+    return dispatch_main(argc, argv, "fanout", "large-group message fan-out to the gateway topics",
+                         fanout_register);
 }

@@ -1,12 +1,14 @@
 /* main.c: imtask-push, offline push through Apple APNs and Google FCM. */
-#include "infra/app.h"
+#include "dispatch/dispatch.h"
+#include "processor.h"
 
-static const app_spec_t spec = {
-    .name = "push",
-    .summary = "offline push through Apple APNs and Google FCM",
-};
+static int push_register(dispatch_t *d)
+{
+    return dispatch_register(d, "push", &push_ops);
+}
 
 int main(int argc, char **argv)
 {
-    return app_main(argc, argv, &spec);
+    return dispatch_main(argc, argv, "push", "offline push through Apple APNs and Google FCM",
+                         push_register);
 }

@@ -7,6 +7,10 @@
  */
 #include "payloads.h"
 
+#include "proto/audit.pb-c.h"
+#include "proto/fanout.pb-c.h"
+#include "proto/push.pb-c.h"
+
 #include <stddef.h>
 #include <stdio.h>
 #include <string.h>
@@ -17,7 +21,9 @@ typedef struct {
 } ctl_payload_t;
 
 static const ctl_payload_t ctl_payloads[] = {
-    /* {"fanout", &imtask__v1__fanout_task__descriptor}, */
+    {"fanout", &imtask__v1__fanout_task__descriptor},
+    {"push", &imtask__v1__push_task__descriptor},
+    {"content_audit", &imtask__v1__audit_task__descriptor},
     {NULL, NULL}, /* end */
 };
 

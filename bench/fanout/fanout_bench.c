@@ -1,0 +1,514 @@
+/* fanout_bench.c: the large-group fan-out benchmark (issue 5; figures in
+ * docs/fanout.md). For each scenario (members, online ratio, format, worker
+ * processes) it starts a private im-repo double (16 gateways), fresh topics
+ * and imtask-fanout processes, produces ONE FanoutTask and measures:
+ *   - the time from the task produced to the last downlink committed (the
+ *     processes' metrics: every shard ended and no slice in flight, polled
+ *     every 20 ms), after a warm-up that made the workers' producers; a
+ *     read_committed reader then checks every recipient's downlink is there;
+ *   - members per second and downlink records per second over that time;
+ *   - the peak RSS (VmHWM) of each fan-out process;
+ *   - im-repo calls (the double's counters);
+ *   - CPU seconds of the fan-out processes and of the double meanwhile.
+ * Then the ceiling in the same run: a plain librdkafka producer writing the
+ * same number of records of the same mean size (key, header) to 16 fresh
+ * topics of the same layout, records per second from the first produce to
+ * the last delivery report, and its CPU seconds.
+ *
+ *   fanout_bench BIN [--members 10000,100000,1000000] [--ratios 1,0.3]
+ *                [--procs 1] [--workers 4] [--format recipient|batch]
+ *                [--batch-size 200] [--slice-pages 50] [--shard-members 50000]
+ *                [--max-shards 16] [--kafka "key: value;..."] [--no-ceiling]
+ * FANOUT_BENCH_METRICS=1 prints the fan-out's slice and im-repo metrics,
+ * FANOUT_BENCH_LOG=debug sets the processes' log level.
+ *
+ * Prints one markdown table row per scenario. Needs IMTASK_KAFKA_BROKERS and
+ * IMTASK_STACK_DIR (or IMTASK_IMREPO_DOUBLE_BIN). Nothing is asserted.
+ */
+#include <inttypes.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "proto/fanout.pb-c.h"
+#include "tests/fanout/harness.h"
+#include "tests/fanout/oracle.h"
+
+#define NGW 16
+#define GW_PARTS 3
+#define TASK_PARTS 6
+#define MAX_PROCS 4
+
+typedef struct {
+    const char *bin;
+    int64_t members[8];
+    int nmembers;
+    double ratios[4];
+    int nratios;
+    int procs, workers, batch_size, slice_pages, shard_members, max_shards;
+    const char *format;
+    const char *kafka; /* extra kafka: lines, "key: value" separated by ';' */
+    bool ceiling;
+} opts_t;
+
+typedef struct {
+    char base[H_NAME_MAX];
+    char names[3 + NGW][H_NAME_MAX + 16];
+    const char *tp[3 + NGW];
+    int parts[3 + NGW];
+} topics_t;
+
+static void topics_make(topics_t *t, const char *tag)
+{
+    static const char *const sfx[] = {"task", "retry", "dlq"};
+    snprintf(t->base, sizeof(t->base), "imtask-bench-fo-%s-%lld-%d", tag,
+             (long long)(h_wall_ms() / 1000), (int)getpid());
+    for (int i = 0; i < 3 + NGW; i++) {
+        if (i < 3)
+            snprintf(t->names[i], sizeof(t->names[i]), "%s-%s", t->base, sfx[i]);
+        else
+            snprintf(t->names[i], sizeof(t->names[i]), "%s-gw-%d", t->base, i - 2);
+        t->tp[i] = t->names[i];
+        t->parts[i] = i == 0 ? TASK_PARTS : i < 3 ? 1 : GW_PARTS;
+    }
+    h_topics_create(t->tp, t->parts, 3 + NGW);
+}
+
+/* A read_committed reader of the gateway topics from their beginning. */
+static rd_kafka_t *tail_open(const topics_t *t)
+{
+    char group[H_NAME_MAX + 32];
+    snprintf(group, sizeof(group), "%s-tail", t->base);
+    const char *kv[] = {"group.id",
+                        group,
+                        "enable.auto.commit",
+                        "false",
+                        "isolation.level",
+                        "read_committed",
+                        "fetch.wait.max.ms",
+                        "100",
+                        "fetch.min.bytes",
+                        "262144",
+                        NULL};
+    rd_kafka_t *rk = h_kafka_new(RD_KAFKA_CONSUMER, kv);
+    rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(NGW * GW_PARTS);
+    for (int i = 3; i < 3 + NGW; i++) {
+        for (int p = 0; p < GW_PARTS; p++)
+            rd_kafka_topic_partition_list_add(l, t->tp[i], p)->offset = RD_KAFKA_OFFSET_BEGINNING;
+    }
+    rd_kafka_poll_set_consumer(rk);
+    rd_kafka_assign(rk, l);
+    rd_kafka_topic_partition_list_destroy(l);
+    return rk;
+}
+
+typedef struct {
+    int64_t members, online, recipients_expected;
+    double secs, members_per_s, records_per_s, mean_bytes;
+    long records;
+    long rss_kb[MAX_PROCS];
+    double cpu_fanout, cpu_double; /* seconds during the fan-out */
+    int64_t calls_members, calls_status, calls_count, calls_msg;
+} result_t;
+
+typedef struct {
+    long recipients, records;
+    int64_t bytes, last;
+} tally_t;
+
+/* Count what the tail reader gets until `want` recipients (records, or the
+ * users in batch records); fails after 120 s without progress. */
+static void tail_count(rd_kafka_t *tail, const opts_t *o, int64_t want, tally_t *tl, h_child_t *ch,
+                       const char *what)
+{
+    int64_t moved = h_mono_ms();
+    while (tl->recipients < want) {
+        rd_kafka_message_t *m = rd_kafka_consumer_poll(tail, 100);
+        if (m) {
+            if (!m->err) {
+                if (strcmp(o->format, "batch") == 0) {
+                    Imtask__V1__DownstreamBatch *b =
+                        imtask__v1__downstream_batch__unpack(NULL, m->len, m->payload);
+                    tl->recipients += b ? (long)b->n_target_user_ids : 0;
+                    if (b)
+                        imtask__v1__downstream_batch__free_unpacked(b, NULL);
+                } else {
+                    tl->recipients++;
+                }
+                tl->records++;
+                tl->bytes += (int64_t)m->len;
+                tl->last = moved = h_mono_ms();
+            }
+            rd_kafka_message_destroy(m);
+        }
+        H_CHECK(h_mono_ms() - moved < 120000,
+                "%s: %ld of %" PRId64 " recipients after 120 s without progress", what,
+                tl->recipients, want);
+        for (int i = 0; i < o->procs; i++)
+            h_child_check(&ch[i]);
+    }
+}
+
+/* A metric line's value summed over the processes (absent counts 0). */
+static double metric_sum(const int *ports, int n, const char *prefix)
+{
+    double sum = 0;
+    for (int i = 0; i < n; i++) {
+        double v = h_metric(ports[i], prefix);
+        sum += v > 0 ? v : 0;
+    }
+    return sum;
+}
+
+static void run_scenario(const opts_t *o, h_double_t *dbl, int64_t n, double ratio, result_t *r)
+{
+    char dir[PATH_MAX], gid[64], tag[32], yaml[4096];
+    topics_t t;
+    h_child_t ch[MAX_PROCS];
+    int ports[MAX_PROCS];
+
+    memset(r, 0, sizeof(*r));
+    r->members = n;
+    snprintf(tag, sizeof(tag), "%" PRId64 "-%d", n, (int)(ratio * 100));
+    snprintf(gid, sizeof(gid), "g%" PRId64 "-bench-%lld", n, (long long)h_wall_ms());
+    snprintf(dir, sizeof(dir), "%.3900s/%.30s", h_tmp, tag);
+    mkdir(dir, 0755);
+    topics_make(&t, tag);
+
+    /* who should get a downlink: every online member but the sender (k=1) */
+    char sender[24];
+    oracle_member(gid, 1, sender, sizeof(sender));
+    for (int64_t k = 0; k < n; k++) {
+        char uid[24];
+        int gw;
+        oracle_member(gid, k, uid, sizeof(uid));
+        if (oracle_online(uid, ratio, NGW, &gw))
+            r->online++;
+        if (k == 1 && oracle_online(uid, ratio, NGW, &gw))
+            r->online--; /* the sender */
+    }
+    r->recipients_expected = r->online;
+
+    char kextra[512] = "";
+    for (const char *k = o->kafka; k && *k;) {
+        const char *e = strchr(k, ';');
+        size_t l = e ? (size_t)(e - k) : strlen(k);
+        size_t used = strlen(kextra);
+        snprintf(kextra + used, sizeof(kextra) - used, "  %.*s\n", (int)l, k);
+        k = e ? e + 1 : NULL;
+    }
+    for (int i = 0; i < o->procs; i++) {
+        ports[i] = h_free_port();
+        snprintf(yaml, sizeof(yaml),
+                 "log:\n  level: %s\nhttp:\n  listen: 127.0.0.1:%d\n"
+                 "kafka:\n  brokers: %s\n%s"
+                 "consumer:\n  group_id: %s-group\n  topic: %s\n  retry_topic: %s\n"
+                 "  dlq_topic: %s\n  workers: %d\n"
+                 "imrepo:\n  endpoints: %s\n"
+                 "fanout:\n  topic_template: %s-{gateway_id}\n  format: %s\n"
+                 "  batch_size: %d\n  slice_pages: %d\n  shard_members: %d\n  max_shards: %d\n",
+                 getenv("FANOUT_BENCH_LOG") ? getenv("FANOUT_BENCH_LOG") : "warn", ports[i],
+                 h_brokers, kextra, t.base, t.tp[0], t.tp[1], t.tp[2], o->workers, dbl->addr,
+                 t.base, o->format, o->batch_size, o->slice_pages, o->shard_members, o->max_shards);
+        char name[32];
+        snprintf(name, sizeof(name), "fanout-%d", i);
+        h_child_start(&ch[i], o->bin, dir, name, yaml);
+    }
+    /* every process has joined the group (one metric line, then a
+     * settling second so the first assignment does not move) */
+    int64_t until = h_mono_ms() + 60000;
+    for (int i = 0; i < o->procs; i++) {
+        while (h_metric(ports[i], "imtask_build_info") < 0) {
+            h_child_check(&ch[i]);
+            H_CHECK(h_mono_ms() < until, "fan-out process %d did not come up", i);
+            h_sleep_ms(100);
+        }
+    }
+    h_sleep_ms(o->procs > 1 ? 8000 : 3000);
+
+    /* warm-up: small fan-outs on several keys, so the workers have made
+     * their transactional producers (made on a worker's first task) and
+     * the measured fan-out sees a process in its steady state */
+    rd_kafka_t *tail = tail_open(&t);
+    h_prod_t p;
+    tally_t warm = {0};
+    int64_t want_warm = 0;
+    h_prod_open(&p);
+    for (int i = 0; i < 3 * o->procs * o->workers; i++) {
+        char wgid[64], wid[32];
+        Imtask__V1__FanoutTask wt = IMTASK__V1__FANOUT_TASK__INIT;
+        uint8_t wbuf[256];
+        snprintf(wgid, sizeof(wgid), "g40-warm%d-%lld", i, (long long)h_wall_ms());
+        snprintf(wid, sizeof(wid), "warm-%d", i);
+        for (int k = 0; k < 40; k++) {
+            char uid[24];
+            int gw;
+            oracle_member(wgid, k, uid, sizeof(uid));
+            want_warm += oracle_online(uid, ratio, NGW, &gw);
+        }
+        wt.group_id = wgid;
+        wt.message_id = (char *)"m1";
+        wt.sender_id = (char *)"u-outsider";
+        size_t wl = imtask__v1__fanout_task__pack(&wt, wbuf);
+        h_prod_task(&p, t.tp[0], wid, "fanout", wid, wbuf, wl);
+    }
+    h_prod_close(&p);
+    tail_count(tail, o, want_warm, &warm, ch, "warm-up");
+
+    cJSON_Delete(h_double_admin(dbl, true, "/stats/reset"));
+    double cpu0[MAX_PROCS], dcpu0 = h_cpu_seconds(dbl->pid);
+    for (int i = 0; i < o->procs; i++)
+        cpu0[i] = h_cpu_seconds(ch[i].pid);
+    Imtask__V1__FanoutTask ft = IMTASK__V1__FANOUT_TASK__INIT;
+    uint8_t buf[512];
+    ft.group_id = gid;
+    ft.message_id = (char *)"m4242";
+    ft.sender_id = sender;
+    size_t len = imtask__v1__fanout_task__pack(&ft, buf);
+    uint32_t n_shards = 1;
+    if (n > o->shard_members) {
+        int64_t k = (n + o->shard_members - 1) / o->shard_members;
+        n_shards = (uint32_t)(k < o->max_shards ? k : o->max_shards);
+    }
+    double shards_before = metric_sum(ports, o->procs, "imtask_fanout_shard_seconds_count ");
+    h_prod_open(&p);
+    int64_t t0 = h_mono_ms();
+    h_prod_task(&p, t.tp[0], gid, "fanout", "bench-fanout", buf, len);
+    h_prod_close(&p);
+    /* the clock stops when every shard's last slice is committed: the
+     * processes' own metrics (a shard's end is observed before its commit,
+     * in_flight drops after it), polled every 20 ms; the reader counts
+     * what was written after that, so its CPU is not in the measured time */
+    int64_t last = t0, moved = t0;
+    double pages = 0;
+    for (;;) {
+        double ends = metric_sum(ports, o->procs, "imtask_fanout_shard_seconds_count ");
+        double busy = metric_sum(ports, o->procs, "imtask_tasks_in_flight{task_type=\"fanout\"} ");
+        if (ends >= shards_before + (double)n_shards && busy == 0) {
+            last = h_mono_ms();
+            break;
+        }
+        double pg = metric_sum(ports, o->procs, "imtask_fanout_pages_total ");
+        if (pg != pages) {
+            pages = pg;
+            moved = h_mono_ms();
+        }
+        H_CHECK(h_mono_ms() - moved < 120000, "scenario %s: no page walked for 120 s", tag);
+        for (int i = 0; i < o->procs; i++)
+            h_child_check(&ch[i]);
+        h_sleep_ms(20);
+    }
+    tally_t tal = {0};
+    tail_count(tail, o, r->recipients_expected, &tal, ch, tag);
+    int64_t bytes = tal.bytes;
+    r->records = tal.records;
+    rd_kafka_consumer_close(tail);
+    rd_kafka_destroy(tail);
+    r->secs = (double)(last - t0) / 1000.0;
+    r->members_per_s = (double)n / r->secs;
+    r->records_per_s = (double)r->records / r->secs;
+    r->mean_bytes = r->records ? (double)bytes / (double)r->records : 0;
+    for (int i = 0; i < o->procs; i++) {
+        r->rss_kb[i] = h_peak_rss_kb(ch[i].pid);
+        r->cpu_fanout += h_cpu_seconds(ch[i].pid) - cpu0[i];
+    }
+    r->cpu_double = h_cpu_seconds(dbl->pid) - dcpu0;
+    r->calls_members = h_double_calls(dbl, "/im_repo.v1.GroupService/GetGroupMembers", NULL);
+    r->calls_status = h_double_calls(dbl, "/im_repo.v1.GroupService/GetMembersOnlineStatus", NULL);
+    r->calls_count = h_double_calls(dbl, "/im_repo.v1.GroupService/GetGroupMemberCount", NULL);
+    r->calls_msg = h_double_calls(dbl, "/im_repo.v1.MessageService/GetMessage", NULL);
+    if (getenv("FANOUT_BENCH_METRICS")) { /* diagnostics: the fan-out's own metrics */
+        for (int i = 0; i < o->procs; i++) {
+            char *txt = h_metrics_text(ports[i]);
+            for (char *line = txt ? strtok(txt, "\n") : NULL; line; line = strtok(NULL, "\n")) {
+                if (strstr(line, "imtask_fanout_imrepo_seconds_sum") ||
+                    strstr(line, "imtask_fanout_imrepo_seconds_count") ||
+                    strstr(line, "imtask_task_processing_seconds"))
+                    fprintf(stderr, "  [%d] %s\n", i, line);
+                else if (strncmp(line, "imtask_fanout_slices_total", 26) == 0 ||
+                         strncmp(line, "imtask_fanout_pages_total", 25) == 0)
+                    fprintf(stderr, "  [%d] %s\n", i, line);
+            }
+            free(txt);
+        }
+    }
+    /* let the offline members' push tasks finish before stopping */
+    h_sleep_ms(1000);
+    for (int i = 0; i < o->procs; i++)
+        h_child_stop(&ch[i], SIGTERM);
+    h_topics_delete(t.tp, 3 + NGW);
+    char group[H_NAME_MAX + 16];
+    snprintf(group, sizeof(group), "%s-group", t.base);
+    h_group_delete(group);
+}
+
+/* The ceiling: a plain producer, the same records count, size, keys and
+ * header, to 16 fresh topics of the same layout. Records per second. */
+typedef struct {
+    long delivered, failed;
+} ceil_dr_t;
+
+static void ceil_dr(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
+{
+    ceil_dr_t *c = opaque;
+    (void)rk;
+    if (m->err)
+        c->failed++;
+    else
+        c->delivered++;
+}
+
+static double run_ceiling(long n, size_t size, double *cpu)
+{
+    topics_t t;
+    char err[256];
+    ceil_dr_t dr = {0};
+    topics_make(&t, "ceiling");
+    rd_kafka_conf_t *conf = rd_kafka_conf_new();
+    rd_kafka_conf_set(conf, "bootstrap.servers", h_brokers, err, sizeof(err));
+    rd_kafka_conf_set(conf, "enable.idempotence", "true", err, sizeof(err));
+    rd_kafka_conf_set_dr_msg_cb(conf, ceil_dr);
+    rd_kafka_conf_set_opaque(conf, &dr);
+    rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, err, sizeof(err));
+    H_CHECK(rk != NULL, "ceiling producer: %s", err);
+    uint8_t *v = malloc(size ? size : 1);
+    H_CHECK(v != NULL, "out of memory");
+    memset(v, 'x', size);
+    /* warm-up, not timed: the producer id and every topic's metadata */
+    for (int i = 0; i < NGW; i++)
+        rd_kafka_producev(rk, RD_KAFKA_V_TOPIC(t.tp[3 + i]), RD_KAFKA_V_VALUE(v, size),
+                          RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_END);
+    rd_kafka_flush(rk, 60000);
+    dr.delivered = 0;
+    double c0 = h_cpu_seconds(getpid());
+    int64_t t0 = h_mono_ms();
+    for (long i = 0; i < n; i++) {
+        char key[24];
+        int kl = snprintf(key, sizeof(key), "u%ld", 500000000 + i);
+        const char *topic = t.tp[3 + (i % NGW)];
+        for (;;) {
+            rd_kafka_resp_err_t e = rd_kafka_producev(
+                rk, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_KEY(key, (size_t)kl),
+                RD_KAFKA_V_VALUE(v, size), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+                RD_KAFKA_V_HEADER("downlink_format", "recipient", 9), RD_KAFKA_V_END);
+            if (e == RD_KAFKA_RESP_ERR_NO_ERROR)
+                break;
+            H_CHECK(e == RD_KAFKA_RESP_ERR__QUEUE_FULL, "ceiling produce: %s", rd_kafka_err2str(e));
+            rd_kafka_poll(rk, 10);
+        }
+        rd_kafka_poll(rk, 0);
+    }
+    rd_kafka_flush(rk, 120000);
+    int64_t t1 = h_mono_ms();
+    *cpu = h_cpu_seconds(getpid()) - c0;
+    H_CHECK(dr.delivered == n, "ceiling: %ld of %ld delivered", dr.delivered, n);
+    rd_kafka_destroy(rk);
+    free(v);
+    h_topics_delete(t.tp, 3 + NGW);
+    return (double)n * 1000.0 / (double)(t1 - t0 ? t1 - t0 : 1);
+}
+
+static int parse_list_i(const char *s, int64_t *out, int max)
+{
+    int n = 0;
+    for (const char *p = s; p && *p && n < max; p = strchr(p, ',') ? strchr(p, ',') + 1 : NULL)
+        out[n++] = strtoll(p, NULL, 10);
+    return n;
+}
+
+static int parse_list_d(const char *s, double *out, int max)
+{
+    int n = 0;
+    for (const char *p = s; p && *p && n < max; p = strchr(p, ',') ? strchr(p, ',') + 1 : NULL)
+        out[n++] = strtod(p, NULL);
+    return n;
+}
+
+int main(int argc, char **argv)
+{
+    opts_t o = {.procs = 1,
+                .workers = 4,
+                .batch_size = 200,
+                .slice_pages = 50,
+                .shard_members = 50000,
+                .max_shards = 16,
+                .format = "recipient",
+                .ceiling = true};
+    o.nmembers = parse_list_i("10000,100000,1000000", o.members, 8);
+    o.nratios = parse_list_d("1,0.3", o.ratios, 4);
+    if (argc < 2) {
+        fprintf(stderr, "usage: fanout_bench IMTASK-FANOUT [options] (see the source)\n");
+        return 2;
+    }
+    o.bin = argv[1];
+    for (int i = 2; i < argc; i++) {
+        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : "";
+        if (!strcmp(a, "--members"))
+            o.nmembers = parse_list_i(v, o.members, 8), i++;
+        else if (!strcmp(a, "--ratios"))
+            o.nratios = parse_list_d(v, o.ratios, 4), i++;
+        else if (!strcmp(a, "--procs"))
+            o.procs = atoi(v), i++;
+        else if (!strcmp(a, "--workers"))
+            o.workers = atoi(v), i++;
+        else if (!strcmp(a, "--format"))
+            o.format = v, i++;
+        else if (!strcmp(a, "--batch-size"))
+            o.batch_size = atoi(v), i++;
+        else if (!strcmp(a, "--slice-pages"))
+            o.slice_pages = atoi(v), i++;
+        else if (!strcmp(a, "--shard-members"))
+            o.shard_members = atoi(v), i++;
+        else if (!strcmp(a, "--max-shards"))
+            o.max_shards = atoi(v), i++;
+        else if (!strcmp(a, "--kafka"))
+            o.kafka = v, i++;
+        else if (!strcmp(a, "--no-ceiling"))
+            o.ceiling = false;
+        else {
+            fprintf(stderr, "fanout_bench: unknown option %s\n", a);
+            return 2;
+        }
+    }
+    if (o.procs < 1 || o.procs > MAX_PROCS) {
+        fprintf(stderr, "fanout_bench: --procs 1..%d\n", MAX_PROCS);
+        return 2;
+    }
+    h_soft_fail = true;
+    if (h_setup("fanout_bench"))
+        return 1;
+    printf("| members | online | format | procs x workers | recipients | seconds | members/s | "
+           "records/s | ceiling rec/s | %% of ceiling | peak RSS MB | im-repo calls (members / "
+           "status / count / message) | CPU s fan-out / double / ceiling |\n"
+           "|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
+    fflush(stdout);
+    for (int ri = 0; ri < o.nratios; ri++) {
+        h_double_t dbl;
+        h_double_start(&dbl, o.ratios[ri], NGW);
+        for (int mi = 0; mi < o.nmembers; mi++) {
+            result_t r;
+            run_scenario(&o, &dbl, o.members[mi], o.ratios[ri], &r);
+            double ccpu = 0;
+            double ceiling =
+                o.ceiling ? run_ceiling(r.records, (size_t)(r.mean_bytes + 0.5), &ccpu) : 0;
+            char rss[64] = "";
+            size_t used = 0;
+            for (int i = 0; i < o.procs; i++)
+                used += (size_t)snprintf(rss + used, sizeof(rss) - used, "%s%.1f", i ? " + " : "",
+                                         (double)r.rss_kb[i] / 1024.0);
+            printf("| %" PRId64 " | %.0f%% | %s | %d x %d | %" PRId64 " | %.2f | %.0f | %.0f | "
+                   "%.0f | %.0f%% | %s | %" PRId64 " / %" PRId64 " / %" PRId64 " / %" PRId64
+                   " | %.1f / %.1f / %.1f |\n",
+                   r.members, o.ratios[ri] * 100, o.format, o.procs, o.workers,
+                   r.recipients_expected, r.secs, r.members_per_s, r.records_per_s, ceiling,
+                   ceiling > 0 ? 100.0 * r.records_per_s / ceiling : 0, rss, r.calls_members,
+                   r.calls_status, r.calls_count, r.calls_msg, r.cpu_fanout, r.cpu_double, ccpu);
+            fflush(stdout);
+        }
+        h_double_stop(&dbl);
+    }
+    return 0;
+}

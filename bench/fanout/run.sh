@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# run.sh: the fan-out benchmark of issue 5 (figures in docs/fanout.md).
+# Builds imtask-fanout and fanout_bench with -c opt, then runs, against the
+# local stack's Kafka and a private im-repo double (16 gateways):
+#   1. groups of 10k, 100k and 1M members, 100% and 30% online, one fan-out
+#      process with 4 workers, format recipient, the default fanout: settings
+#      (pages of 200, slices of 50 pages, shards of 100,000), each with the
+#      ceiling (a plain librdkafka producer writing as many records of the
+#      same size);
+#   2. shards over workers: 1M members, 30% online, one process with one
+#      worker, then two processes with one worker each;
+#   3. the batch format: 1M members, 30% online.
+#   bash bench/fanout/run.sh            # all
+#   bash bench/fanout/run.sh main|scale|batch
+set -euo pipefail
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+cd "$root"
+eval "$(bash scripts/stack.sh env)"
+export IMTASK_KAFKA_BROKERS=${IMTASK_KAFKA_BROKERS:-127.0.0.1:19092}
+export IMTASK_STACK_DIR=${IMTASK_STACK_DIR:-${TMPDIR:-/tmp}/imtask-stack}
+bazel build -c opt //tasks/fanout:imtask-fanout //bench/fanout:fanout_bench >/dev/null
+bin=$(bazel info -c opt bazel-bin 2>/dev/null)
+# private copies: other builds may replace bazel-bin's files while we run
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+cp "$bin/bench/fanout/fanout_bench" "$bin/tasks/fanout/imtask-fanout" "$work/"
+# kafka settings as in deploy/config/fanout.yaml
+kafka="linger.ms: 50;queue.buffering.max.messages: 2000"
+bench() { "$work/fanout_bench" "$work/imtask-fanout" --kafka "$kafka" "$@"; }
+what=${1:-all}
+echo "# $(date -u +%FT%TZ) $(nproc) cores; $(uname -r)"
+if [[ $what == all || $what == main ]]; then
+  bench --members 10000,100000,1000000 --ratios 1,0.3 --procs 1 --workers 4
+fi
+if [[ $what == all || $what == scale ]]; then
+  bench --members 1000000 --ratios 0.3 --procs 1 --workers 1 --no-ceiling
+  bench --members 1000000 --ratios 0.3 --procs 2 --workers 1 --no-ceiling | tail -n +3
+fi
+if [[ $what == all || $what == batch ]]; then
+  bench --members 1000000 --ratios 0.3 --procs 1 --workers 4 --format batch --no-ceiling
+fi

@@ -1,0 +1,902 @@
+/* harness.c: see harness.h. */
+#include "harness.h"
+
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <arpa/inet.h>
+#include <curl/curl.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "dispatch/headers.h"
+#include "dispatch/task.h"
+
+#define H_MAX_PIDS 16
+#define H_CHILD_STOP_S 60
+
+bool h_soft_fail;
+const char *h_brokers;
+char h_tmp[PATH_MAX];
+
+static volatile pid_t h_pids[H_MAX_PIDS]; /* killed on a fatal signal */
+
+void h_fail(const char *fmt, ...)
+{
+    char buf[2048];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(buf, sizeof(buf), fmt, ap);
+    va_end(ap);
+    if (h_soft_fail) {
+        fprintf(stderr, "error: %s\n", buf);
+        for (int i = 0; i < H_MAX_PIDS; i++) {
+            if (h_pids[i] > 0)
+                kill(h_pids[i], SIGKILL);
+        }
+        exit(1);
+    }
+    fail_msg("%s", buf);
+    abort(); /* not reached */
+}
+
+int64_t h_mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+int64_t h_wall_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+void h_sleep_ms(int64_t ms)
+{
+    struct timespec ts = {(time_t)(ms / 1000), (long)(ms % 1000) * 1000000L};
+    while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
+    }
+}
+
+static void h_pid_add(pid_t pid)
+{
+    for (int i = 0; i < H_MAX_PIDS; i++) {
+        if (h_pids[i] == 0) {
+            h_pids[i] = pid;
+            return;
+        }
+    }
+}
+
+static void h_pid_del(pid_t pid)
+{
+    for (int i = 0; i < H_MAX_PIDS; i++) {
+        if (h_pids[i] == pid)
+            h_pids[i] = 0;
+    }
+}
+
+static void h_on_signal(int sig)
+{
+    for (int i = 0; i < H_MAX_PIDS; i++) {
+        if (h_pids[i] > 0)
+            kill(h_pids[i], SIGKILL);
+    }
+    signal(sig, SIG_DFL);
+    raise(sig);
+}
+
+int h_setup(const char *what)
+{
+    h_brokers = getenv("IMTASK_KAFKA_BROKERS");
+    if (!h_brokers || !*h_brokers) {
+        fprintf(stderr,
+                "%s: IMTASK_KAFKA_BROKERS is not set: start the stack (bash "
+                "scripts/stack.sh up) and pass --test_env=IMTASK_KAFKA_BROKERS\n",
+                what);
+        return -1;
+    }
+    const char *tmp = getenv("TEST_TMPDIR");
+    snprintf(h_tmp, sizeof(h_tmp), "%s/imtask-fanout-XXXXXX", tmp && *tmp ? tmp : "/tmp");
+    if (!mkdtemp(h_tmp)) {
+        fprintf(stderr, "mkdtemp %s: %s\n", h_tmp, strerror(errno));
+        return -1;
+    }
+    signal(SIGTERM, h_on_signal);
+    signal(SIGINT, h_on_signal);
+    signal(SIGHUP, h_on_signal);
+    signal(SIGPIPE, SIG_IGN);
+    curl_global_init(CURL_GLOBAL_DEFAULT);
+
+    rd_kafka_t *rk = h_kafka_new(RD_KAFKA_PRODUCER, NULL);
+    int64_t until = h_mono_ms() + 120000;
+    for (;;) {
+        const struct rd_kafka_metadata *md;
+        rd_kafka_resp_err_t e = rd_kafka_metadata(rk, 0, NULL, &md, 5000);
+        if (e == RD_KAFKA_RESP_ERR_NO_ERROR) {
+            rd_kafka_metadata_destroy(md);
+            break;
+        }
+        if (h_mono_ms() > until) {
+            fprintf(stderr, "%s: the broker %s does not answer: %s\n", what, h_brokers,
+                    rd_kafka_err2str(e));
+            rd_kafka_destroy(rk);
+            return -1;
+        }
+        h_sleep_ms(1000);
+    }
+    rd_kafka_destroy(rk);
+    return 0;
+}
+
+/* ---- kafka ------------------------------------------------------------------- */
+
+static void h_prod_dr(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
+{
+    h_prod_t *p = opaque;
+    (void)rk;
+    if (m->err) {
+        if (p->failed++ == 0)
+            snprintf(p->first_error, sizeof(p->first_error), "%s", rd_kafka_err2str(m->err));
+    } else {
+        p->delivered++;
+    }
+}
+
+rd_kafka_t *h_kafka_new(rd_kafka_type_t type, const char *const *kv)
+{
+    char err[512];
+    rd_kafka_conf_t *conf = rd_kafka_conf_new();
+    if (rd_kafka_conf_set(conf, "bootstrap.servers", h_brokers, err, sizeof(err)) !=
+        RD_KAFKA_CONF_OK)
+        h_fail("bootstrap.servers: %s", err);
+    rd_kafka_conf_set(conf, "log_level", "3", err, sizeof(err));
+    for (; kv && kv[0]; kv += 2) {
+        if (rd_kafka_conf_set(conf, kv[0], kv[1], err, sizeof(err)) != RD_KAFKA_CONF_OK)
+            h_fail("%s=%s: %s", kv[0], kv[1], err);
+    }
+    rd_kafka_t *rk = rd_kafka_new(type, conf, err, sizeof(err));
+    if (!rk)
+        h_fail("rd_kafka_new: %s", err);
+    return rk;
+}
+
+void h_topics_create(const char *const *names, const int *parts, int n)
+{
+    char err[512];
+    rd_kafka_NewTopic_t **nt = calloc((size_t)n, sizeof(*nt));
+    rd_kafka_t *rk = h_kafka_new(RD_KAFKA_PRODUCER, NULL);
+    rd_kafka_queue_t *q = rd_kafka_queue_new(rk);
+    rd_kafka_AdminOptions_t *opt = rd_kafka_AdminOptions_new(rk, RD_KAFKA_ADMIN_OP_CREATETOPICS);
+    H_CHECK(nt != NULL, "out of memory");
+    rd_kafka_AdminOptions_set_operation_timeout(opt, 30000, err, sizeof(err));
+    for (int i = 0; i < n; i++) {
+        nt[i] = rd_kafka_NewTopic_new(names[i], parts[i], 1, err, sizeof(err));
+        H_CHECK(nt[i] != NULL, "NewTopic %s: %s", names[i], err);
+    }
+    rd_kafka_CreateTopics(rk, nt, (size_t)n, opt, q);
+    rd_kafka_event_t *ev = rd_kafka_queue_poll(q, 60000);
+    H_CHECK(ev != NULL, "CreateTopics: no answer within 60 s");
+    H_CHECK(rd_kafka_event_error(ev) == RD_KAFKA_RESP_ERR_NO_ERROR, "CreateTopics: %s",
+            rd_kafka_event_error_string(ev));
+    size_t nr;
+    const rd_kafka_topic_result_t **tr =
+        rd_kafka_CreateTopics_result_topics(rd_kafka_event_CreateTopics_result(ev), &nr);
+    for (size_t i = 0; i < nr; i++)
+        H_CHECK(rd_kafka_topic_result_error(tr[i]) == RD_KAFKA_RESP_ERR_NO_ERROR,
+                "CreateTopics %s: %s", rd_kafka_topic_result_name(tr[i]),
+                rd_kafka_topic_result_error_string(tr[i]));
+    rd_kafka_event_destroy(ev);
+    rd_kafka_NewTopic_destroy_array(nt, (size_t)n);
+    free(nt);
+    rd_kafka_AdminOptions_destroy(opt);
+
+    int64_t until = h_mono_ms() + 30000;
+    for (;;) {
+        const struct rd_kafka_metadata *md = NULL;
+        int ready = 0;
+        if (rd_kafka_metadata(rk, 1, NULL, &md, 5000) == RD_KAFKA_RESP_ERR_NO_ERROR) {
+            for (int i = 0; i < n; i++) {
+                for (int j = 0; j < md->topic_cnt; j++) {
+                    const struct rd_kafka_metadata_topic *t = &md->topics[j];
+                    if (strcmp(t->topic, names[i]) != 0 || t->err || t->partition_cnt != parts[i])
+                        continue;
+                    bool leaders = true;
+                    for (int k = 0; k < t->partition_cnt; k++)
+                        leaders = leaders && t->partitions[k].leader >= 0;
+                    ready += leaders;
+                }
+            }
+            rd_kafka_metadata_destroy(md);
+        }
+        if (ready == n)
+            break;
+        H_CHECK(h_mono_ms() < until, "topics not ready after 30 s (%d of %d)", ready, n);
+        h_sleep_ms(200);
+    }
+    rd_kafka_queue_destroy(q);
+    rd_kafka_destroy(rk);
+}
+
+void h_topics_delete(const char *const *names, int n)
+{
+    char err[256];
+    if (n <= 0)
+        return;
+    rd_kafka_t *rk = h_kafka_new(RD_KAFKA_PRODUCER, NULL);
+    rd_kafka_queue_t *q = rd_kafka_queue_new(rk);
+    rd_kafka_DeleteTopic_t **dt = calloc((size_t)n, sizeof(*dt));
+    rd_kafka_AdminOptions_t *opt = rd_kafka_AdminOptions_new(rk, RD_KAFKA_ADMIN_OP_ANY);
+    rd_kafka_AdminOptions_set_request_timeout(opt, 30000, err, sizeof(err));
+    for (int i = 0; dt && i < n; i++)
+        dt[i] = rd_kafka_DeleteTopic_new(names[i]);
+    if (dt) {
+        rd_kafka_DeleteTopics(rk, dt, (size_t)n, opt, q);
+        rd_kafka_event_t *ev = rd_kafka_queue_poll(q, 30000);
+        if (!ev || rd_kafka_event_error(ev))
+            fprintf(stderr, "note: deleting topics: %s\n",
+                    ev ? rd_kafka_event_error_string(ev) : "no answer");
+        if (ev)
+            rd_kafka_event_destroy(ev);
+        rd_kafka_DeleteTopic_destroy_array(dt, (size_t)n);
+    }
+    free(dt);
+    rd_kafka_AdminOptions_destroy(opt);
+    rd_kafka_queue_destroy(q);
+    rd_kafka_destroy(rk);
+}
+
+void h_group_delete(const char *group)
+{
+    char err[256];
+    rd_kafka_t *rk = h_kafka_new(RD_KAFKA_PRODUCER, NULL);
+    rd_kafka_queue_t *q = rd_kafka_queue_new(rk);
+    rd_kafka_AdminOptions_t *opt = rd_kafka_AdminOptions_new(rk, RD_KAFKA_ADMIN_OP_ANY);
+    rd_kafka_AdminOptions_set_request_timeout(opt, 30000, err, sizeof(err));
+    rd_kafka_DeleteGroup_t *dg = rd_kafka_DeleteGroup_new(group);
+    rd_kafka_DeleteGroups(rk, &dg, 1, opt, q);
+    rd_kafka_event_t *ev = rd_kafka_queue_poll(q, 30000);
+    if (ev)
+        rd_kafka_event_destroy(ev);
+    rd_kafka_DeleteGroup_destroy(dg);
+    rd_kafka_AdminOptions_destroy(opt);
+    rd_kafka_queue_destroy(q);
+    rd_kafka_destroy(rk);
+}
+
+void h_prod_open(h_prod_t *p)
+{
+    static const char *const kv[] = {"enable.idempotence", "true", "linger.ms", "5", NULL};
+    char err[256];
+    memset(p, 0, sizeof(*p));
+    rd_kafka_conf_t *conf = rd_kafka_conf_new();
+    rd_kafka_conf_set(conf, "bootstrap.servers", h_brokers, err, sizeof(err));
+    for (const char *const *k = kv; *k; k += 2)
+        rd_kafka_conf_set(conf, k[0], k[1], err, sizeof(err));
+    rd_kafka_conf_set_dr_msg_cb(conf, h_prod_dr);
+    rd_kafka_conf_set_opaque(conf, p);
+    p->rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, err, sizeof(err));
+    H_CHECK(p->rk != NULL, "producer: %s", err);
+}
+
+static void h_produce(h_prod_t *p, const char *topic, const char *key, rd_kafka_headers_t *h,
+                      const void *v, size_t len)
+{
+    int64_t until = h_mono_ms() + 60000;
+    for (;;) {
+        rd_kafka_headers_t *hc = h ? rd_kafka_headers_copy(h) : NULL;
+        rd_kafka_resp_err_t e = rd_kafka_producev(
+            p->rk, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_KEY(key, key ? strlen(key) : 0),
+            RD_KAFKA_V_VALUE((void *)v, len), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+            RD_KAFKA_V_HEADERS(hc), RD_KAFKA_V_END);
+        if (e == RD_KAFKA_RESP_ERR_NO_ERROR)
+            break;
+        if (hc)
+            rd_kafka_headers_destroy(hc);
+        H_CHECK(e == RD_KAFKA_RESP_ERR__QUEUE_FULL && h_mono_ms() < until, "produce to %s: %s",
+                topic, rd_kafka_err2str(e));
+        rd_kafka_poll(p->rk, 100);
+    }
+    if (h)
+        rd_kafka_headers_destroy(h);
+    p->queued++;
+    rd_kafka_poll(p->rk, 0);
+}
+
+void h_prod_task(h_prod_t *p, const char *topic, const char *key, const char *type, const char *id,
+                 const void *payload, size_t len)
+{
+    task_t t;
+    uint8_t *buf;
+    size_t blen;
+    memset(&t, 0, sizeof(t));
+    snprintf(t.task_id, sizeof(t.task_id), "%s", id);
+    snprintf(t.task_type, sizeof(t.task_type), "%s", type);
+    task_trace_id_new(t.trace_id);
+    task_traceparent_new(t.trace_id, t.traceparent);
+    t.created_at_ms = h_wall_ms();
+    t.payload = payload;
+    t.payload_len = len;
+    H_CHECK(task_encode(&t, &buf, &blen) == 0, "task_encode");
+    rd_kafka_headers_t *h = rd_kafka_headers_new(3);
+    rd_kafka_header_add(h, HDR_TASK_TYPE, -1, type, -1);
+    rd_kafka_header_add(h, HDR_TASK_ID, -1, id, -1);
+    rd_kafka_header_add(h, HDR_TRACEPARENT, -1, t.traceparent, -1);
+    h_produce(p, topic, key, h, buf, blen);
+    free(buf);
+}
+
+void h_prod_raw(h_prod_t *p, const char *topic, const char *key, const void *v, size_t len)
+{
+    h_produce(p, topic, key, NULL, v, len);
+}
+
+void h_prod_close(h_prod_t *p)
+{
+    rd_kafka_resp_err_t e = rd_kafka_flush(p->rk, 60000);
+    H_CHECK(e == RD_KAFKA_RESP_ERR_NO_ERROR, "producer flush: %s (%d of %d delivered)",
+            rd_kafka_err2str(e), p->delivered, p->queued);
+    H_CHECK(p->failed == 0, "%d records not delivered, first: %s", p->failed, p->first_error);
+    rd_kafka_destroy(p->rk);
+    p->rk = NULL;
+}
+
+void h_read_all(const char *const *topics, const int *parts, int n, h_msg_fn fn, void *ctx,
+                int timeout_s)
+{
+    h_read_all_iso(topics, parts, n, fn, ctx, timeout_s, false);
+}
+
+void h_read_all_iso(const char *const *topics, const int *parts, int n, h_msg_fn fn, void *ctx,
+                    int timeout_s, bool uncommitted)
+{
+    char group[H_NAME_MAX + 64];
+    int total = 0, eofs = 0;
+    snprintf(group, sizeof(group), "imtask-it-fo-reader-%lld-%d", (long long)h_mono_ms(),
+             (int)getpid());
+    const char *kv[] = {"group.id",
+                        group,
+                        "enable.auto.commit",
+                        "false",
+                        "isolation.level",
+                        uncommitted ? "read_uncommitted" : "read_committed",
+                        "enable.partition.eof",
+                        "true",
+                        NULL};
+    rd_kafka_t *rk = h_kafka_new(RD_KAFKA_CONSUMER, kv);
+    rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(16);
+    for (int i = 0; i < n; i++) {
+        for (int p = 0; p < parts[i]; p++)
+            rd_kafka_topic_partition_list_add(l, topics[i], p)->offset = RD_KAFKA_OFFSET_BEGINNING;
+        total += parts[i];
+    }
+    rd_kafka_poll_set_consumer(rk);
+    H_CHECK(rd_kafka_assign(rk, l) == RD_KAFKA_RESP_ERR_NO_ERROR, "assign");
+    rd_kafka_topic_partition_list_destroy(l);
+    /* (topic, partition) pairs at their end */
+    char(*seen)[H_NAME_MAX + 16] = calloc((size_t)total, sizeof(*seen));
+    H_CHECK(seen != NULL, "out of memory");
+    int64_t until = h_mono_ms() + (int64_t)timeout_s * 1000;
+    while (eofs < total) {
+        if (h_mono_ms() > until) {
+            rd_kafka_consumer_close(rk);
+            rd_kafka_destroy(rk);
+            free(seen);
+            h_fail("reading (read_committed): %d of %d partitions at their end after %d s", eofs,
+                   total, timeout_s);
+        }
+        rd_kafka_message_t *m = rd_kafka_consumer_poll(rk, 500);
+        if (!m)
+            continue;
+        if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) {
+            char key[H_NAME_MAX + 16];
+            bool dup = false;
+            snprintf(key, sizeof(key), "%s/%d", rd_kafka_topic_name(m->rkt), (int)m->partition);
+            for (int i = 0; i < eofs && !dup; i++)
+                dup = strcmp(seen[i], key) == 0;
+            if (!dup)
+                memcpy(seen[eofs++], key, sizeof(key));
+        } else if (!m->err) {
+            fn(ctx, m);
+        }
+        rd_kafka_message_destroy(m);
+    }
+    free(seen);
+    rd_kafka_consumer_close(rk);
+    rd_kafka_destroy(rk);
+}
+
+int64_t h_high_sum(const char *const *topics, const int *parts, int n)
+{
+    static rd_kafka_t *rk; /* one metadata client for the run */
+    int64_t sum = 0, lo, hi;
+    if (!rk)
+        rk = h_kafka_new(RD_KAFKA_PRODUCER, NULL);
+    for (int i = 0; i < n; i++) {
+        for (int p = 0; p < parts[i]; p++) {
+            if (rd_kafka_query_watermark_offsets(rk, topics[i], p, &lo, &hi, 5000) ==
+                RD_KAFKA_RESP_ERR_NO_ERROR)
+                sum += hi;
+        }
+    }
+    return sum;
+}
+
+void h_committed(const char *group, const char *topic, int nparts, int64_t *out)
+{
+    const char *kv[] = {"group.id", group, "enable.auto.commit", "false", NULL};
+    rd_kafka_t *rk = h_kafka_new(RD_KAFKA_CONSUMER, kv);
+    rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(nparts);
+    rd_kafka_resp_err_t e;
+    int64_t until = h_mono_ms() + 60000;
+    for (int p = 0; p < nparts; p++)
+        rd_kafka_topic_partition_list_add(l, topic, p);
+    while ((e = rd_kafka_committed(rk, l, 10000)) != RD_KAFKA_RESP_ERR_NO_ERROR) {
+        H_CHECK(h_mono_ms() < until, "committed offsets of %s on %s: %s", group, topic,
+                rd_kafka_err2str(e));
+        h_sleep_ms(500);
+    }
+    for (int i = 0; i < l->cnt; i++)
+        out[l->elems[i].partition] = l->elems[i].err ? -1 : l->elems[i].offset;
+    rd_kafka_topic_partition_list_destroy(l);
+    rd_kafka_destroy(rk);
+}
+
+const char *h_header(const rd_kafka_message_t *m, const char *name, char *buf, size_t len)
+{
+    rd_kafka_headers_t *hdrs;
+    const void *v;
+    size_t vl;
+    buf[0] = '\0';
+    if (rd_kafka_message_headers(m, &hdrs) == RD_KAFKA_RESP_ERR_NO_ERROR &&
+        rd_kafka_header_get_last(hdrs, name, &v, &vl) == RD_KAFKA_RESP_ERR_NO_ERROR && v) {
+        if (vl >= len)
+            vl = len - 1;
+        memcpy(buf, v, vl);
+        buf[vl] = '\0';
+    }
+    return buf;
+}
+
+/* ---- http (the double's admin endpoint, /metrics) -------------------------------- */
+
+typedef struct {
+    char *data;
+    size_t len;
+} h_body_t;
+
+static size_t h_curl_write(char *p, size_t size, size_t n, void *opaque)
+{
+    h_body_t *b = opaque;
+    size_t add = size * n;
+    char *d = realloc(b->data, b->len + add + 1);
+    if (!d)
+        return 0;
+    memcpy(d + b->len, p, add);
+    b->data = d;
+    b->len += add;
+    d[b->len] = '\0';
+    return add;
+}
+
+/* GET or POST url; the body (caller frees) or NULL; *code the HTTP status. */
+static char *h_http(const char *url, bool post, long *code)
+{
+    h_body_t b = {0};
+    CURL *c = curl_easy_init();
+    *code = 0;
+    if (!c)
+        return NULL;
+    curl_easy_setopt(c, CURLOPT_URL, url);
+    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, h_curl_write);
+    curl_easy_setopt(c, CURLOPT_WRITEDATA, &b);
+    curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, 10000L);
+    curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+    if (post) {
+        curl_easy_setopt(c, CURLOPT_POST, 1L);
+        curl_easy_setopt(c, CURLOPT_POSTFIELDS, "");
+    }
+    CURLcode rc = curl_easy_perform(c);
+    if (rc == CURLE_OK)
+        curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, code);
+    curl_easy_cleanup(c);
+    if (rc != CURLE_OK) {
+        free(b.data);
+        return NULL;
+    }
+    if (!b.data)
+        b.data = calloc(1, 1);
+    return b.data;
+}
+
+char *h_metrics_text(int port)
+{
+    char url[128];
+    long code;
+    snprintf(url, sizeof(url), "http://127.0.0.1:%d/metrics", port);
+    return h_http(url, false, &code);
+}
+
+double h_metric(int port, const char *prefix)
+{
+    char url[128];
+    long code;
+    double v = -1;
+    snprintf(url, sizeof(url), "http://127.0.0.1:%d/metrics", port);
+    char *body = h_http(url, false, &code);
+    if (!body)
+        return -1;
+    size_t pl = strlen(prefix);
+    for (char *line = body; line && *line;) {
+        char *nl = strchr(line, '\n');
+        if (strncmp(line, prefix, pl) == 0) {
+            v = strtod(line + pl, NULL);
+            break;
+        }
+        line = nl ? nl + 1 : NULL;
+    }
+    free(body);
+    return v;
+}
+
+double h_cpu_seconds(pid_t pid)
+{
+    char path[64], buf[1024];
+    snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return -1;
+    size_t n = fread(buf, 1, sizeof(buf) - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    char *p = strrchr(buf, ')'); /* the command may hold spaces */
+    unsigned long ut = 0, st = 0;
+    if (!p || sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu", &ut, &st) != 2)
+        return -1;
+    return (double)(ut + st) / (double)sysconf(_SC_CLK_TCK);
+}
+
+long h_peak_rss_kb(pid_t pid)
+{
+    char path[64], line[256];
+    long kb = -1;
+    snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return -1;
+    while (fgets(line, sizeof(line), f)) {
+        if (strncmp(line, "VmHWM:", 6) == 0)
+            kb = strtol(line + 6, NULL, 10);
+    }
+    fclose(f);
+    return kb;
+}
+
+/* ---- the private im-repo double ----------------------------------------------------- */
+
+static bool h_port_free(int port)
+{
+    int s = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    bool ok = s >= 0 && bind(s, (struct sockaddr *)&a, sizeof(a)) == 0;
+    if (s >= 0)
+        close(s);
+    return ok;
+}
+
+int h_free_port(void)
+{
+    int s = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = 0};
+    socklen_t al = sizeof(a);
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    H_CHECK(s >= 0 && bind(s, (struct sockaddr *)&a, sizeof(a)) == 0 &&
+                getsockname(s, (struct sockaddr *)&a, &al) == 0,
+            "no free port: %s", strerror(errno));
+    close(s);
+    return ntohs(a.sin_port);
+}
+
+/* The double's binary: IMTASK_IMREPO_DOUBLE_BIN, or the executable of the
+ * stack's running double. */
+static void h_double_bin(char *out, size_t len)
+{
+    const char *env = getenv("IMTASK_IMREPO_DOUBLE_BIN");
+    if (env && *env) {
+        snprintf(out, len, "%s", env);
+        return;
+    }
+    const char *dir = getenv("IMTASK_STACK_DIR");
+    char path[PATH_MAX], pid[32] = "";
+    snprintf(path, sizeof(path), "%s/imrepo.pid", dir && *dir ? dir : "/tmp/imtask-stack");
+    FILE *f = fopen(path, "r");
+    if (f) {
+        if (!fgets(pid, sizeof(pid), f))
+            pid[0] = '\0';
+        fclose(f);
+    }
+    char exe[64];
+    snprintf(exe, sizeof(exe), "/proc/%d/exe", atoi(pid));
+    ssize_t n = atoi(pid) > 0 ? readlink(exe, out, len - 1) : -1;
+    H_CHECK(n > 0,
+            "cannot find the im-repo double's binary: set IMTASK_IMREPO_DOUBLE_BIN, or run "
+            "the stack (bash scripts/stack.sh up) and pass --test_env=IMTASK_STACK_DIR "
+            "(looked at %s)",
+            path);
+    out[n] = '\0';
+}
+
+void h_double_start(h_double_t *d, double online_ratio, int gateways)
+{
+    char bin[PATH_MAX], ratio[32], gws[16], port[16], statedir[PATH_MAX];
+    memset(d, 0, sizeof(*d));
+    h_double_bin(bin, sizeof(bin));
+    unsigned seed = (unsigned)h_mono_ms() ^ (unsigned)getpid();
+    for (int tries = 0;; tries++) {
+        int p = 30000 + (int)(rand_r(&seed) % 25000);
+        if (h_port_free(p) && h_port_free(p + 1) && h_port_free(p + 2) && h_port_free(p + 3)) {
+            d->port = p;
+            break;
+        }
+        H_CHECK(tries < 200, "no 4 free ports in a row for the im-repo double");
+    }
+    snprintf(d->addr, sizeof(d->addr), "127.0.0.1:%d", d->port);
+    snprintf(d->admin, sizeof(d->admin), "http://127.0.0.1:%d", d->port + 1);
+    if (snprintf(d->log, sizeof(d->log), "%.3900s/imrepo-double-%d.log", h_tmp, d->port) < 0 ||
+        snprintf(statedir, sizeof(statedir), "%.3900s/imrepo-%d", h_tmp, d->port) < 0)
+        h_fail("path too long");
+    mkdir(statedir, 0755);
+    snprintf(ratio, sizeof(ratio), "%.6f", online_ratio);
+    snprintf(gws, sizeof(gws), "%d", gateways);
+    snprintf(port, sizeof(port), "%d", d->port);
+    char sd[PATH_MAX + 16];
+    snprintf(sd, sizeof(sd), "-state-dir=%s", statedir);
+    char *argv[] = {bin,
+                    (char *)"-host",
+                    (char *)"127.0.0.1",
+                    (char *)"-port",
+                    port,
+                    (char *)"-etcd",
+                    (char *)"",
+                    sd,
+                    (char *)"-online-ratio",
+                    ratio,
+                    (char *)"-gateways",
+                    gws,
+                    NULL};
+    pid_t parent = getpid();
+    pid_t pid = fork();
+    H_CHECK(pid >= 0, "fork: %s", strerror(errno));
+    if (pid == 0) {
+        int fd = open(d->log, O_WRONLY | O_CREAT | O_APPEND, 0644);
+        if (fd >= 0) {
+            dup2(fd, 1);
+            dup2(fd, 2);
+            close(fd);
+        }
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        if (getppid() != parent)
+            _exit(126);
+        execv(bin, argv);
+        _exit(127);
+    }
+    d->pid = pid;
+    h_pid_add(pid);
+    int64_t until = h_mono_ms() + 30000;
+    for (;;) {
+        char url[128];
+        long code;
+        snprintf(url, sizeof(url), "%s/healthz", d->admin);
+        char *b = h_http(url, false, &code);
+        free(b);
+        if (b && code == 200)
+            break;
+        int st;
+        H_CHECK(waitpid(pid, &st, WNOHANG) != pid, "the im-repo double %s exited (log %s)", bin,
+                d->log);
+        H_CHECK(h_mono_ms() < until, "the im-repo double did not answer in 30 s (log %s)", d->log);
+        h_sleep_ms(100);
+    }
+}
+
+void h_double_stop(h_double_t *d)
+{
+    if (d->pid <= 0)
+        return;
+    kill(d->pid, SIGTERM);
+    for (int i = 0; i < 100; i++) {
+        if (waitpid(d->pid, NULL, WNOHANG) == d->pid) {
+            h_pid_del(d->pid);
+            d->pid = 0;
+            return;
+        }
+        h_sleep_ms(50);
+    }
+    kill(d->pid, SIGKILL);
+    waitpid(d->pid, NULL, 0);
+    h_pid_del(d->pid);
+    d->pid = 0;
+}
+
+cJSON *h_double_admin(h_double_t *d, bool post, const char *fmt, ...)
+{
+    char path[512], url[640];
+    long code;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(path, sizeof(path), fmt, ap);
+    va_end(ap);
+    snprintf(url, sizeof(url), "%s%s", d->admin, path);
+    char *b = h_http(url, post, &code);
+    H_CHECK(b && code == 200, "im-repo double %s %s: HTTP %ld", post ? "POST" : "GET", path, code);
+    cJSON *j = cJSON_Parse(b);
+    free(b);
+    H_CHECK(j != NULL, "im-repo double %s: not JSON", path);
+    return j;
+}
+
+int64_t h_double_calls(h_double_t *d, const char *method, int64_t *items)
+{
+    cJSON *j = h_double_admin(d, false, "/stats");
+    cJSON *m = cJSON_GetObjectItem(cJSON_GetObjectItem(j, "methods"), method);
+    int64_t calls = 0;
+    if (m) {
+        calls = (int64_t)cJSON_GetNumberValue(cJSON_GetObjectItem(m, "calls"));
+        if (items)
+            *items = (int64_t)cJSON_GetNumberValue(cJSON_GetObjectItem(m, "items"));
+    } else if (items) {
+        *items = 0;
+    }
+    cJSON_Delete(j);
+    return calls;
+}
+
+/* ---- children ----------------------------------------------------------------------- */
+
+void h_child_start(h_child_t *ch, const char *bin, const char *dir, const char *name,
+                   const char *yaml)
+{
+    memset(ch, 0, sizeof(*ch));
+    snprintf(ch->name, sizeof(ch->name), "%s", name);
+    snprintf(ch->cfg, sizeof(ch->cfg), "%s/%s.yaml", dir, name);
+    snprintf(ch->log, sizeof(ch->log), "%s/%s.log", dir, name);
+    FILE *f = fopen(ch->cfg, "w");
+    H_CHECK(f != NULL, "%s: %s", ch->cfg, strerror(errno));
+    fputs(yaml, f);
+    H_CHECK(fclose(f) == 0, "%s: %s", ch->cfg, strerror(errno));
+
+    /* the child's config comes from its file only */
+    extern char **environ;
+    size_t n = 0, k = 0;
+    for (char **e = environ; *e; e++)
+        n++;
+    char **envp = calloc(n + 1, sizeof(char *));
+    H_CHECK(envp != NULL, "out of memory");
+    for (char **e = environ; *e; e++) {
+        if (strncmp(*e, "IMTASK_", 7) != 0)
+            envp[k++] = *e;
+    }
+    char *argv[] = {(char *)bin, (char *)"--config", ch->cfg, NULL};
+    pid_t parent = getpid();
+    pid_t pid = fork();
+    H_CHECK(pid >= 0, "fork: %s", strerror(errno));
+    if (pid == 0) {
+        int fd = open(ch->log, O_WRONLY | O_CREAT | O_APPEND, 0644);
+        int nul = open("/dev/null", O_RDONLY);
+        sigset_t none;
+        if (fd >= 0) {
+            dup2(fd, 1);
+            dup2(fd, 2);
+            close(fd);
+        }
+        if (nul >= 0) {
+            dup2(nul, 0);
+            close(nul);
+        }
+        sigemptyset(&none);
+        sigprocmask(SIG_SETMASK, &none, NULL);
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        if (getppid() != parent)
+            _exit(126);
+        execve(bin, argv, envp);
+        _exit(127);
+    }
+    free(envp);
+    ch->pid = pid;
+    ch->running = true;
+    h_pid_add(pid);
+}
+
+static const char *h_status_str(int status, char *buf, size_t len)
+{
+    if (WIFEXITED(status))
+        snprintf(buf, len, "exit %d", WEXITSTATUS(status));
+    else if (WIFSIGNALED(status))
+        snprintf(buf, len, "killed by signal %d", WTERMSIG(status));
+    else
+        snprintf(buf, len, "status 0x%x", status);
+    return buf;
+}
+
+void h_child_check(h_child_t *ch)
+{
+    char sbuf[64];
+    if (ch->running && waitpid(ch->pid, &ch->status, WNOHANG) == ch->pid) {
+        ch->running = false;
+        h_pid_del(ch->pid);
+        h_fail("child %s (pid %d) ended on its own: %s (log %s)", ch->name, (int)ch->pid,
+               h_status_str(ch->status, sbuf, sizeof(sbuf)), ch->log);
+    }
+}
+
+int h_child_stop(h_child_t *ch, int sig)
+{
+    int64_t until = h_mono_ms() + H_CHILD_STOP_S * 1000;
+    H_CHECK(ch->running, "child %s is not running", ch->name);
+    if (sig)
+        kill(ch->pid, sig);
+    for (;;) {
+        if (waitpid(ch->pid, &ch->status, WNOHANG) == ch->pid)
+            break;
+        if (h_mono_ms() > until) {
+            h_child_kill(ch);
+            h_fail("child %s did not end within %d s of signal %d", ch->name, H_CHILD_STOP_S, sig);
+        }
+        h_sleep_ms(20);
+    }
+    ch->running = false;
+    h_pid_del(ch->pid);
+    return ch->status;
+}
+
+void h_child_kill(h_child_t *ch)
+{
+    if (!ch->running)
+        return;
+    kill(ch->pid, SIGKILL);
+    waitpid(ch->pid, &ch->status, 0);
+    ch->running = false;
+    h_pid_del(ch->pid);
+}
+
+void h_child_print_log(const h_child_t *ch, int lines)
+{
+    FILE *f = fopen(ch->log, "r");
+    long pos;
+    int seen = 0, c;
+    fprintf(stderr, "==== child %s: config %s, log %s (last %d lines):\n", ch->name, ch->cfg,
+            ch->log, lines);
+    if (!f)
+        return;
+    fseek(f, 0, SEEK_END);
+    pos = ftell(f);
+    while (pos > 0 && seen <= lines) {
+        fseek(f, --pos, SEEK_SET);
+        if (fgetc(f) == '\n')
+            seen++;
+    }
+    if (seen > lines)
+        pos++;
+    fseek(f, pos, SEEK_SET);
+    while ((c = fgetc(f)) != EOF)
+        fputc(c, stderr);
+    fclose(f);
+}

@@ -1,0 +1,683 @@
+/* harness.c: topics, imtask-push children, HTTP and topic reading for the
+ * push integration tests (see harness.h). */
+#include "harness.h"
+
+#include <curl/curl.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "dispatch/headers.h"
+#include "dispatch/task.h"
+
+ph_env_t ph_env;
+ph_case_t ph_case;
+static volatile pid_t g_child;
+
+int64_t ph_mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+int64_t ph_wall_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+void ph_sleep_ms(int64_t ms)
+{
+    struct timespec ts = {(time_t)(ms / 1000), (long)(ms % 1000) * 1000000L};
+    while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
+    }
+}
+
+static const char *env_or(const char *name, const char *def)
+{
+    const char *v = getenv(name);
+    return v && *v ? v : def;
+}
+
+/* ---- HTTP ---------------------------------------------------------------------- */
+
+typedef struct {
+    char *data;
+    size_t len;
+} sbuf_t;
+
+static size_t on_data(char *p, size_t s, size_t n, void *ud)
+{
+    sbuf_t *b = ud;
+    char *d = realloc(b->data, b->len + s * n + 1);
+    if (!d)
+        return 0;
+    memcpy(d + b->len, p, s * n);
+    b->data = d;
+    b->len += s * n;
+    d[b->len] = '\0';
+    return s * n;
+}
+
+char *ph_http(const char *url, const char *body, long *status)
+{
+    CURL *e = curl_easy_init();
+    sbuf_t b = {calloc(1, 1), 0};
+    struct curl_slist *h = curl_slist_append(NULL, "content-type: application/json");
+    curl_easy_setopt(e, CURLOPT_URL, url);
+    curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, 10000L);
+    curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_data);
+    curl_easy_setopt(e, CURLOPT_WRITEDATA, &b);
+    if (body) {
+        curl_easy_setopt(e, CURLOPT_POSTFIELDS, body);
+        curl_easy_setopt(e, CURLOPT_HTTPHEADER, h);
+    }
+    CURLcode rc = curl_easy_perform(e);
+    *status = 0;
+    if (rc == CURLE_OK)
+        curl_easy_getinfo(e, CURLINFO_RESPONSE_CODE, status);
+    curl_easy_cleanup(e);
+    curl_slist_free_all(h);
+    return b.data;
+}
+
+cJSON *ph_json(const char *url, const char *body)
+{
+    long st;
+    char *r = ph_http(url, body, &st);
+    cJSON *j = st == 200 ? cJSON_Parse(r) : NULL;
+    if (!j)
+        fail_msg("%s: HTTP %ld: %.300s", url, st, r);
+    free(r);
+    return j;
+}
+
+static void urlenc(const char *s, char *out, size_t cap)
+{
+    size_t o = 0;
+    for (; *s && o + 4 < cap; s++) {
+        unsigned char c = (unsigned char)*s;
+        if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+            c == '-' || c == '_' || c == '.')
+            out[o++] = (char)c;
+        else
+            o += (size_t)snprintf(out + o, cap - o, "%%%02X", c);
+    }
+    out[o] = '\0';
+}
+
+cJSON *ph_stats(const char *provider, const char *match)
+{
+    char url[1024], m[512];
+    urlenc(match, m, sizeof(m));
+    snprintf(url, sizeof(url), "%s/stats?provider=%s&match=%s", ph_env.push_admin, provider, m);
+    return ph_json(url, NULL);
+}
+
+cJSON *ph_requests(const char *provider, const char *match)
+{
+    char url[1024], m[512];
+    urlenc(match, m, sizeof(m));
+    snprintf(url, sizeof(url), "%s/requests?provider=%s&match=%s&limit=100000",
+             ph_env.push_admin, provider, m);
+    return ph_json(url, NULL);
+}
+
+void ph_script(const char *provider, const char *token, const char *spec)
+{
+    char url[512], body[1024];
+    snprintf(url, sizeof(url), "%s/script?provider=%s", ph_env.push_admin, provider);
+    snprintf(body, sizeof(body), "{\"token\":\"%s\",\"spec\":\"%s\"}", token, spec);
+    cJSON_Delete(ph_json(url, body));
+}
+
+double ph_metric(ph_case_t *c, const char *prefix)
+{
+    char url[128];
+    long st;
+    double sum = 0;
+    snprintf(url, sizeof(url), "http://127.0.0.1:%d/metrics", c->metrics_port);
+    char *m = ph_http(url, NULL, &st);
+    size_t pl = strlen(prefix);
+    for (char *line = m; line && *line;) {
+        char *nl = strchr(line, '\n');
+        if (nl)
+            *nl = '\0';
+        if (strncmp(line, prefix, pl) == 0 && (line[pl] == ' ' || line[pl] == '{')) {
+            char *sp = strrchr(line, ' ');
+            sum += sp ? strtod(sp + 1, NULL) : 0;
+        }
+        line = nl ? nl + 1 : NULL;
+    }
+    free(m);
+    return sum;
+}
+
+void ph_wait_metric(ph_case_t *c, const char *prefix, double want, int timeout_s)
+{
+    int64_t until = ph_mono_ms() + timeout_s * 1000LL;
+    double v = 0;
+    while ((v = ph_metric(c, prefix)) < want) {
+        if (c->pid > 0 && waitpid(c->pid, &c->status, WNOHANG) == c->pid) {
+            c->running = false;
+            fail_msg("imtask-push exited while waiting for %s >= %g (log %s)", prefix, want,
+                     c->log);
+        }
+        if (ph_mono_ms() > until)
+            fail_msg("%s is %g after %d s, want %g (log %s)", prefix, v, timeout_s, want, c->log);
+        ph_sleep_ms(100);
+    }
+}
+
+/* ---- Kafka --------------------------------------------------------------------- */
+
+static rd_kafka_t *kafka_new(rd_kafka_type_t type, const char *const *kv)
+{
+    char err[512];
+    rd_kafka_conf_t *conf = rd_kafka_conf_new();
+    rd_kafka_conf_set(conf, "bootstrap.servers", ph_env.brokers, err, sizeof(err));
+    for (; kv && kv[0]; kv += 2) {
+        if (rd_kafka_conf_set(conf, kv[0], kv[1], err, sizeof(err)) != RD_KAFKA_CONF_OK)
+            fail_msg("%s: %s", kv[0], err);
+    }
+    rd_kafka_t *rk = rd_kafka_new(type, conf, err, sizeof(err));
+    PH_CHECK(rk != NULL, "rd_kafka_new: %s", err);
+    return rk;
+}
+
+static void topics_admin(ph_case_t *c, bool create)
+{
+    char err[512];
+    rd_kafka_t *rk = kafka_new(RD_KAFKA_PRODUCER, NULL);
+    rd_kafka_queue_t *q = rd_kafka_queue_new(rk);
+    rd_kafka_AdminOptions_t *opt = rd_kafka_AdminOptions_new(rk, RD_KAFKA_ADMIN_OP_ANY);
+    rd_kafka_AdminOptions_set_request_timeout(opt, 30000, err, sizeof(err));
+    rd_kafka_event_t *ev;
+    if (create) {
+        rd_kafka_NewTopic_t *nt[3];
+        for (int i = 0; i < 3; i++)
+            nt[i] = rd_kafka_NewTopic_new(c->topic[i], i == 0 ? 3 : 1, 1, err, sizeof(err));
+        rd_kafka_CreateTopics(rk, nt, 3, opt, q);
+        ev = rd_kafka_queue_poll(q, 60000);
+        PH_CHECK(ev && !rd_kafka_event_error(ev), "CreateTopics: %s",
+                 ev ? rd_kafka_event_error_string(ev) : "no answer");
+        size_t n;
+        const rd_kafka_topic_result_t **tr =
+            rd_kafka_CreateTopics_result_topics(rd_kafka_event_CreateTopics_result(ev), &n);
+        for (size_t i = 0; i < n; i++)
+            PH_CHECK(!rd_kafka_topic_result_error(tr[i]), "CreateTopics %s: %s",
+                     rd_kafka_topic_result_name(tr[i]),
+                     rd_kafka_topic_result_error_string(tr[i]));
+        rd_kafka_event_destroy(ev);
+        rd_kafka_NewTopic_destroy_array(nt, 3);
+        /* until every partition has a leader */
+        int64_t until = ph_mono_ms() + 30000;
+        for (;;) {
+            const struct rd_kafka_metadata *md = NULL;
+            int ready = 0;
+            if (rd_kafka_metadata(rk, 1, NULL, &md, 5000) == RD_KAFKA_RESP_ERR_NO_ERROR) {
+                for (int j = 0; j < md->topic_cnt; j++) {
+                    for (int i = 0; i < 3; i++) {
+                        if (strcmp(md->topics[j].topic, c->topic[i]) != 0 || md->topics[j].err)
+                            continue;
+                        bool ok = md->topics[j].partition_cnt > 0;
+                        for (int k = 0; k < md->topics[j].partition_cnt; k++)
+                            ok = ok && md->topics[j].partitions[k].leader >= 0;
+                        ready += ok;
+                    }
+                }
+                rd_kafka_metadata_destroy(md);
+            }
+            if (ready == 3)
+                break;
+            PH_CHECK(ph_mono_ms() < until, "topics of %s not ready", c->tag);
+            ph_sleep_ms(200);
+        }
+    } else {
+        rd_kafka_DeleteTopic_t *dt[3];
+        for (int i = 0; i < 3; i++)
+            dt[i] = rd_kafka_DeleteTopic_new(c->topic[i]);
+        rd_kafka_DeleteTopics(rk, dt, 3, opt, q);
+        ev = rd_kafka_queue_poll(q, 30000);
+        if (ev)
+            rd_kafka_event_destroy(ev);
+        rd_kafka_DeleteTopic_destroy_array(dt, 3);
+        rd_kafka_DeleteGroup_t *dg = rd_kafka_DeleteGroup_new(c->group);
+        rd_kafka_DeleteGroups(rk, &dg, 1, opt, q);
+        ev = rd_kafka_queue_poll(q, 30000);
+        if (ev)
+            rd_kafka_event_destroy(ev);
+        rd_kafka_DeleteGroup_destroy(dg);
+    }
+    rd_kafka_AdminOptions_destroy(opt);
+    rd_kafka_queue_destroy(q);
+    rd_kafka_destroy(rk);
+}
+
+void ph_produce(ph_case_t *c, const char *task_id, const Imtask__V1__PushTask *pt)
+{
+    task_t t;
+    uint8_t *val = NULL, *pl;
+    size_t vlen, plen = imtask__v1__push_task__get_packed_size(pt);
+    char err[256];
+    static const char *const kv[] = {"enable.idempotence", "true", "acks", "all", NULL};
+    pl = malloc(plen + 1);
+    imtask__v1__push_task__pack(pt, pl);
+    memset(&t, 0, sizeof(t));
+    snprintf(t.task_id, sizeof(t.task_id), "%s", task_id);
+    snprintf(t.task_type, sizeof(t.task_type), "push");
+    task_trace_id_new(t.trace_id);
+    task_traceparent_new(t.trace_id, t.traceparent);
+    t.created_at_ms = ph_wall_ms();
+    t.payload = pl;
+    t.payload_len = plen;
+    PH_CHECK(task_encode(&t, &val, &vlen) == 0, "task_encode");
+    rd_kafka_t *rk = kafka_new(RD_KAFKA_PRODUCER, kv);
+    rd_kafka_headers_t *h = rd_kafka_headers_new(3);
+    rd_kafka_header_add(h, HDR_TASK_TYPE, -1, "push", -1);
+    rd_kafka_header_add(h, HDR_TASK_ID, -1, task_id, -1);
+    rd_kafka_header_add(h, HDR_TRACEPARENT, -1, t.traceparent, -1);
+    rd_kafka_resp_err_t e = rd_kafka_producev(
+        rk, RD_KAFKA_V_TOPIC(c->topic[0]), RD_KAFKA_V_KEY(task_id, strlen(task_id)),
+        RD_KAFKA_V_VALUE(val, vlen), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+        RD_KAFKA_V_HEADERS(h), RD_KAFKA_V_END);
+    if (e)
+        rd_kafka_headers_destroy(h);
+    PH_CHECK(e == 0, "produce: %s", rd_kafka_err2str(e));
+    PH_CHECK(rd_kafka_flush(rk, 30000) == 0 && rd_kafka_outq_len(rk) == 0, "flush");
+    (void)err;
+    rd_kafka_destroy(rk);
+    free(val);
+    free(pl);
+}
+
+void ph_device(Imtask__V1__PushDevice *d, Imtask__V1__PushPlatform p, const char *token,
+               const char *app_id)
+{
+    imtask__v1__push_device__init(d);
+    d->platform = p;
+    d->token = (char *)token;
+    d->app_id = (char *)app_id;
+    d->device_id = (char *)token;
+    d->user_id = (char *)"u-explicit";
+}
+
+static void hdr_copy(const rd_kafka_message_t *m, const char *name, char *out, size_t cap)
+{
+    rd_kafka_headers_t *h = NULL;
+    const void *v;
+    size_t len;
+    out[0] = '\0';
+    if (rd_kafka_message_headers(m, &h) || rd_kafka_header_get_last(h, name, &v, &len))
+        return;
+    snprintf(out, cap, "%.*s", (int)len, (const char *)v);
+}
+
+ph_rec_t *ph_read_topic(ph_case_t *c, int which, int *n)
+{
+    static const char *const kv[] = {"group.id", "ph-reader", "enable.auto.commit", "false",
+                                     "enable.partition.eof", "true", NULL};
+    rd_kafka_t *rk = kafka_new(RD_KAFKA_CONSUMER, kv);
+    int parts = which == 0 ? 3 : 1, eofs = 0, cap = 64;
+    ph_rec_t *out = calloc((size_t)cap, sizeof(*out));
+    rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(parts);
+    rd_kafka_poll_set_consumer(rk);
+    for (int p = 0; p < parts; p++)
+        rd_kafka_topic_partition_list_add(l, c->topic[which], p)->offset =
+            RD_KAFKA_OFFSET_BEGINNING;
+    rd_kafka_assign(rk, l);
+    rd_kafka_topic_partition_list_destroy(l);
+    *n = 0;
+    int64_t until = ph_mono_ms() + 30000;
+    while (eofs < parts) {
+        PH_CHECK(ph_mono_ms() < until, "reading %s: no end after 30 s", c->topic[which]);
+        rd_kafka_message_t *m = rd_kafka_consumer_poll(rk, 500);
+        if (!m)
+            continue;
+        if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) {
+            eofs++;
+        } else if (!m->err) {
+            task_t t;
+            void *owner = NULL;
+            char err[256];
+            if (*n == cap) {
+                cap *= 2;
+                out = realloc(out, (size_t)cap * sizeof(*out));
+            }
+            ph_rec_t *r = &out[(*n)++];
+            memset(r, 0, sizeof(*r));
+            r->ts = rd_kafka_message_timestamp(m, NULL);
+            hdr_copy(m, HDR_TASK_ID, r->id, sizeof(r->id));
+            hdr_copy(m, HDR_DLQ_ERROR_KIND, r->dlq_kind, sizeof(r->dlq_kind));
+            hdr_copy(m, HDR_DLQ_ERROR_MESSAGE, r->dlq_msg, sizeof(r->dlq_msg));
+            if (task_decode(m->payload, m->len, &t, &owner, err, sizeof(err)) == 0) {
+                r->pt = imtask__v1__push_task__unpack(NULL, t.payload_len, t.payload);
+                task_decoded_free(owner);
+            }
+        }
+        rd_kafka_message_destroy(m);
+    }
+    rd_kafka_consumer_close(rk);
+    rd_kafka_destroy(rk);
+    return out;
+}
+
+void ph_recs_free(ph_rec_t *r, int n)
+{
+    for (int i = 0; r && i < n; i++) {
+        if (r[i].pt)
+            imtask__v1__push_task__free_unpacked(r[i].pt, NULL);
+    }
+    free(r);
+}
+
+/* ---- children -------------------------------------------------------------------- */
+
+void ph_case_open(ph_case_t *c, const char *name)
+{
+    static const char *const sfx[] = {"task", "retry", "dlq"};
+    static int seq;
+    memset(c, 0, sizeof(*c));
+    snprintf(c->tag, sizeof(c->tag), "T%d%c%d", (int)getpid() % 100000, 'a' + seq % 26,
+             (int)(ph_wall_ms() / 1000 % 100000));
+    seq++;
+    snprintf(c->dir, sizeof(c->dir), "%s/%s", ph_env.tmp, name);
+    mkdir(c->dir, 0755);
+    char tag[sizeof(c->tag)], dir[sizeof(c->dir)];
+    memcpy(tag, c->tag, sizeof(tag));
+    memcpy(dir, c->dir, sizeof(dir));
+    for (int i = 0; i < 3; i++)
+        snprintf(c->topic[i], sizeof(c->topic[i]), "imtask-it-push-%s-%s-%s", name, tag, sfx[i]);
+    snprintf(c->group, sizeof(c->group), "imtask-it-push-%s-%s", name, tag);
+    snprintf(c->cfg, sizeof(c->cfg), "%s/push.yaml", dir);
+    snprintf(c->log, sizeof(c->log), "%s/push.log", dir);
+    topics_admin(c, true);
+}
+
+static void print_tail(const char *path)
+{
+    char cmd[2600];
+    snprintf(cmd, sizeof(cmd), "tail -n 60 '%s' 1>&2", path);
+    if (system(cmd) != 0)
+        fprintf(stderr, "(no log %s)\n", path);
+}
+
+void ph_case_close(ph_case_t *c)
+{
+    if (c->running) {
+        kill(c->pid, SIGKILL);
+        waitpid(c->pid, &c->status, 0);
+        c->running = false;
+        g_child = 0;
+    }
+    if (!c->passed && c->log[0]) {
+        fprintf(stderr, "==== case %s: imtask-push log %s (last 60 lines):\n", c->tag, c->log);
+        print_tail(c->log);
+    }
+    if (c->topic[0][0])
+        topics_admin(c, false);
+    memset(c, 0, sizeof(*c));
+}
+
+static bool has_section(const char *yaml, const char *name)
+{
+    char key[64];
+    snprintf(key, sizeof(key), "%s:\n", name);
+    if (!yaml)
+        return false;
+    if (strncmp(yaml, key, strlen(key)) == 0)
+        return true;
+    char nkey[70];
+    snprintf(nkey, sizeof(nkey), "\n%s", key);
+    return strstr(yaml, nkey) != NULL;
+}
+
+static void write_config(ph_case_t *c, const ph_child_opts_t *o)
+{
+    FILE *f = fopen(c->cfg, "w");
+    const char *x = o ? o->extra_yaml : NULL;
+    PH_CHECK(f != NULL, "%s: %s", c->cfg, strerror(errno));
+    fprintf(f,
+            "log:\n  level: info\n"
+            "http:\n  listen: 127.0.0.1:0\n"
+            "kafka:\n  brokers: %s\n  session.timeout.ms: 6000\n  heartbeat.interval.ms: 500\n"
+            "  auto.commit.interval.ms: 200\n"
+            "shutdown:\n  grace: 10s\n"
+            "consumer:\n  group_id: %s\n  topic: %s\n  retry_topic: %s\n  dlq_topic: %s\n"
+            "  workers: %d\n"
+            "imrepo:\n  endpoints: %s\n",
+            ph_env.brokers, c->group, c->topic[0], c->topic[1], c->topic[2],
+            o && o->workers ? o->workers : 4, ph_env.imrepo_addr);
+    if (!has_section(x, "retry_push"))
+        fprintf(f, "retry_push:\n  local_attempts: 3\n  local_backoff_initial: 100ms\n"
+                   "  local_backoff_max: 5s\n  backoff_initial: 500ms\n  backoff_max: 3s\n"
+                   "  max_attempts: 5\n");
+    if (!has_section(x, "push"))
+        fprintf(f, "push:\n  followup_delay: 200ms\n");
+    if (!has_section(x, "apns"))
+        fprintf(f, "apns:\n  endpoint: %s\n  sandbox_endpoint: %s\n%s%s%s  apps: [main]\n",
+                ph_env.apns_url, ph_env.apns_url, o && o->apns_without_ca ? "" : "  ca_file: ",
+                o && o->apns_without_ca ? "" : ph_env.ca_file,
+                o && o->apns_without_ca ? "" : "\n");
+    if (!has_section(x, "apns_app_main"))
+        fprintf(f,
+                "apns_app_main:\n  topics: [com.gochat.im, \"com.test.*\"]\n"
+                "  team_id: TESTTEAM01\n  key_id: TESTKEY001\n  key_file: %s\n",
+                ph_env.apns_key);
+    if (!has_section(x, "fcm"))
+        fprintf(f, "fcm:\n  endpoint: %s\n  ca_file: %s\n  apps: [main]\n", ph_env.fcm_url,
+                ph_env.ca_file);
+    if (!has_section(x, "fcm_app_main"))
+        fprintf(f, "fcm_app_main:\n  app_ids: [\"*\"]\n  credentials_file: %s\n",
+                ph_env.fcm_sa);
+    if (x)
+        fputs(x, f);
+    PH_CHECK(fclose(f) == 0, "%s", c->cfg);
+}
+
+static void spawn(ph_case_t *c)
+{
+    char *argv[] = {ph_env.binary, (char *)"--config", c->cfg, NULL};
+    pid_t parent = getpid();
+    int lfd = open(c->log, O_WRONLY | O_CREAT | O_TRUNC, 0644); /* this run's log only */
+    if (lfd >= 0)
+        close(lfd);
+    c->metrics_port = 0;
+    pid_t pid = fork();
+    PH_CHECK(pid >= 0, "fork: %s", strerror(errno));
+    if (pid == 0) {
+        int fd = open(c->log, O_WRONLY | O_CREAT | O_APPEND, 0644);
+        if (fd >= 0) {
+            dup2(fd, 1);
+            dup2(fd, 2);
+            close(fd);
+        }
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        if (getppid() != parent)
+            _exit(126);
+        execv(ph_env.binary, argv);
+        _exit(127);
+    }
+    c->pid = pid;
+    c->running = true;
+    g_child = pid;
+}
+
+bool ph_log_has(ph_case_t *c, const char *text)
+{
+    FILE *f = fopen(c->log, "r");
+    char line[8192];
+    bool found = false;
+    if (!f)
+        return false;
+    while (!found && fgets(line, sizeof(line), f))
+        found = strstr(line, text) != NULL;
+    fclose(f);
+    return found;
+}
+
+void ph_child_start(ph_case_t *c, const ph_child_opts_t *o)
+{
+    write_config(c, o);
+    spawn(c);
+    /* its metrics port, from its log, then until it joined the group */
+    int64_t until = ph_mono_ms() + 60000;
+    while (c->metrics_port == 0) {
+        FILE *f = fopen(c->log, "r");
+        char line[4096];
+        while (f && fgets(line, sizeof(line), f)) {
+            char *p = strstr(line, "(port ");
+            if (p && strstr(line, "started"))
+                c->metrics_port = atoi(p + 6);
+        }
+        if (f)
+            fclose(f);
+        if (waitpid(c->pid, &c->status, WNOHANG) == c->pid) {
+            c->running = false;
+            fail_msg("imtask-push exited at start (log %s)", c->log);
+        }
+        PH_CHECK(ph_mono_ms() < until, "imtask-push did not start within 60 s (log %s)",
+                 c->log);
+        ph_sleep_ms(50);
+    }
+    char url[128];
+    snprintf(url, sizeof(url), "http://127.0.0.1:%d/readyz", c->metrics_port);
+    /* /readyz answers 200 before the runtime registered its check (while the
+     * processor starts): wait for the consumer too */
+    for (;;) {
+        long st;
+        free(ph_http(url, NULL, &st));
+        if (st == 200 && ph_log_has(c, "consuming as group"))
+            break;
+        PH_CHECK(ph_mono_ms() < until, "imtask-push not ready within 60 s (log %s)", c->log);
+        PH_CHECK(waitpid(c->pid, &c->status, WNOHANG) != c->pid, "imtask-push exited (log %s)",
+                 c->log);
+        ph_sleep_ms(100);
+    }
+}
+
+int ph_child_run_to_exit(ph_case_t *c, const char *cfg_text, int timeout_s)
+{
+    FILE *f = fopen(c->cfg, "w");
+    PH_CHECK(f != NULL, "%s", c->cfg);
+    fputs(cfg_text, f);
+    fclose(f);
+    spawn(c);
+    int64_t until = ph_mono_ms() + timeout_s * 1000LL;
+    while (waitpid(c->pid, &c->status, WNOHANG) != c->pid) {
+        if (ph_mono_ms() > until) {
+            kill(c->pid, SIGKILL);
+            waitpid(c->pid, &c->status, 0);
+            c->running = false;
+            fail_msg("imtask-push did not exit within %d s (log %s)", timeout_s, c->log);
+        }
+        ph_sleep_ms(50);
+    }
+    c->running = false;
+    g_child = 0;
+    return WIFEXITED(c->status) ? WEXITSTATUS(c->status) : -1;
+}
+
+void ph_child_stop(ph_case_t *c)
+{
+    if (!c->running)
+        return;
+    kill(c->pid, SIGTERM);
+    int64_t until = ph_mono_ms() + 30000;
+    while (waitpid(c->pid, &c->status, WNOHANG) != c->pid) {
+        if (ph_mono_ms() > until) {
+            kill(c->pid, SIGKILL);
+            waitpid(c->pid, &c->status, 0);
+            break;
+        }
+        ph_sleep_ms(50);
+    }
+    c->running = false;
+    g_child = 0;
+}
+
+/* ---- set-up ------------------------------------------------------------------------ */
+
+static void on_signal(int sig)
+{
+    if (g_child > 0)
+        kill(g_child, SIGKILL);
+    signal(sig, SIG_DFL);
+    raise(sig);
+}
+
+static void copy_str(const cJSON *o, const char *key, char *out, size_t cap)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
+    snprintf(out, cap, "%s", cJSON_IsString(v) ? v->valuestring : "");
+}
+
+int ph_setup(const char *binary)
+{
+    char err[512];
+    long st;
+    ph_env.brokers = env_or("IMTASK_KAFKA_BROKERS", "127.0.0.1:19092");
+    ph_env.imrepo_addr = env_or("IMTASK_IMREPO_ADDR", "127.0.0.1:19500");
+    ph_env.push_admin = env_or("IMTASK_PUSH_ADMIN", "http://127.0.0.1:19602");
+    if (!binary || !realpath(binary, ph_env.binary) || access(ph_env.binary, X_OK) != 0) {
+        fprintf(stderr, "push_test: usage: push_test <path of imtask-push>\n");
+        return -1;
+    }
+    curl_global_init(CURL_GLOBAL_DEFAULT);
+    char url[256];
+    snprintf(url, sizeof(url), "%s/info", ph_env.push_admin);
+    char *info = ph_http(url, NULL, &st);
+    cJSON *j = st == 200 ? cJSON_Parse(info) : NULL;
+    free(info);
+    if (!j) {
+        fprintf(stderr, "push_test: the push doubles do not answer at %s: start the stack "
+                        "(bash scripts/stack.sh up)\n",
+                ph_env.push_admin);
+        return -1;
+    }
+    copy_str(j, "apns", ph_env.apns_url, sizeof(ph_env.apns_url));
+    copy_str(j, "fcm", ph_env.fcm_url, sizeof(ph_env.fcm_url));
+    copy_str(j, "token_uri", ph_env.token_uri, sizeof(ph_env.token_uri));
+    copy_str(j, "ca_file", ph_env.ca_file, sizeof(ph_env.ca_file));
+    copy_str(j, "fcm_credentials_file", ph_env.fcm_sa, sizeof(ph_env.fcm_sa));
+    const cJSON *keys = cJSON_GetObjectItem(j, "apns_keys");
+    copy_str(cJSON_GetArrayItem(keys, 0), "key_file", ph_env.apns_key, sizeof(ph_env.apns_key));
+    copy_str(cJSON_GetArrayItem(keys, 1), "key_file", ph_env.apns_key2, sizeof(ph_env.apns_key2));
+    cJSON_Delete(j);
+
+    repo_conf_t *rc = repo_conf_new();
+    if (repo_conf_set(rc, "endpoints", ph_env.imrepo_addr, err, sizeof(err)) ||
+        repo_client_new(&ph_env.repo, rc, err, sizeof(err))) {
+        fprintf(stderr, "push_test: im-repo client: %s\n", err);
+        repo_conf_destroy(rc);
+        return -1;
+    }
+    snprintf(ph_env.tmp, sizeof(ph_env.tmp), "%s/push_test.XXXXXX",
+             env_or("TEST_TMPDIR", "/tmp"));
+    if (!mkdtemp(ph_env.tmp)) {
+        fprintf(stderr, "push_test: mkdtemp: %s\n", strerror(errno));
+        return -1;
+    }
+    signal(SIGTERM, on_signal);
+    signal(SIGINT, on_signal);
+    signal(SIGPIPE, SIG_IGN);
+    return 0;
+}
+
+void ph_teardown_all(void)
+{
+    repo_client_destroy(&ph_env.repo);
+    curl_global_cleanup();
+}

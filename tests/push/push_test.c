@@ -1,0 +1,703 @@
+/* push_test.c: imtask-push (argv[1]) against the REAL broker, the im-repo
+ * double and the APNs/FCM doubles of the local stack (scripts/stack.sh).
+ *
+ * Each case makes its own topics and consumer group and a tag that is part
+ * of every device token it uses, runs an imtask-push child, produces push
+ * tasks, waits (bounded) until the child's metrics say the expected tasks
+ * are done, then checks what the doubles recorded per token, the follow-up
+ * tasks on the task topic, the dead-letter topic, the child's metrics and
+ * im-repo. The doubles answer by token prefix (docs/push.md): e.g.
+ * "TooManyRequests-x1-ra2-<tag>-a11" gets 429 with Retry-After 2 once, then
+ * 200.
+ *
+ *   outcomes       every documented answer of both providers and what follows
+ *   partial        500 devices, 3 transient failures: only those 3 again
+ *   imrepo_users   devices from im-repo; invalid tokens removed there; a user
+ *                  without devices
+ *   duplicate      the same task delivered twice: nothing pushed twice
+ *   truncation     a 12 KB multi-byte body reaches the providers within 4096 bytes
+ *   expired        past its time to live: nothing sent
+ *   tls_verify     a provider whose certificate is not trusted: nothing sent,
+ *                  retried, then dead-lettered
+ *   startup_errors invalid key and credentials files, a key readable by others
+ *
+ * No assertion is about timings except that a retry never comes before the
+ * provider's Retry-After. Needs the stack: IMTASK_KAFKA_BROKERS,
+ * IMTASK_IMREPO_ADDR, IMTASK_PUSH_ADMIN (defaults: the stack's addresses).
+ */
+#include "harness.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define DONE_METRIC "imtask_tasks_succeeded_total{task_type=\"push\"}"
+#define WAIT_S 90
+
+#define APNS IMTASK__V1__PUSH_PLATFORM__PUSH_PLATFORM_APNS
+#define FCM IMTASK__V1__PUSH_PLATFORM__PUSH_PLATFORM_FCM
+
+static int case_teardown(void **state)
+{
+    (void)state;
+    ph_case_close(&ph_case);
+    return 0;
+}
+
+/* ---- building tasks ------------------------------------------------------------- */
+
+typedef struct {
+    Imtask__V1__PushTask pt;
+    Imtask__V1__PushNotification n;
+    Imtask__V1__PushDevice *devs;
+    Imtask__V1__PushDevice **devp;
+    char (*tokens)[160];
+    size_t cap;
+} task_b_t;
+
+static void tb_init(task_b_t *b, size_t cap, const char *body)
+{
+    memset(b, 0, sizeof(*b));
+    imtask__v1__push_task__init(&b->pt);
+    imtask__v1__push_notification__init(&b->n);
+    b->n.title = (char *)"New message";
+    b->n.body = (char *)(body ? body : "hello from push_test");
+    b->n.conversation_id = (char *)"c-test";
+    b->n.sender_id = (char *)"u-sender";
+    b->n.message_id = (char *)"m-test";
+    b->pt.notification = &b->n;
+    b->pt.source = (char *)"push_test";
+    b->cap = cap;
+    b->devs = calloc(cap, sizeof(*b->devs));
+    b->devp = calloc(cap, sizeof(*b->devp));
+    b->tokens = calloc(cap, sizeof(*b->tokens));
+    b->pt.devices = b->devp;
+}
+
+/* Adds a device whose token is "<prefix><tag>-<suffix>" ("" prefix: none);
+ * returns the token. */
+static const char *tb_add(task_b_t *b, Imtask__V1__PushPlatform p, const char *prefix,
+                          const char *suffix)
+{
+    size_t i = b->pt.n_devices++;
+    PH_CHECK(i < b->cap, "too many devices");
+    snprintf(b->tokens[i], sizeof(b->tokens[i]), "%s%.23s-%s", prefix, ph_case.tag, suffix);
+    ph_device(&b->devs[i], p, b->tokens[i], p == APNS ? "com.test.app" : "test-app");
+    b->devp[i] = &b->devs[i];
+    return b->tokens[i];
+}
+
+static void tb_free(task_b_t *b)
+{
+    free(b->devs);
+    free(b->devp);
+    free(b->tokens);
+}
+
+/* ---- what the doubles saw --------------------------------------------------------- */
+
+typedef struct {
+    int total, ok, fail;
+    int64_t first_fail_t, first_ok_t;
+    char fail_reason[64];
+} seen_t;
+
+static seen_t seen_of(cJSON *reqs, const char *token)
+{
+    seen_t s = {0};
+    const cJSON *r;
+    cJSON_ArrayForEach(r, reqs)
+    {
+        const cJSON *tok = cJSON_GetObjectItem(r, "token");
+        if (!cJSON_IsString(tok) || strcmp(tok->valuestring, token) != 0)
+            continue;
+        int st = cJSON_GetObjectItem(r, "status")->valueint;
+        int64_t t = (int64_t)cJSON_GetObjectItem(r, "t")->valuedouble;
+        s.total++;
+        if (st == 200) {
+            if (!s.ok++)
+                s.first_ok_t = t;
+        } else {
+            if (!s.fail++) {
+                s.first_fail_t = t;
+                const cJSON *re = cJSON_GetObjectItem(r, "reason");
+                snprintf(s.fail_reason, sizeof(s.fail_reason), "%s",
+                         cJSON_IsString(re) ? re->valuestring : "");
+            }
+        }
+    }
+    return s;
+}
+
+/* The token got exactly: `fails` answers with reason (none when NULL), then
+ * `oks` successes, in that order. */
+static void expect_seen(cJSON *reqs, const char *token, int fails, const char *reason, int oks)
+{
+    seen_t s = seen_of(reqs, token);
+    if (s.fail != fails || s.ok != oks || (reason && strcmp(s.fail_reason, reason) != 0))
+        fail_msg("token %s: %d failures (first: %s) and %d successes; want %d x %s and %d", token,
+                 s.fail, s.fail_reason, s.ok, fails, reason ? reason : "-", oks);
+    if (fails && oks)
+        PH_CHECK(s.first_fail_t <= s.first_ok_t, "token %s: success before its failure", token);
+}
+
+static bool has_token(const Imtask__V1__PushTask *pt, const char *token)
+{
+    for (size_t i = 0; pt && i < pt->n_devices; i++) {
+        if (strcmp(pt->devices[i]->token, token) == 0)
+            return true;
+    }
+    return false;
+}
+
+/* The follow-up tasks of root on the task topic. */
+static int followups(ph_rec_t *recs, int n, const char *root, ph_rec_t **out, int max)
+{
+    int k = 0;
+    for (int i = 0; i < n; i++) {
+        if (recs[i].pt && recs[i].pt->root_task_id && strcmp(recs[i].pt->root_task_id, root) == 0 &&
+            k < max)
+            out[k++] = &recs[i];
+    }
+    return k;
+}
+
+/* ---- outcomes ---------------------------------------------------------------------- */
+
+static void test_outcomes(void **state)
+{
+    (void)state;
+    ph_case_t *c = &ph_case;
+    task_b_t b;
+    char tid[128];
+    ph_case_open(c, "outcomes");
+    ph_child_start(c, NULL);
+    tb_init(&b, 64, NULL);
+
+    /* APNs */
+    const char *a_ok = tb_add(&b, APNS, "ok-", "a1");
+    const char *a_inv[] = {tb_add(&b, APNS, "BadDeviceToken-", "a2"),
+                           tb_add(&b, APNS, "DeviceTokenNotForTopic-", "a3"),
+                           tb_add(&b, APNS, "Unregistered-", "a4"),
+                           tb_add(&b, APNS, "ExpiredToken-", "a5")};
+    const char *a_inv_r[] = {"BadDeviceToken", "DeviceTokenNotForTopic", "Unregistered",
+                             "ExpiredToken"};
+    const char *a_perm[] = {tb_add(&b, APNS, "PayloadTooLarge-", "a6"),
+                            tb_add(&b, APNS, "TopicDisallowed-", "a7"),
+                            tb_add(&b, APNS, "BadTopic-", "a8"),
+                            tb_add(&b, APNS, "Forbidden-", "a9"),
+                            tb_add(&b, APNS, "InvalidProviderToken-", "a10")};
+    const char *a_perm_r[] = {"PayloadTooLarge", "TopicDisallowed", "BadTopic", "Forbidden",
+                              "InvalidProviderToken"};
+    const char *a_tr[] = {tb_add(&b, APNS, "TooManyRequests-x1-ra2-", "a11"),
+                          tb_add(&b, APNS, "InternalServerError-x1-", "a12"),
+                          tb_add(&b, APNS, "ServiceUnavailable-x1-radate2-", "a13"),
+                          tb_add(&b, APNS, "Shutdown-x1-", "a14")};
+    const char *a_tr_r[] = {"TooManyRequests", "InternalServerError", "ServiceUnavailable",
+                            "Shutdown"};
+    const char *a_reset = tb_add(&b, APNS, "reset-x1-", "a15");
+    const char *a_exp = tb_add(&b, APNS, "ExpiredProviderToken-x1-", "a16");
+    /* FCM */
+    const char *f_ok = tb_add(&b, FCM, "ok-", "f1");
+    const char *f_inv[] = {tb_add(&b, FCM, "UNREGISTERED-", "f2"),
+                           tb_add(&b, FCM, "SENDER_ID_MISMATCH-", "f3")};
+    const char *f_inv_r[] = {"UNREGISTERED", "SENDER_ID_MISMATCH"};
+    const char *f_perm[] = {tb_add(&b, FCM, "INVALID_ARGUMENT-", "f4"),
+                            tb_add(&b, FCM, "THIRD_PARTY_AUTH_ERROR-", "f5")};
+    const char *f_perm_r[] = {"INVALID_ARGUMENT", "THIRD_PARTY_AUTH_ERROR"};
+    const char *f_tr[] = {tb_add(&b, FCM, "QUOTA_EXCEEDED-x1-ra2-", "f6"),
+                          tb_add(&b, FCM, "UNAVAILABLE-x1-", "f7"),
+                          tb_add(&b, FCM, "INTERNAL-x1-", "f8")};
+    const char *f_tr_r[] = {"QUOTA_EXCEEDED", "UNAVAILABLE", "INTERNAL"};
+    const char *f_auth = tb_add(&b, FCM, "UNAUTHENTICATED-x1-", "f9");
+
+    snprintf(tid, sizeof(tid), "%.23s-outcomes", c->tag);
+    int64_t t0 = ph_wall_ms();
+    ph_produce(c, tid, &b.pt);
+    /* the task, then its one follow-up with the transient failures */
+    ph_wait_metric(c, DONE_METRIC, 2, WAIT_S);
+
+    cJSON *ra = ph_requests("apns", c->tag), *rf = ph_requests("fcm", c->tag);
+    expect_seen(ra, a_ok, 0, NULL, 1);
+    for (int i = 0; i < 4; i++) /* removed, never retried */
+        expect_seen(ra, a_inv[i], 1, a_inv_r[i], 0);
+    for (int i = 0; i < 5; i++) /* permanent: never retried */
+        expect_seen(ra, a_perm[i], 1, a_perm_r[i], 0);
+    for (int i = 0; i < 4; i++) /* transient: once more, later */
+        expect_seen(ra, a_tr[i], 1, a_tr_r[i], 1);
+    expect_seen(ra, a_reset, 1, "reset", 1);
+    expect_seen(ra, a_exp, 1, "ExpiredProviderToken", 1);
+    expect_seen(rf, f_ok, 0, NULL, 1);
+    for (int i = 0; i < 2; i++)
+        expect_seen(rf, f_inv[i], 1, f_inv_r[i], 0);
+    for (int i = 0; i < 2; i++)
+        expect_seen(rf, f_perm[i], 1, f_perm_r[i], 0);
+    for (int i = 0; i < 3; i++)
+        expect_seen(rf, f_tr[i], 1, f_tr_r[i], 1);
+    expect_seen(rf, f_auth, 1, "UNAUTHENTICATED", 1);
+
+    /* Retry-After (seconds and HTTP-date) honoured: never sooner */
+    seen_t s = seen_of(ra, a_tr[0]);
+    PH_CHECK(s.first_ok_t - s.first_fail_t >= 2000, "Retry-After 2 s: retried after %lld ms",
+             (long long)(s.first_ok_t - s.first_fail_t));
+    s = seen_of(ra, a_tr[2]);
+    PH_CHECK(s.first_ok_t - s.first_fail_t >= 1000, "Retry-After date: retried after %lld ms",
+             (long long)(s.first_ok_t - s.first_fail_t));
+    s = seen_of(rf, f_tr[0]);
+    PH_CHECK(s.first_ok_t - s.first_fail_t >= 2000, "FCM Retry-After: retried after %lld ms",
+             (long long)(s.first_ok_t - s.first_fail_t));
+
+    /* the follow-up: exactly the transient failures; the expired provider
+     * tokens were refreshed and sent again within the first task */
+    int n;
+    ph_rec_t *recs = ph_read_topic(c, 0, &n), *fu[4];
+    int nf = followups(recs, n, tid, fu, 4);
+    PH_CHECK(nf == 1, "%d follow-ups of %s, want 1", nf, tid);
+    Imtask__V1__PushTask *f = fu[0]->pt;
+    PH_CHECK(f->n_devices == 8, "the follow-up has %zu devices, want 8", f->n_devices);
+    for (int i = 0; i < 4; i++)
+        PH_CHECK(has_token(f, a_tr[i]), "%s not in the follow-up", a_tr[i]);
+    PH_CHECK(has_token(f, a_reset), "%s not in the follow-up", a_reset);
+    for (int i = 0; i < 3; i++)
+        PH_CHECK(has_token(f, f_tr[i]), "%s not in the follow-up", f_tr[i]);
+    PH_CHECK(f->generation == 1 && f->n_user_ids == 0, "follow-up generation %u", f->generation);
+    PH_CHECK(f->not_before_ms >= t0 + 2000, "the follow-up is due before Retry-After");
+    PH_CHECK(strcmp(fu[0]->id, "") != 0 && strstr(fu[0]->id, "/f1"), "follow-up id %s",
+             fu[0]->id);
+    ph_recs_free(recs, n);
+
+    /* the counters */
+    PH_CHECK(ph_metric(c, "imtask_push_sent_total{provider=\"apns\"}") == 7, "apns sent");
+    PH_CHECK(ph_metric(c, "imtask_push_sent_total{provider=\"fcm\"}") == 5, "fcm sent");
+    PH_CHECK(ph_metric(c, "imtask_push_tokens_removed_total{provider=\"apns\"}") == 4,
+             "apns tokens removed: %g",
+             ph_metric(c, "imtask_push_tokens_removed_total{provider=\"apns\"}"));
+    PH_CHECK(ph_metric(c, "imtask_push_tokens_removed_total{provider=\"fcm\"}") == 2,
+             "fcm tokens removed");
+    PH_CHECK(ph_metric(c, "imtask_push_auth_refreshes_total{provider=\"apns\"}") == 1,
+             "apns token refreshes");
+    PH_CHECK(ph_metric(c, "imtask_push_auth_refreshes_total{provider=\"fcm\"}") == 1,
+             "fcm token refreshes");
+    PH_CHECK(ph_metric(c, "imtask_push_failed_total{provider=\"apns\",reason=\"Forbidden\"}") ==
+                 1,
+             "failed by reason");
+    PH_CHECK(ph_metric(c, "imtask_push_retries_total") == 8, "retries");
+    PH_CHECK(ph_metric(c, "imtask_push_followups_total") == 1, "follow-ups");
+    PH_CHECK(ph_log_has(c, "not pushed for good: InvalidProviderToken"),
+             "a permanent failure is logged with its reason");
+    /* DLQ: nothing */
+    ph_rec_t *dlq = ph_read_topic(c, 2, &n);
+    PH_CHECK(n == 0, "%d dead-lettered", n);
+    ph_recs_free(dlq, n);
+
+    cJSON_Delete(ra);
+    cJSON_Delete(rf);
+    tb_free(&b);
+    ph_child_stop(c);
+    c->passed = true;
+}
+
+/* ---- 500 devices, 3 transient failures ---------------------------------------------- */
+
+static void test_partial(void **state)
+{
+    (void)state;
+    ph_case_t *c = &ph_case;
+    task_b_t b;
+    char tid[128], sfx[32];
+    ph_case_open(c, "partial");
+    ph_child_start(c, NULL);
+    tb_init(&b, 500, NULL);
+    const char *bad[3];
+    for (int i = 0; i < 500; i++) {
+        snprintf(sfx, sizeof(sfx), "p%03d", i);
+        if (i == 17)
+            bad[0] = tb_add(&b, APNS, "ServiceUnavailable-x1-", sfx);
+        else if (i == 250)
+            bad[1] = tb_add(&b, FCM, "UNAVAILABLE-x1-", sfx);
+        else if (i == 444)
+            bad[2] = tb_add(&b, APNS, "reset-x1-", sfx);
+        else
+            tb_add(&b, i % 2 ? FCM : APNS, "", sfx);
+    }
+    snprintf(tid, sizeof(tid), "%.23s-partial", c->tag);
+    ph_produce(c, tid, &b.pt);
+    ph_wait_metric(c, DONE_METRIC, 2, WAIT_S);
+
+    cJSON *ra = ph_requests("apns", c->tag), *rf = ph_requests("fcm", c->tag);
+    for (size_t i = 0; i < b.pt.n_devices; i++) {
+        const char *t = b.tokens[i];
+        cJSON *r = b.devs[i].platform == APNS ? ra : rf;
+        if (t == bad[0] || t == bad[1] || t == bad[2])
+            expect_seen(r, t, 1, NULL, 1); /* retried once */
+        else
+            expect_seen(r, t, 0, NULL, 1); /* the 497: exactly once */
+    }
+    PH_CHECK(cJSON_GetArraySize(ra) + cJSON_GetArraySize(rf) == 503,
+             "%d requests in all, want 497 + 2 x 3",
+             cJSON_GetArraySize(ra) + cJSON_GetArraySize(rf));
+    int n;
+    ph_rec_t *recs = ph_read_topic(c, 0, &n), *fu[4];
+    int nf = followups(recs, n, tid, fu, 4);
+    PH_CHECK(nf == 1, "%d follow-ups, want 1", nf);
+    PH_CHECK(fu[0]->pt->n_devices == 3, "the follow-up has %zu devices, want 3",
+             fu[0]->pt->n_devices);
+    for (int i = 0; i < 3; i++)
+        PH_CHECK(has_token(fu[0]->pt, bad[i]), "%s not in the follow-up", bad[i]);
+    PH_CHECK(fu[0]->pt->notification && strcmp(fu[0]->pt->notification->body,
+                                               b.n.body) == 0,
+             "the follow-up carries the notification");
+    ph_recs_free(recs, n);
+    PH_CHECK(ph_metric(c, "imtask_push_sent_total") == 500, "sent %g, want 500",
+             ph_metric(c, "imtask_push_sent_total"));
+    cJSON_Delete(ra);
+    cJSON_Delete(rf);
+    tb_free(&b);
+    ph_child_stop(c);
+    c->passed = true;
+}
+
+/* ---- devices from im-repo ------------------------------------------------------------ */
+
+static ImRepo__V1__GetUserDevicesResponse *devices_of(const char *uid)
+{
+    ImRepo__V1__GetUserDevicesRequest req = IM_REPO__V1__GET_USER_DEVICES_REQUEST__INIT;
+    ImRepo__V1__GetUserDevicesResponse *resp = NULL;
+    repo_status_t st;
+    char *ids[1] = {(char *)uid};
+    req.user_ids = ids;
+    req.n_user_ids = 1;
+    PH_CHECK(repo_get_user_devices(ph_env.repo, &req, NULL, &resp, &st) == REPO_ERR_OK,
+             "GetUserDevices: %s", st.message);
+    return resp;
+}
+
+static void test_imrepo_users(void **state)
+{
+    (void)state;
+    ph_case_t *c = &ph_case;
+    char ua[64] = "", uz[64] = "", uid[64], tid[128];
+    ph_case_open(c, "imrepo");
+    /* a user with two or more devices, one with none (the double's data) */
+    for (int k = 0; k < 200 && (!ua[0] || !uz[0]); k++) {
+        snprintf(uid, sizeof(uid), "pt-%.23s-u%d", c->tag, k);
+        ImRepo__V1__GetUserDevicesResponse *r = devices_of(uid);
+        if (r->n_devices >= 2 && !ua[0])
+            snprintf(ua, sizeof(ua), "%s", uid);
+        if (r->n_devices == 0 && !uz[0])
+            snprintf(uz, sizeof(uz), "%s", uid);
+        repo_response_free(&r->base);
+    }
+    PH_CHECK(ua[0] && uz[0], "no suitable users in the im-repo double's data");
+    ImRepo__V1__GetUserDevicesResponse *before = devices_of(ua);
+    const ImRepo__V1__Device *dead = before->devices[0];
+    int dead_apns = dead->platform == IM_REPO__V1__PUSH_PLATFORM__PUSH_PLATFORM_APNS;
+    ph_script(dead_apns ? "apns" : "fcm", dead->token,
+              dead_apns ? "Unregistered" : "UNREGISTERED");
+
+    ph_child_start(c, NULL);
+    task_b_t b;
+    tb_init(&b, 1, NULL);
+    char *users[] = {ua, uz};
+    b.pt.user_ids = users;
+    b.pt.n_user_ids = 2;
+    snprintf(tid, sizeof(tid), "%.23s-users", c->tag);
+    ph_produce(c, tid, &b.pt);
+    ph_wait_metric(c, DONE_METRIC, 1, WAIT_S);
+
+    for (size_t i = 0; i < before->n_devices; i++) {
+        const ImRepo__V1__Device *d = before->devices[i];
+        int apns = d->platform == IM_REPO__V1__PUSH_PLATFORM__PUSH_PLATFORM_APNS;
+        cJSON *r = ph_requests(apns ? "apns" : "fcm", d->token);
+        if (i == 0)
+            expect_seen(r, d->token, 1, apns ? "Unregistered" : "UNREGISTERED", 0);
+        else
+            expect_seen(r, d->token, 0, NULL, 1);
+        cJSON_Delete(r);
+    }
+    /* the dead token is gone from im-repo, the others stay */
+    ImRepo__V1__GetUserDevicesResponse *after = devices_of(ua);
+    PH_CHECK(after->n_devices == before->n_devices - 1, "%zu devices after, %zu before",
+             after->n_devices, before->n_devices);
+    for (size_t i = 0; i < after->n_devices; i++)
+        PH_CHECK(strcmp(after->devices[i]->token, dead->token) != 0, "token not removed");
+    PH_CHECK(ph_metric(c, "imtask_push_tokens_removed_total") == 1, "removed metric");
+    PH_CHECK(ph_metric(c, "imtask_push_sent_total") == (double)before->n_devices - 1, "sent");
+    repo_response_free(&after->base);
+
+    /* a task for a user without devices: done, nothing sent */
+    char *only[] = {uz};
+    b.pt.user_ids = only;
+    b.pt.n_user_ids = 1;
+    snprintf(tid, sizeof(tid), "%.23s-nodevices", c->tag);
+    ph_produce(c, tid, &b.pt);
+    ph_wait_metric(c, DONE_METRIC, 2, WAIT_S);
+    PH_CHECK(ph_metric(c, "imtask_push_sent_total") == (double)before->n_devices - 1,
+             "something was sent for a user without devices");
+    PH_CHECK(ph_metric(c, "imtask_push_failed_total") == 1, "failures: %g",
+             ph_metric(c, "imtask_push_failed_total"));
+    repo_response_free(&before->base);
+    tb_free(&b);
+    ph_child_stop(c);
+    c->passed = true;
+}
+
+/* ---- the same task twice ----------------------------------------------------------- */
+
+static void test_duplicate(void **state)
+{
+    (void)state;
+    ph_case_t *c = &ph_case;
+    task_b_t b;
+    char tid[128], sfx[16];
+    ph_case_open(c, "duplicate");
+    ph_child_start(c, NULL);
+    tb_init(&b, 20, NULL);
+    for (int i = 0; i < 20; i++) {
+        snprintf(sfx, sizeof(sfx), "d%02d", i);
+        tb_add(&b, i % 2 ? FCM : APNS, "", sfx);
+    }
+    snprintf(tid, sizeof(tid), "%.23s-dup", c->tag);
+    ph_produce(c, tid, &b.pt); /* an at-least-once producer delivering twice */
+    ph_produce(c, tid, &b.pt);
+    ph_wait_metric(c, DONE_METRIC, 2, WAIT_S);
+    cJSON *ra = ph_requests("apns", c->tag), *rf = ph_requests("fcm", c->tag);
+    for (size_t i = 0; i < b.pt.n_devices; i++)
+        expect_seen(b.devs[i].platform == APNS ? ra : rf, b.tokens[i], 0, NULL, 1);
+    PH_CHECK(ph_metric(c, "imtask_push_skipped_total") == 20, "skipped %g, want 20",
+             ph_metric(c, "imtask_push_skipped_total"));
+    cJSON_Delete(ra);
+    cJSON_Delete(rf);
+    tb_free(&b);
+    ph_child_stop(c);
+    c->passed = true;
+}
+
+/* ---- a long multi-byte body ------------------------------------------------------------ */
+
+static void test_truncation(void **state)
+{
+    (void)state;
+    ph_case_t *c = &ph_case;
+    task_b_t b;
+    char tid[128];
+    /* 3000 x U+1F600 (4 bytes) = 12000 bytes */
+    char *body = malloc(12001);
+    for (int i = 0; i < 3000; i++)
+        memcpy(body + 4 * i, "\xF0\x9F\x98\x80", 4);
+    body[12000] = '\0';
+    ph_case_open(c, "truncation");
+    ph_child_start(c, NULL);
+    tb_init(&b, 2, body);
+    const char *ta = tb_add(&b, APNS, "ok-", "long");
+    const char *tf = tb_add(&b, FCM, "ok-", "long");
+    snprintf(tid, sizeof(tid), "%.23s-long", c->tag);
+    ph_produce(c, tid, &b.pt);
+    ph_wait_metric(c, DONE_METRIC, 1, WAIT_S);
+    cJSON *ra = ph_requests("apns", ta), *rf = ph_requests("fcm", tf);
+    expect_seen(ra, ta, 0, NULL, 1); /* the double refuses anything over 4096 bytes */
+    expect_seen(rf, tf, 0, NULL, 1);
+    cJSON *r = cJSON_GetArrayItem(ra, 0);
+    PH_CHECK(cJSON_GetObjectItem(r, "size")->valueint <= 4096, "APNs payload of %d bytes",
+             cJSON_GetObjectItem(r, "size")->valueint);
+    cJSON *p = cJSON_Parse(cJSON_GetObjectItem(r, "payload")->valuestring);
+    const char *got = cJSON_GetObjectItem(cJSON_GetObjectItem(cJSON_GetObjectItem(p, "aps"),
+                                                              "alert"),
+                                          "body")
+                          ->valuestring;
+    size_t gl = strlen(got);
+    PH_CHECK(gl > 3000 && (gl - 3) % 4 == 0 && memcmp(got, body, gl - 3) == 0 &&
+                 strcmp(got + gl - 3, "\xE2\x80\xA6") == 0,
+             "APNs body: %zu bytes, not whole emoji and an ellipsis", gl);
+    cJSON_Delete(p);
+    cJSON *fm = cJSON_GetObjectItem(cJSON_GetArrayItem(rf, 0), "message");
+    const char *fb = cJSON_GetObjectItem(cJSON_GetObjectItem(fm, "notification"), "body")
+                         ->valuestring;
+    PH_CHECK((strlen(fb) - 3) % 4 == 0 && strlen(fb) <= 4096, "FCM body of %zu bytes",
+             strlen(fb));
+    cJSON_Delete(ra);
+    cJSON_Delete(rf);
+    tb_free(&b);
+    free(body);
+    ph_child_stop(c);
+    c->passed = true;
+}
+
+/* ---- expired ------------------------------------------------------------------------------ */
+
+static void test_expired(void **state)
+{
+    (void)state;
+    ph_case_t *c = &ph_case;
+    task_b_t b;
+    char tid[128];
+    ph_case_open(c, "expired");
+    ph_child_start(c, NULL);
+    tb_init(&b, 2, NULL);
+    tb_add(&b, APNS, "ok-", "e1");
+    tb_add(&b, FCM, "ok-", "e2");
+    b.n.ttl_set_case = IMTASK__V1__PUSH_NOTIFICATION__TTL_SET_TTL_SECONDS;
+    b.n.ttl_seconds = 5;
+    b.n.sent_at_ms = ph_wall_ms() - 60000; /* sent a minute ago, worth 5 s */
+    snprintf(tid, sizeof(tid), "%.23s-expired", c->tag);
+    ph_produce(c, tid, &b.pt);
+    ph_wait_metric(c, DONE_METRIC, 1, WAIT_S);
+    cJSON *s = ph_stats("apns", c->tag), *sf = ph_stats("fcm", c->tag);
+    PH_CHECK(cJSON_GetObjectItem(s, "requests")->valueint == 0 &&
+                 cJSON_GetObjectItem(sf, "requests")->valueint == 0,
+             "an expired notification was sent");
+    PH_CHECK(ph_metric(c, "imtask_push_tasks_expired_total") == 1, "expired metric");
+    cJSON_Delete(s);
+    cJSON_Delete(sf);
+    tb_free(&b);
+    ph_child_stop(c);
+    c->passed = true;
+}
+
+/* ---- TLS verification ----------------------------------------------------------------------- */
+
+static void test_tls_verify(void **state)
+{
+    (void)state;
+    ph_case_t *c = &ph_case;
+    task_b_t b;
+    char tid[128];
+    ph_case_open(c, "tls");
+    ph_child_opts_t o = {
+        .apns_without_ca = true,
+        .extra_yaml = "retry_push:\n  local_attempts: 2\n  local_backoff_initial: 50ms\n"
+                      "  max_attempts: 1\n",
+    };
+    ph_child_start(c, &o);
+    tb_init(&b, 1, NULL);
+    const char *t = tb_add(&b, APNS, "ok-", "tls");
+    snprintf(tid, sizeof(tid), "%.23s-tls", c->tag);
+    ph_produce(c, tid, &b.pt);
+    ph_wait_metric(c, "imtask_tasks_dead_lettered_total", 1, WAIT_S);
+    cJSON *s = ph_stats("apns", t);
+    PH_CHECK(cJSON_GetObjectItem(s, "requests")->valueint == 0,
+             "a request reached a server whose certificate is not trusted");
+    cJSON_Delete(s);
+    int n;
+    ph_rec_t *dlq = ph_read_topic(c, 2, &n);
+    PH_CHECK(n == 1 && strcmp(dlq[0].dlq_kind, "retries_exhausted") == 0 &&
+                 strstr(dlq[0].dlq_msg, "tls"),
+             "DLQ: %d records, kind %s, message %s", n, n ? dlq[0].dlq_kind : "-",
+             n ? dlq[0].dlq_msg : "-");
+    ph_recs_free(dlq, n);
+    PH_CHECK(ph_metric(c, "imtask_push_failed_total{provider=\"apns\",reason=\"tls\"}") >= 1,
+             "tls failures counted");
+    tb_free(&b);
+    ph_child_stop(c);
+    c->passed = true;
+}
+
+/* ---- start-up errors -------------------------------------------------------------------------- */
+
+static void write_file(const char *path, const char *text, mode_t mode)
+{
+    FILE *f = fopen(path, "w");
+    PH_CHECK(f != NULL, "%s", path);
+    fputs(text, f);
+    fclose(f);
+    chmod(path, mode);
+}
+
+static void test_startup_errors(void **state)
+{
+    (void)state;
+    ph_case_t *c = &ph_case;
+    char cfg[8192], bad_key[2400], bad_sa[2400], open_key[2400];
+    ph_case_open(c, "startup");
+    snprintf(bad_key, sizeof(bad_key), "%.2047s/garbage.p8", c->dir);
+    snprintf(bad_sa, sizeof(bad_sa), "%.2047s/sa.json", c->dir);
+    snprintf(open_key, sizeof(open_key), "%.2047s/open.p8", c->dir);
+    write_file(bad_key, "-----BEGIN PRIVATE KEY-----\nnot a key\n-----END PRIVATE KEY-----\n",
+               0600);
+    write_file(bad_sa, "{\"type\":\"service_account\",\"client_email\":\"x@y\"}", 0600);
+    const char *base = "kafka:\n  brokers: %s\nhttp:\n  listen: 127.0.0.1:0\n"
+                       "consumer:\n  topic: %s\n  retry_topic: %s\n  dlq_topic: %s\n"
+                       "  group_id: %s\nimrepo:\n  endpoints: %s\n";
+    int k = snprintf(cfg, sizeof(cfg), base, ph_env.brokers, c->topic[0], c->topic[1],
+                     c->topic[2], c->group, ph_env.imrepo_addr);
+
+    /* an APNs key file that is no key */
+    snprintf(cfg + k, sizeof(cfg) - (size_t)k,
+             "apns:\n  apps: [main]\napns_app_main:\n  topics: [com.gochat.im]\n"
+             "  team_id: TESTTEAM01\n  key_id: TESTKEY001\n  key_file: %s\n",
+             bad_key);
+    int st = ph_child_run_to_exit(c, cfg, 60);
+    PH_CHECK(st != 0, "started with a garbage key");
+    char want[2600];
+    snprintf(want, sizeof(want), "apns_app_main.key_file %s: not a PEM private key", bad_key);
+    PH_CHECK(ph_log_has(c, want), "no clear error naming the key file");
+
+    /* a key file that does not exist */
+    snprintf(cfg + k, sizeof(cfg) - (size_t)k,
+             "apns:\n  apps: [main]\napns_app_main:\n  topics: [com.gochat.im]\n"
+             "  team_id: TESTTEAM01\n  key_id: TESTKEY001\n  key_file: %s/missing.p8\n",
+             c->dir);
+    PH_CHECK(ph_child_run_to_exit(c, cfg, 60) != 0, "started without its key");
+    PH_CHECK(ph_log_has(c, "missing.p8: No such file or directory"), "missing key not named");
+
+    /* an FCM credentials file without a private key */
+    snprintf(cfg + k, sizeof(cfg) - (size_t)k,
+             "fcm:\n  apps: [main]\nfcm_app_main:\n  app_ids: [\"*\"]\n"
+             "  credentials_file: %s\n",
+             bad_sa);
+    PH_CHECK(ph_child_run_to_exit(c, cfg, 60) != 0, "started with bad credentials");
+    snprintf(want, sizeof(want), "fcm_app_main.credentials_file %s: needs \\\"client_email\\\" "
+                                 "and \\\"private_key\\\"",
+             bad_sa);
+    PH_CHECK(ph_log_has(c, want), "no clear error naming the credentials file");
+
+    /* no app at all */
+    snprintf(cfg + k, sizeof(cfg) - (size_t)k, "push:\n  max_followups: 3\n");
+    PH_CHECK(ph_child_run_to_exit(c, cfg, 60) != 0, "started without any provider app");
+    PH_CHECK(ph_log_has(c, "no provider app configured"), "no clear error without apps");
+
+    /* a valid key readable by everyone: a warning, and it runs */
+    FILE *in = fopen(ph_env.apns_key, "r");
+    char keytext[4096];
+    size_t kl = fread(keytext, 1, sizeof(keytext) - 1, in);
+    fclose(in);
+    keytext[kl] = '\0';
+    write_file(open_key, keytext, 0644);
+    char extra[4096];
+    snprintf(extra, sizeof(extra),
+             "apns_app_main:\n  topics: [com.gochat.im]\n  team_id: TESTTEAM01\n"
+             "  key_id: TESTKEY001\n  key_file: %s\n",
+             open_key);
+    ph_child_opts_t o = {.extra_yaml = extra};
+    ph_child_start(c, &o);
+    snprintf(want, sizeof(want), "%s can be read by other users", open_key);
+    PH_CHECK(ph_log_has(c, want), "no warning for a world-readable key");
+    PH_CHECK(!ph_log_has(c, "BEGIN PRIVATE KEY") && !ph_log_has(c, keytext + 40),
+             "key material in the log");
+    ph_child_stop(c);
+    PH_CHECK(WIFEXITED(c->status) && WEXITSTATUS(c->status) == 0, "exit after SIGTERM");
+    c->passed = true;
+}
+
+int main(int argc, char **argv)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_teardown(test_outcomes, case_teardown),
+        cmocka_unit_test_teardown(test_partial, case_teardown),
+        cmocka_unit_test_teardown(test_imrepo_users, case_teardown),
+        cmocka_unit_test_teardown(test_duplicate, case_teardown),
+        cmocka_unit_test_teardown(test_truncation, case_teardown),
+        cmocka_unit_test_teardown(test_expired, case_teardown),
+        cmocka_unit_test_teardown(test_tls_verify, case_teardown),
+        cmocka_unit_test_teardown(test_startup_errors, case_teardown),
+    };
+    if (ph_setup(argc > 1 ? argv[1] : NULL))
+        return 1;
+    if (getenv("PUSH_TEST_FILTER") && *getenv("PUSH_TEST_FILTER"))
+        cmocka_set_test_filter(getenv("PUSH_TEST_FILTER"));
+    int rc = cmocka_run_group_tests(tests, NULL, NULL);
+    ph_teardown_all();
+    return rc;
+}
