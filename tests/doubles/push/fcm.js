@@ -134,8 +134,8 @@ class FcmDouble {
       return refuse('Invalid JWT: Token must be a short-lived token (60 minutes) and in a reasonable timeframe');
     }
     const ttl = this.opts.tokenTtl;
-    const body = `${Date.now() + ttl * 1000}.${Date.now()}.${crypto.randomBytes(8).toString('hex')}`;
-    const tok = `ya29.double-${body}.${this.mac(body)}`;
+    const claim = `${Date.now() + ttl * 1000}.${Date.now()}.${crypto.randomBytes(8).toString('hex')}`;
+    const tok = `ya29.double-${claim}.${this.mac(claim)}`;
     return reply(200, { access_token: tok, expires_in: ttl, token_type: 'Bearer' });
   }
 
