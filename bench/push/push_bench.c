@@ -252,8 +252,7 @@ int main(int argc, char **argv)
 {
     const char *bin = argc > 1 ? argv[1] : NULL, *admin = "http://127.0.0.1:19702",
                *provider = "apns";
-    int ntasks = 400, ndev = 500, workers = 8, max_in_flight = 1000, conns = 1,
-        streams = 1000;
+    int ntasks = 400, ndev = 500, workers = 8, max_in_flight = 1000, conns = 1, streams = 1000;
     for (int i = 2; i + 1 < argc; i += 2) {
         if (!strcmp(argv[i], "--admin"))
             admin = argv[i + 1];
@@ -335,8 +334,8 @@ int main(int argc, char **argv)
         uint8_t *pl = malloc(plen), *val;
         size_t vlen;
         imtask__v1__push_task__pack(&pt, pl);
-        task_t env = {.created_at_ms = (int64_t)time(NULL) * 1000, .payload = pl,
-                      .payload_len = plen};
+        task_t env = {
+            .created_at_ms = (int64_t)time(NULL) * 1000, .payload = pl, .payload_len = plen};
         snprintf(env.task_id, sizeof(env.task_id), "bench-%ld-%d", tag, t);
         snprintf(env.task_type, sizeof(env.task_type), "push");
         task_trace_id_new(env.trace_id);
@@ -344,11 +343,10 @@ int main(int argc, char **argv)
         rd_kafka_headers_t *h = rd_kafka_headers_new(2);
         rd_kafka_header_add(h, HDR_TASK_TYPE, -1, "push", -1);
         rd_kafka_header_add(h, HDR_TASK_ID, -1, env.task_id, -1);
-        while (rd_kafka_producev(p, RD_KAFKA_V_TOPIC(names[0]),
-                                 RD_KAFKA_V_KEY(env.task_id, strlen(env.task_id)),
-                                 RD_KAFKA_V_VALUE(val, vlen),
-                                 RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_HEADERS(h),
-                                 RD_KAFKA_V_END) == RD_KAFKA_RESP_ERR__QUEUE_FULL)
+        while (rd_kafka_producev(
+                   p, RD_KAFKA_V_TOPIC(names[0]), RD_KAFKA_V_KEY(env.task_id, strlen(env.task_id)),
+                   RD_KAFKA_V_VALUE(val, vlen), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+                   RD_KAFKA_V_HEADERS(h), RD_KAFKA_V_END) == RD_KAFKA_RESP_ERR__QUEUE_FULL)
             rd_kafka_poll(p, 100);
         rd_kafka_poll(p, 0);
         free(val);
@@ -376,9 +374,9 @@ int main(int argc, char **argv)
             "fcm:\n  endpoint: %s\n  ca_file: %s\n  apps: [main]\n  max_in_flight: %d\n"
             "  max_conns: %d\n  max_streams_per_conn: %d\n"
             "fcm_app_main:\n  app_ids: [\"*\"]\n  credentials_file: %s\n",
-            getenv("BENCH_LOG_LEVEL") ? getenv("BENCH_LOG_LEVEL") : "warn", port, g_brokers,
-            group, names[0], names[1], names[2], workers, g_imrepo, apns, apns,
-            ca, max_in_flight, conns, streams, key, fcm, ca, max_in_flight, conns, streams, sa);
+            getenv("BENCH_LOG_LEVEL") ? getenv("BENCH_LOG_LEVEL") : "warn", port, g_brokers, group,
+            names[0], names[1], names[2], workers, g_imrepo, apns, apns, ca, max_in_flight, conns,
+            streams, key, fcm, ca, max_in_flight, conns, streams, sa);
     fclose(f);
     int64_t started = mono_ms();
     pid_t pid = fork();

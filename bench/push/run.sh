@@ -32,7 +32,7 @@ what=${*:-apns fcm mixed}
 
 bazel build -c opt //tasks/push:imtask-push //bench/push:push_bench >/dev/null
 bin=$(bazel info -c opt bazel-bin 2>/dev/null)
-work=$(mktemp -d)
+work=$(mktemp -d -t imtask-push-bench.XXXXXX)
 double_pid=""
 cleanup() {
   if [[ -n $double_pid ]] && kill -0 "$double_pid" 2>/dev/null; then

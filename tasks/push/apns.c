@@ -30,30 +30,72 @@ typedef struct {
 
 #define AC(f) offsetof(apns_conf_t, f)
 static const cfg_field_t apns_fields[] = {
-    {.key = "endpoint", .type = CFG_STRING, .offset = AC(endpoint),
-     .def = "https://api.push.apple.com", .help = "APNs production endpoint (https://host[:port])"},
-    {.key = "sandbox_endpoint", .type = CFG_STRING, .offset = AC(sandbox_endpoint),
+    {.key = "endpoint",
+     .type = CFG_STRING,
+     .offset = AC(endpoint),
+     .def = "https://api.push.apple.com",
+     .help = "APNs production endpoint (https://host[:port])"},
+    {.key = "sandbox_endpoint",
+     .type = CFG_STRING,
+     .offset = AC(sandbox_endpoint),
      .def = "https://api.sandbox.push.apple.com",
      .help = "APNs sandbox endpoint, for devices marked sandbox"},
-    {.key = "ca_file", .type = CFG_STRING, .offset = AC(ca_file),
+    {.key = "ca_file",
+     .type = CFG_STRING,
+     .offset = AC(ca_file),
      .help = "CA bundle to verify APNs with (\"\": the system's); verification is always on"},
-    {.key = "connect_timeout", .type = CFG_DURATION, .offset = AC(connect_timeout_ms),
-     .def = "5s", .min = 100, .max = 600000, .help = "TCP and TLS connect timeout"},
-    {.key = "request_timeout", .type = CFG_DURATION, .offset = AC(request_timeout_ms),
-     .def = "15s", .min = 100, .max = 600000, .help = "one request, waiting for a stream included"},
-    {.key = "max_in_flight", .type = CFG_INT, .offset = AC(max_in_flight), .def = "1000",
-     .min = 1, .max = 100000, .help = "requests in flight per app"},
-    {.key = "max_conns", .type = CFG_INT, .offset = AC(max_conns), .def = "1", .min = 1,
-     .max = 64, .help = "HTTP/2 connections per app (more open when streams are full)"},
-    {.key = "max_streams_per_conn", .type = CFG_INT, .offset = AC(max_streams_per_conn),
-     .def = "1000", .min = 1, .max = 100000,
+    {.key = "connect_timeout",
+     .type = CFG_DURATION,
+     .offset = AC(connect_timeout_ms),
+     .def = "5s",
+     .min = 100,
+     .max = 600000,
+     .help = "TCP and TLS connect timeout"},
+    {.key = "request_timeout",
+     .type = CFG_DURATION,
+     .offset = AC(request_timeout_ms),
+     .def = "15s",
+     .min = 100,
+     .max = 600000,
+     .help = "one request, waiting for a stream included"},
+    {.key = "max_in_flight",
+     .type = CFG_INT,
+     .offset = AC(max_in_flight),
+     .def = "1000",
+     .min = 1,
+     .max = 100000,
+     .help = "requests in flight per app"},
+    {.key = "max_conns",
+     .type = CFG_INT,
+     .offset = AC(max_conns),
+     .def = "1",
+     .min = 1,
+     .max = 64,
+     .help = "HTTP/2 connections per app (more open when streams are full)"},
+    {.key = "max_streams_per_conn",
+     .type = CFG_INT,
+     .offset = AC(max_streams_per_conn),
+     .def = "1000",
+     .min = 1,
+     .max = 100000,
      .help = "streams per connection before another is opened (the server's limit also holds)"},
-    {.key = "rate_limit", .type = CFG_DOUBLE, .offset = AC(rate_limit), .def = "0", .min = 0,
-     .max = 1e7, .help = "pushes per second per app (0: no limit)"},
-    {.key = "token_refresh", .type = CFG_DURATION, .offset = AC(token_refresh_ms), .def = "40m",
-     .min = 20 * 60 * 1000, .max = 59 * 60 * 1000,
+    {.key = "rate_limit",
+     .type = CFG_DOUBLE,
+     .offset = AC(rate_limit),
+     .def = "0",
+     .min = 0,
+     .max = 1e7,
+     .help = "pushes per second per app (0: no limit)"},
+    {.key = "token_refresh",
+     .type = CFG_DURATION,
+     .offset = AC(token_refresh_ms),
+     .def = "40m",
+     .min = 20 * 60 * 1000,
+     .max = 59 * 60 * 1000,
      .help = "age at which a provider token is replaced (Apple: 20 to 60 minutes)"},
-    {.key = "apps", .type = CFG_LIST, .offset = AC(apps),
+    {.key = "apps",
+     .type = CFG_LIST,
+     .offset = AC(apps),
      .help = "names of the apns_app_<name> sections (none: APNs disabled)"},
 };
 
@@ -71,19 +113,36 @@ static const char *const auth_choices[] = {"token", "certificate", NULL};
 
 #define AA(f) offsetof(apns_app_conf_t, f)
 static const cfg_field_t apns_app_fields[] = {
-    {.key = "topics", .type = CFG_LIST, .offset = AA(topics), .flags = CFG_REQUIRED,
+    {.key = "topics",
+     .type = CFG_LIST,
+     .offset = AA(topics),
+     .flags = CFG_REQUIRED,
      .help = "bundle ids (device app_id) this app's credentials serve; \"*\": any"},
-    {.key = "auth", .type = CFG_ENUM, .offset = AA(auth), .def = "token", .choices = auth_choices,
+    {.key = "auth",
+     .type = CFG_ENUM,
+     .offset = AA(auth),
+     .def = "token",
+     .choices = auth_choices,
      .help = "token (.p8 key, ES256 JWT) or certificate (TLS client certificate)"},
-    {.key = "team_id", .type = CFG_STRING, .offset = AA(team_id),
+    {.key = "team_id",
+     .type = CFG_STRING,
+     .offset = AA(team_id),
      .help = "token auth: the 10-character team id (JWT iss)"},
-    {.key = "key_id", .type = CFG_STRING, .offset = AA(key_id),
+    {.key = "key_id",
+     .type = CFG_STRING,
+     .offset = AA(key_id),
      .help = "token auth: the 10-character key id (JWT kid)"},
-    {.key = "key_file", .type = CFG_STRING, .offset = AA(key_file),
+    {.key = "key_file",
+     .type = CFG_STRING,
+     .offset = AA(key_file),
      .help = "token auth: the .p8 signing key (PEM), e.g. from a Kubernetes Secret"},
-    {.key = "cert_file", .type = CFG_STRING, .offset = AA(cert_file),
+    {.key = "cert_file",
+     .type = CFG_STRING,
+     .offset = AA(cert_file),
      .help = "certificate auth: the client certificate (PEM)"},
-    {.key = "cert_key_file", .type = CFG_STRING, .offset = AA(cert_key_file),
+    {.key = "cert_key_file",
+     .type = CFG_STRING,
+     .offset = AA(cert_key_file),
      .help = "certificate auth: its private key (PEM)"},
 };
 
@@ -151,14 +210,13 @@ int push_apns_configure(push_apns_t **out, cfg_t *cfg, char *err, size_t errlen)
                      sizeof(apns_app_fields) / sizeof(apns_app_fields[0]), &app->c, NULL, err,
                      errlen))
             goto fail;
-        const char **strs[] = {&app->c.team_id, &app->c.key_id, &app->c.key_file,
-                               &app->c.cert_file, &app->c.cert_key_file};
+        const char **strs[] = {&app->c.team_id, &app->c.key_id, &app->c.key_file, &app->c.cert_file,
+                               &app->c.cert_key_file};
         for (size_t k = 0; k < sizeof(strs) / sizeof(strs[0]); k++) {
             if (!*strs[k])
                 *strs[k] = "";
         }
-        if (app->c.auth == 0 &&
-            (!app->c.team_id[0] || !app->c.key_id[0] || !app->c.key_file[0])) {
+        if (app->c.auth == 0 && (!app->c.team_id[0] || !app->c.key_id[0] || !app->c.key_file[0])) {
             snprintf(err, errlen, "%s: token auth needs team_id, key_id and key_file", section);
             goto fail;
         }
@@ -232,8 +290,7 @@ int push_apns_start(push_apns_t *a, push_h2_t *h2, push_clock_fn clock, void *cl
             fclose(f);
             if (push_key_load(&k, app->c.cert_key_file, PUSH_KEY_EC_P256, what, &others, err,
                               errlen) &&
-                push_key_load(&k, app->c.cert_key_file, PUSH_KEY_RSA, what, &others, err,
-                              errlen))
+                push_key_load(&k, app->c.cert_key_file, PUSH_KEY_RSA, what, &others, err, errlen))
                 return -1;
             push_key_free(&k);
             if (others)
@@ -389,8 +446,9 @@ int push_apns_prepare(push_apns_t *a, push_job_t *j, const push_note_t *note,
     const char *prio = voip || (alert && note->high_priority) ? "10" : "5";
 
     if (strchr(topic, '*')) {
-        snprintf(err, errlen, "no bundle id: the device has no app_id and apns_app_%s.topics "
-                              "starts with a pattern",
+        snprintf(err, errlen,
+                 "no bundle id: the device has no app_id and apns_app_%s.topics "
+                 "starts with a pattern",
                  app->name);
         return -1;
     }
@@ -476,8 +534,7 @@ static const struct {
     {"PayloadTooLarge", PUSH_PERMANENT},
 };
 
-void push_apns_classify(const push_h2_req_t *r, int64_t now_ms, int64_t max_ra,
-                        push_verdict_t *v)
+void push_apns_classify(const push_h2_req_t *r, int64_t now_ms, int64_t max_ra, push_verdict_t *v)
 {
     char reason[PUSH_REASON_MAX] = "";
     bool known = false;

@@ -41,29 +41,71 @@ typedef struct {
 
 #define FC(f) offsetof(fcm_conf_t, f)
 static const cfg_field_t fcm_fields[] = {
-    {.key = "endpoint", .type = CFG_STRING, .offset = FC(endpoint),
-     .def = "https://fcm.googleapis.com", .help = "FCM HTTP v1 endpoint (https://host[:port])"},
-    {.key = "token_uri", .type = CFG_STRING, .offset = FC(token_uri),
+    {.key = "endpoint",
+     .type = CFG_STRING,
+     .offset = FC(endpoint),
+     .def = "https://fcm.googleapis.com",
+     .help = "FCM HTTP v1 endpoint (https://host[:port])"},
+    {.key = "token_uri",
+     .type = CFG_STRING,
+     .offset = FC(token_uri),
      .help = "OAuth2 token endpoint (\"\": the service account's token_uri)"},
-    {.key = "ca_file", .type = CFG_STRING, .offset = FC(ca_file),
+    {.key = "ca_file",
+     .type = CFG_STRING,
+     .offset = FC(ca_file),
      .help = "CA bundle for FCM and the token endpoint (\"\": the system's)"},
-    {.key = "connect_timeout", .type = CFG_DURATION, .offset = FC(connect_timeout_ms),
-     .def = "5s", .min = 100, .max = 600000, .help = "TCP and TLS connect timeout"},
-    {.key = "request_timeout", .type = CFG_DURATION, .offset = FC(request_timeout_ms),
-     .def = "15s", .min = 100, .max = 600000, .help = "one request, waiting for a stream included"},
-    {.key = "max_in_flight", .type = CFG_INT, .offset = FC(max_in_flight), .def = "400",
-     .min = 1, .max = 100000, .help = "requests in flight per app"},
-    {.key = "max_conns", .type = CFG_INT, .offset = FC(max_conns), .def = "4", .min = 1,
-     .max = 64, .help = "HTTP/2 connections per app (more open when streams are full)"},
-    {.key = "max_streams_per_conn", .type = CFG_INT, .offset = FC(max_streams_per_conn),
-     .def = "100", .min = 1, .max = 100000,
+    {.key = "connect_timeout",
+     .type = CFG_DURATION,
+     .offset = FC(connect_timeout_ms),
+     .def = "5s",
+     .min = 100,
+     .max = 600000,
+     .help = "TCP and TLS connect timeout"},
+    {.key = "request_timeout",
+     .type = CFG_DURATION,
+     .offset = FC(request_timeout_ms),
+     .def = "15s",
+     .min = 100,
+     .max = 600000,
+     .help = "one request, waiting for a stream included"},
+    {.key = "max_in_flight",
+     .type = CFG_INT,
+     .offset = FC(max_in_flight),
+     .def = "400",
+     .min = 1,
+     .max = 100000,
+     .help = "requests in flight per app"},
+    {.key = "max_conns",
+     .type = CFG_INT,
+     .offset = FC(max_conns),
+     .def = "4",
+     .min = 1,
+     .max = 64,
+     .help = "HTTP/2 connections per app (more open when streams are full)"},
+    {.key = "max_streams_per_conn",
+     .type = CFG_INT,
+     .offset = FC(max_streams_per_conn),
+     .def = "100",
+     .min = 1,
+     .max = 100000,
      .help = "streams per connection before another is opened (the server's limit also holds)"},
-    {.key = "rate_limit", .type = CFG_DOUBLE, .offset = FC(rate_limit), .def = "0", .min = 0,
-     .max = 1e7, .help = "pushes per second per app (0: no limit)"},
-    {.key = "token_margin", .type = CFG_DURATION, .offset = FC(token_margin_ms), .def = "5m",
-     .min = 0, .max = 30 * 60 * 1000,
+    {.key = "rate_limit",
+     .type = CFG_DOUBLE,
+     .offset = FC(rate_limit),
+     .def = "0",
+     .min = 0,
+     .max = 1e7,
+     .help = "pushes per second per app (0: no limit)"},
+    {.key = "token_margin",
+     .type = CFG_DURATION,
+     .offset = FC(token_margin_ms),
+     .def = "5m",
+     .min = 0,
+     .max = 30 * 60 * 1000,
      .help = "an access token is replaced this long before it expires"},
-    {.key = "apps", .type = CFG_LIST, .offset = FC(apps),
+    {.key = "apps",
+     .type = CFG_LIST,
+     .offset = FC(apps),
      .help = "names of the fcm_app_<name> sections (none: FCM disabled)"},
 };
 
@@ -75,11 +117,19 @@ typedef struct {
 
 #define FA(f) offsetof(fcm_app_conf_t, f)
 static const cfg_field_t fcm_app_fields[] = {
-    {.key = "app_ids", .type = CFG_LIST, .offset = FA(app_ids), .flags = CFG_REQUIRED,
+    {.key = "app_ids",
+     .type = CFG_LIST,
+     .offset = FA(app_ids),
+     .flags = CFG_REQUIRED,
      .help = "device app_id values this service account serves; \"*\": any"},
-    {.key = "credentials_file", .type = CFG_STRING, .offset = FA(credentials_file),
-     .flags = CFG_REQUIRED, .help = "the service account JSON (e.g. from a Kubernetes Secret)"},
-    {.key = "project_id", .type = CFG_STRING, .offset = FA(project_id),
+    {.key = "credentials_file",
+     .type = CFG_STRING,
+     .offset = FA(credentials_file),
+     .flags = CFG_REQUIRED,
+     .help = "the service account JSON (e.g. from a Kubernetes Secret)"},
+    {.key = "project_id",
+     .type = CFG_STRING,
+     .offset = FA(project_id),
      .help = "Firebase project (\"\": the service account's project_id)"},
 };
 
@@ -125,8 +175,7 @@ int push_fcm_configure(push_fcm_t **out, cfg_t *cfg, char *err, size_t errlen)
         for (const char *p = name; ok && *p; p++)
             ok = (*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9') || *p == '_';
         if (!ok) {
-            snprintf(err, errlen, "fcm.apps: \"%s\": app names are [a-z0-9_], 1 to 40 bytes",
-                     name);
+            snprintf(err, errlen, "fcm.apps: \"%s\": app names are [a-z0-9_], 1 to 40 bytes", name);
             goto fail;
         }
         for (int k = 0; k < f->napps; k++) {
@@ -188,8 +237,7 @@ static int load_service_account(push_fcm_t *f, fcm_app_t *app, char *err, size_t
     buf[n] = '\0';
     j = cJSON_ParseWithLength(buf, (size_t)n);
     if (!cJSON_IsObject(j)) {
-        snprintf(err, errlen, "%s: not a JSON object (a service account key file is one)",
-                 what);
+        snprintf(err, errlen, "%s: not a JSON object (a service account key file is one)", what);
         goto out;
     }
     const cJSON *type = cJSON_GetObjectItemCaseSensitive(j, "type");
@@ -205,7 +253,7 @@ static int load_service_account(push_fcm_t *f, fcm_app_t *app, char *err, size_t
         snprintf(err, errlen, "%s: needs \"client_email\" and \"private_key\"", what);
         goto out;
     }
-    const char *project = app->c.project_id[0] ? app->c.project_id
+    const char *project = app->c.project_id[0]   ? app->c.project_id
                           : cJSON_IsString(proj) ? proj->valuestring
                                                  : "";
     if (!project[0]) {
@@ -216,18 +264,19 @@ static int load_service_account(push_fcm_t *f, fcm_app_t *app, char *err, size_t
     for (const char *p = project; *p; p++) {
         if (!((*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9') || *p == '-' || *p == ':' ||
               *p == '.')) {
-            snprintf(err, errlen, "%s: project id \"%s\" has characters no project id has",
-                     what, project);
+            snprintf(err, errlen, "%s: project id \"%s\" has characters no project id has", what,
+                     project);
             goto out;
         }
     }
-    const char *turi = f->c.token_uri[0]            ? f->c.token_uri
-                       : cJSON_IsString(uri) && uri->valuestring[0] ? uri->valuestring
-                                                    : "https://oauth2.googleapis.com/token";
+    const char *turi = f->c.token_uri[0] ? f->c.token_uri
+                       : cJSON_IsString(uri) && uri->valuestring[0]
+                           ? uri->valuestring
+                           : "https://oauth2.googleapis.com/token";
     char kwhat[PATH_MAX + 96];
     snprintf(kwhat, sizeof(kwhat), "%s: private_key", what);
-    if (push_key_from_pem(&app->key, pk->valuestring, strlen(pk->valuestring), PUSH_KEY_RSA,
-                          kwhat, err, errlen))
+    if (push_key_from_pem(&app->key, pk->valuestring, strlen(pk->valuestring), PUSH_KEY_RSA, kwhat,
+                          err, errlen))
         goto out;
     app->project = strdup(project);
     app->email = strdup(email->valuestring);
@@ -254,8 +303,8 @@ out:
     return rc;
 }
 
-int push_fcm_start(push_fcm_t *f, push_h2_t *h2, push_clock_fn clock, void *clock_opaque,
-                   char *err, size_t errlen)
+int push_fcm_start(push_fcm_t *f, push_h2_t *h2, push_clock_fn clock, void *clock_opaque, char *err,
+                   size_t errlen)
 {
     if (f->napps > 0 && curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
         snprintf(err, errlen, "curl_global_init failed (the OAuth2 token exchange needs it)");
@@ -287,8 +336,8 @@ int push_fcm_start(push_fcm_t *f, push_h2_t *h2, push_clock_fn clock, void *cloc
             .provider = "fcm",
             .origin = f->c.endpoint,
             .max_in_flight = (int)f->c.max_in_flight,
-        .max_conns = (int)f->c.max_conns,
-        .max_streams_per_conn = (int)f->c.max_streams_per_conn,
+            .max_conns = (int)f->c.max_conns,
+            .max_streams_per_conn = (int)f->c.max_streams_per_conn,
             .rate_per_s = f->c.rate_limit,
             .ca_file = f->c.ca_file,
             .connect_timeout_ms = f->c.connect_timeout_ms,
@@ -495,8 +544,8 @@ int push_fcm_auth(push_fcm_t *f, int app, char *bearer, size_t cap, uint64_t *ge
     return 0;
 }
 
-int push_fcm_prepare(push_fcm_t *f, push_job_t *j, const push_fcm_msg_t *msg,
-                     const char *bearer, uint64_t gen, char *err, size_t errlen)
+int push_fcm_prepare(push_fcm_t *f, push_job_t *j, const push_fcm_msg_t *msg, const char *bearer,
+                     uint64_t gen, char *err, size_t errlen)
 {
     fcm_app_t *app = &f->apps[j->app];
     const char *tok = j->dev->token ? j->dev->token : "";
@@ -538,8 +587,7 @@ static const struct {
     {"THIRD_PARTY_AUTH_ERROR", PUSH_PERMANENT}, /* 401: the APNs/web push credentials */
 };
 
-void push_fcm_classify(const push_h2_req_t *r, int64_t now_ms, int64_t max_ra,
-                       push_verdict_t *v)
+void push_fcm_classify(const push_h2_req_t *r, int64_t now_ms, int64_t max_ra, push_verdict_t *v)
 {
     char code[PUSH_REASON_MAX] = "", status[PUSH_REASON_MAX] = "";
     bool known = false;
@@ -567,8 +615,7 @@ void push_fcm_classify(const push_h2_req_t *r, int64_t now_ms, int64_t max_ra,
     {
         const cJSON *t = cJSON_GetObjectItemCaseSensitive(d, "@type");
         const cJSON *c = cJSON_GetObjectItemCaseSensitive(d, "errorCode");
-        if (cJSON_IsString(t) && strcmp(t->valuestring, FCM_ERROR_TYPE) == 0 &&
-            cJSON_IsString(c)) {
+        if (cJSON_IsString(t) && strcmp(t->valuestring, FCM_ERROR_TYPE) == 0 && cJSON_IsString(c)) {
             snprintf(code, sizeof(code), "%s", c->valuestring);
             break;
         }

@@ -24,8 +24,8 @@ typedef struct push_fcm_s push_fcm_t;
 int push_fcm_configure(push_fcm_t **out, cfg_t *cfg, char *err, size_t errlen);
 /* Read and check the service accounts (a missing or invalid file fails here,
  * naming it and what is wrong); add the lanes. No token is fetched yet. */
-int push_fcm_start(push_fcm_t *f, push_h2_t *h2, push_clock_fn clock, void *clock_opaque,
-                   char *err, size_t errlen);
+int push_fcm_start(push_fcm_t *f, push_h2_t *h2, push_clock_fn clock, void *clock_opaque, char *err,
+                   size_t errlen);
 void push_fcm_free(push_fcm_t **fp);
 
 int push_fcm_napps(const push_fcm_t *f);
@@ -43,8 +43,8 @@ int push_fcm_auth(push_fcm_t *f, int app, char *bearer, size_t cap, uint64_t *ge
                   size_t errlen);
 /* The request of one device (j->dev, j->app set) with the app's bearer
  * (which must live until the request ran). */
-int push_fcm_prepare(push_fcm_t *f, push_job_t *j, const push_fcm_msg_t *msg,
-                     const char *bearer, uint64_t gen, char *err, size_t errlen);
+int push_fcm_prepare(push_fcm_t *f, push_job_t *j, const push_fcm_msg_t *msg, const char *bearer,
+                     uint64_t gen, char *err, size_t errlen);
 void push_fcm_classify(const push_h2_req_t *r, int64_t now_ms, int64_t max_retry_after_ms,
                        push_verdict_t *v);
 bool push_fcm_auth_expired(push_fcm_t *f, const push_job_t *j);

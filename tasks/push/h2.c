@@ -27,10 +27,11 @@
 
 #define CONN_MAX 64
 #define READ_CHUNK 65536
-#define WRITE_BATCH 65536      /* nghttp2 output gathered before one SSL_write */
+#define WRITE_BATCH 65536 /* nghttp2 output gathered before one SSL_write */
 #define BACKOFF_MIN_MS 100
 #define BACKOFF_MAX_MS 5000
 #define TICK_MAX_MS 1000
+#define SCAN_MS 100 /* how often streams in flight are checked for their timeout */
 
 const char *push_h2_err_name(push_h2_err_t e)
 {
@@ -107,7 +108,7 @@ typedef struct lane_s {
     int in_flight;
     double tokens;
     int64_t refill_ms;
-    int64_t backoff_ms, next_connect_ms;
+    int64_t backoff_ms, next_connect_ms, next_scan_ms;
     bool connect_failing;
     push_h2_err_t conn_err;
     char conn_msg[160];
@@ -157,8 +158,7 @@ static void conn_unlink(conn_t *c, push_h2_req_t *r)
 }
 
 /* A request that had a stream: counted out of the lane and finished. */
-static void finish_sent(lane_t *l, conn_t *c, push_h2_req_t *r, push_h2_err_t e,
-                        const char *msg)
+static void finish_sent(lane_t *l, conn_t *c, push_h2_req_t *r, push_h2_err_t e, const char *msg)
 {
     conn_unlink(c, r);
     l->in_flight--;
@@ -245,8 +245,8 @@ static void copy_value(char *out, size_t cap, const uint8_t *v, size_t vl)
     out[vl] = '\0';
 }
 
-static int on_header(nghttp2_session *ng, const nghttp2_frame *f, const uint8_t *name,
-                     size_t nl, const uint8_t *value, size_t vl, uint8_t flags, void *ud)
+static int on_header(nghttp2_session *ng, const nghttp2_frame *f, const uint8_t *name, size_t nl,
+                     const uint8_t *value, size_t vl, uint8_t flags, void *ud)
 {
     push_h2_req_t *r;
     (void)flags;
@@ -270,23 +270,23 @@ static int on_header(nghttp2_session *ng, const nghttp2_frame *f, const uint8_t 
     return 0;
 }
 
-static int on_data(nghttp2_session *ng, uint8_t flags, int32_t sid, const uint8_t *data,
-                   size_t len, void *ud)
+static int on_data(nghttp2_session *ng, uint8_t flags, int32_t sid, const uint8_t *data, size_t len,
+                   void *ud)
 {
     push_h2_req_t *r = nghttp2_session_get_stream_user_data(ng, sid);
     (void)flags;
     (void)ud;
     if (!r)
         return 0;
-    if (!r->resp) {
-        r->resp = malloc(PUSH_H2_MAX_RESP + 1);
-        if (!r->resp)
-            return 0;
-        r->resp_len = 0;
-    }
     size_t room = PUSH_H2_MAX_RESP - r->resp_len;
     if (len > room)
         len = room;
+    if (len == 0)
+        return 0;                                       /* over the cap: dropped */
+    char *nb = realloc(r->resp, r->resp_len + len + 1); /* answers are small: exact size */
+    if (!nb)
+        return 0;
+    r->resp = nb;
     memcpy(r->resp + r->resp_len, data, len);
     r->resp_len += len;
     r->resp[r->resp_len] = '\0';
@@ -382,8 +382,8 @@ static void conn_close(conn_t *c, push_h2_err_t e, const char *msg)
         snprintf(l->conn_msg, sizeof(l->conn_msg), "%.159s", msg);
         l->next_connect_ms = clock_mono_ms() + l->backoff_ms;
         l->backoff_ms = l->backoff_ms * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : l->backoff_ms * 2;
-        log_warn("%s: cannot connect to %s: %s (next try in %lld ms)", l->name, l->authority,
-                 msg, (long long)(l->next_connect_ms - clock_mono_ms()));
+        log_warn("%s: cannot connect to %s: %s (next try in %lld ms)", l->name, l->authority, msg,
+                 (long long)(l->next_connect_ms - clock_mono_ms()));
     } else if (e != PUSH_H2_OK) {
         log_warn("%s: connection to %s lost: %s", l->name, l->authority, msg);
     }
@@ -656,8 +656,8 @@ static int conn_room(conn_t *c)
 {
     if (c->state != C_READY || c->goaway)
         return 0;
-    uint32_t server = nghttp2_session_get_remote_settings(c->ng,
-                                                          NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS);
+    uint32_t server =
+        nghttp2_session_get_remote_settings(c->ng, NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS);
     int cap = c->l->c.max_streams_per_conn;
     if ((uint32_t)cap > server)
         cap = (int)server;
@@ -669,14 +669,14 @@ static bool submit(lane_t *l, conn_t *c, push_h2_req_t *r)
     nghttp2_nv nv[PUSH_H2_MAX_HDRS + 5];
     char clen[24];
     size_t n = 0;
-#define NV(nm, val)                                                                               \
-    do {                                                                                          \
-        nv[n].name = (uint8_t *)(nm);                                                             \
-        nv[n].namelen = strlen(nm);                                                               \
-        nv[n].value = (uint8_t *)(val);                                                           \
-        nv[n].valuelen = strlen(val);                                                             \
-        nv[n].flags = NGHTTP2_NV_FLAG_NONE;                                                       \
-        n++;                                                                                      \
+#define NV(nm, val)                                                                                \
+    do {                                                                                           \
+        nv[n].name = (uint8_t *)(nm);                                                              \
+        nv[n].namelen = strlen(nm);                                                                \
+        nv[n].value = (uint8_t *)(val);                                                            \
+        nv[n].valuelen = strlen(val);                                                              \
+        nv[n].flags = NGHTTP2_NV_FLAG_NONE;                                                        \
+        n++;                                                                                       \
     } while (0)
     NV(":method", "POST");
     NV(":scheme", "https");
@@ -746,8 +746,7 @@ static void dispatch(lane_t *l, int64_t now, int64_t *wake)
                 while ((r = fifo_pop(l)))
                     finish_unsent(r, l->conn_err, l->conn_msg);
             }
-            if (!connecting && live == 0 && l->next_connect_ms > now &&
-                l->next_connect_ms < *wake)
+            if (!connecting && live == 0 && l->next_connect_ms > now && l->next_connect_ms < *wake)
                 *wake = l->next_connect_ms;
             return;
         }
@@ -768,29 +767,27 @@ static void dispatch(lane_t *l, int64_t now, int64_t *wake)
     }
 }
 
-/* Timeouts: waiting requests, requests in flight, connections being made. */
+/* Timeouts: waiting requests, requests in flight, connections being made.
+ * The queue is in order of queueing (replays go to the front, and they were
+ * queued earlier), so only its head is looked at; streams in flight and
+ * connections are scanned every SCAN_MS (timeouts need not be exact). */
 static void expire(lane_t *l, int64_t now, int64_t *wake)
 {
     int64_t to = l->c.request_timeout_ms;
     char msg[96];
-    /* the queue is in arrival order except for replays at the front */
-    push_h2_req_t *keep = NULL, *keep_tail = NULL, *r;
-    while ((r = fifo_pop(l))) {
-        if (now - r->queued_ms >= to) {
-            snprintf(msg, sizeof(msg), "no stream within %lld ms", (long long)to);
-            finish_unsent(r, PUSH_H2_E_TIMEOUT, msg);
-            continue;
-        }
-        if (r->queued_ms + to < *wake)
-            *wake = r->queued_ms + to;
-        if (keep_tail)
-            keep_tail->next = r;
-        else
-            keep = r;
-        keep_tail = r;
+    while (l->head && now - l->head->queued_ms >= to) {
+        push_h2_req_t *r = fifo_pop(l);
+        snprintf(msg, sizeof(msg), "no stream within %lld ms", (long long)to);
+        finish_unsent(r, PUSH_H2_E_TIMEOUT, msg);
     }
-    l->head = keep;
-    l->tail = keep_tail;
+    if (l->head && l->head->queued_ms + to < *wake)
+        *wake = l->head->queued_ms + to;
+    if (now < l->next_scan_ms) {
+        if (l->in_flight > 0 || l->nconns > 0)
+            *wake = *wake < l->next_scan_ms ? *wake : l->next_scan_ms;
+        return;
+    }
+    l->next_scan_ms = now + SCAN_MS;
     for (int i = 0; i < l->nconns; i++) {
         conn_t *c = l->conns[i];
         if (c->state == C_DEAD)
@@ -801,21 +798,18 @@ static void expire(lane_t *l, int64_t now, int64_t *wake)
             conn_close(c, PUSH_H2_E_CONNECT, msg);
             continue;
         }
-        if (c->state < C_READY && c->deadline_ms < *wake)
-            *wake = c->deadline_ms;
         for (push_h2_req_t *s = c->streams, *nx; s; s = nx) {
             nx = s->next;
-            if (now - s->queued_ms >= to) {
-                nghttp2_session_set_stream_user_data(c->ng, s->stream_id, NULL);
-                nghttp2_submit_rst_stream(c->ng, NGHTTP2_FLAG_NONE, s->stream_id,
-                                          NGHTTP2_CANCEL);
-                snprintf(msg, sizeof(msg), "no answer within %lld ms", (long long)to);
-                finish_sent(l, c, s, PUSH_H2_E_TIMEOUT, msg);
-            } else if (s->queued_ms + to < *wake) {
-                *wake = s->queued_ms + to;
-            }
+            if (now - s->queued_ms < to)
+                continue;
+            nghttp2_session_set_stream_user_data(c->ng, s->stream_id, NULL);
+            nghttp2_submit_rst_stream(c->ng, NGHTTP2_FLAG_NONE, s->stream_id, NGHTTP2_CANCEL);
+            snprintf(msg, sizeof(msg), "no answer within %lld ms", (long long)to);
+            finish_sent(l, c, s, PUSH_H2_E_TIMEOUT, msg);
         }
     }
+    if (l->in_flight > 0 || l->nconns > 0)
+        *wake = *wake < l->next_scan_ms ? *wake : l->next_scan_ms;
 }
 
 static void drop_cancelled(lane_t *l)
@@ -982,8 +976,8 @@ static int tls_ctx(lane_t *l, const push_lane_conf_t *c, char *err, size_t errle
         if (SSL_CTX_use_certificate_chain_file(l->ctx, c->client_cert) != 1 ||
             SSL_CTX_use_PrivateKey_file(l->ctx, c->client_key, SSL_FILETYPE_PEM) != 1 ||
             SSL_CTX_check_private_key(l->ctx) != 1) {
-            snprintf(err, errlen, "%s: client certificate %s with key %s cannot be used",
-                     c->name, c->client_cert, c->client_key ? c->client_key : "(none)");
+            snprintf(err, errlen, "%s: client certificate %s with key %s cannot be used", c->name,
+                     c->client_cert, c->client_key ? c->client_key : "(none)");
             ERR_clear_error();
             return -1;
         }
@@ -994,8 +988,8 @@ static int tls_ctx(lane_t *l, const push_lane_conf_t *c, char *err, size_t errle
 int push_h2_lane_add(push_h2_t *h, const push_lane_conf_t *conf, char *err, size_t errlen)
 {
     if (h->started || h->nlanes >= PUSH_H2_MAX_LANES) {
-        snprintf(err, errlen, "%s", h->started ? "lanes must be added before start"
-                                               : "too many provider lanes");
+        snprintf(err, errlen, "%s",
+                 h->started ? "lanes must be added before start" : "too many provider lanes");
         return -1;
     }
     lane_t *l = &h->lanes[h->nlanes];
@@ -1037,13 +1031,13 @@ int push_h2_lane_add(push_h2_t *h, const push_lane_conf_t *conf, char *err, size
     pthread_mutex_init(&l->qlock, NULL);
     if (h->c.metrics) {
         static const char *const lbl[] = {"provider"};
-        metrics_family_t *inf = metrics_gauge_new(h->c.metrics, "imtask_push_in_flight",
-                                                  "Provider requests (HTTP/2 streams) in flight",
-                                                  1, lbl);
-        metrics_family_t *lat = metrics_histogram_new(
-            h->c.metrics, "imtask_push_latency_seconds",
-            "Time from sending a push request to its answer", 1, lbl, metrics_latency_nbounds,
-            metrics_latency_bounds);
+        metrics_family_t *inf =
+            metrics_gauge_new(h->c.metrics, "imtask_push_in_flight",
+                              "Provider requests (HTTP/2 streams) in flight", 1, lbl);
+        metrics_family_t *lat =
+            metrics_histogram_new(h->c.metrics, "imtask_push_latency_seconds",
+                                  "Time from sending a push request to its answer", 1, lbl,
+                                  metrics_latency_nbounds, metrics_latency_bounds);
         l->m_in_flight = metrics_series_get1(inf, l->provider);
         l->m_latency = metrics_series_get1(lat, l->provider);
     }

@@ -59,16 +59,16 @@ const char *push_h2_err_name(push_h2_err_t e);
 typedef struct push_h2_s push_h2_t;
 
 typedef struct {
-    const char *name;         /* "apns/main": logs */
-    const char *provider;     /* "apns" | "fcm": the metrics' label */
-    const char *origin;       /* "https://host[:port]" */
-    int max_in_flight;        /* streams in flight, >= 1 */
-    int max_conns;            /* connections, >= 1 */
-    int max_streams_per_conn; /* our own cap per connection (the server's also holds) */
-    double rate_per_s;        /* 0: no limit */
-    const char *ca_file;      /* NULL or "": the system's CAs */
-    const char *client_cert;  /* certificate auth: PEM certificate chain (NULL: none) */
-    const char *client_key;   /* and its key */
+    const char *name;           /* "apns/main": logs */
+    const char *provider;       /* "apns" | "fcm": the metrics' label */
+    const char *origin;         /* "https://host[:port]" */
+    int max_in_flight;          /* streams in flight, >= 1 */
+    int max_conns;              /* connections, >= 1 */
+    int max_streams_per_conn;   /* our own cap per connection (the server's also holds) */
+    double rate_per_s;          /* 0: no limit */
+    const char *ca_file;        /* NULL or "": the system's CAs */
+    const char *client_cert;    /* certificate auth: PEM certificate chain (NULL: none) */
+    const char *client_key;     /* and its key */
     int64_t connect_timeout_ms; /* TCP + TLS + the server's SETTINGS */
     int64_t request_timeout_ms; /* from queued to answered */
 } push_lane_conf_t;

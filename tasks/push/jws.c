@@ -109,8 +109,7 @@ int push_key_from_pem(push_key_t **out, const char *pem, size_t len, push_key_ki
         if (EVP_PKEY_base_id(pk) != EVP_PKEY_EC ||
             !EVP_PKEY_get_utf8_string_param(pk, "group", group, sizeof(group), &gl) ||
             (strcmp(group, "prime256v1") != 0 && strcmp(group, "P-256") != 0)) {
-            snprintf(err, errlen, "%s: not an EC P-256 private key (an APNs .p8 key is one)",
-                     what);
+            snprintf(err, errlen, "%s: not an EC P-256 private key (an APNs .p8 key is one)", what);
             EVP_PKEY_free(pk);
             return -1;
         }
@@ -278,8 +277,7 @@ bool push_jws_verify(const push_key_t *key, const char *token)
     }
     EVP_MD_CTX *md = EVP_MD_CTX_new();
     ok = md && EVP_DigestVerifyInit(md, NULL, EVP_sha256(), NULL, key->pkey) == 1 &&
-         EVP_DigestVerify(md, v, verlen, (const unsigned char *)token,
-                          (size_t)(dot2 - token)) == 1;
+         EVP_DigestVerify(md, v, verlen, (const unsigned char *)token, (size_t)(dot2 - token)) == 1;
     EVP_MD_CTX_free(md);
     ERR_clear_error();
     return ok;

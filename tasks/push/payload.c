@@ -82,8 +82,7 @@ static size_t utf8_seq(const unsigned char *s, size_t n)
     }
     if (c >= 0xF0 && c <= 0xF4) {
         unsigned char lo = c == 0xF0 ? 0x90 : 0x80, hi = c == 0xF4 ? 0x8F : 0xBF;
-        return n >= 4 && s[1] >= lo && s[1] <= hi && (s[2] & 0xC0) == 0x80 &&
-                       (s[3] & 0xC0) == 0x80
+        return n >= 4 && s[1] >= lo && s[1] <= hi && (s[2] & 0xC0) == 0x80 && (s[3] & 0xC0) == 0x80
                    ? 4
                    : 0;
     }
@@ -201,8 +200,8 @@ static void buf_key(push_buf_t *b, bool *first, const char *key)
 void push_collapse_id(const Imtask__V1__PushNotification *n, char *out)
 {
     const char *src = n && n->collapse_key && n->collapse_key[0] ? n->collapse_key
-                      : n && n->message_id && n->message_id[0] ? n->message_id
-                                                               : "";
+                      : n && n->message_id && n->message_id[0]   ? n->message_id
+                                                                 : "";
     size_t len = strlen(src);
     if (len <= PUSH_COLLAPSE_ID_MAX) {
         memcpy(out, src, len + 1);
@@ -274,8 +273,8 @@ static bool fit_one(measure_fn m, void *ctx, keep_t *k, bool title, const char *
 
 /* Full texts if they fit; else the body shortened; else the body reduced to
  * the ellipsis and the title shortened. */
-static int fit(measure_fn m, void *ctx, const char *title, const char *body, size_t max,
-               keep_t *k, char *err, size_t errlen)
+static int fit(measure_fn m, void *ctx, const char *title, const char *body, size_t max, keep_t *k,
+               char *err, size_t errlen)
 {
     size_t tl = strlen(title), bl = strlen(body);
     *k = (keep_t){.body_keep = bl, .title_keep = tl};
@@ -298,8 +297,8 @@ static int fit(measure_fn m, void *ctx, const char *title, const char *body, siz
 
 static bool reserved_apns_key(const char *k)
 {
-    static const char *const r[] = {"aps", "conversation_id", "sender_id", "message_id",
-                                    "seq_id", NULL};
+    static const char *const r[] = {"aps",        "conversation_id", "sender_id",
+                                    "message_id", "seq_id",          NULL};
     for (int i = 0; r[i]; i++) {
         if (strcmp(k, r[i]) == 0)
             return true;
@@ -310,10 +309,9 @@ static bool reserved_apns_key(const char *k)
 /* FCM refuses these data keys (from, gcm*, google*) or uses them itself. */
 static bool reserved_fcm_key(const char *k)
 {
-    return strcmp(k, "from") == 0 || strcmp(k, "message_type") == 0 ||
-           strncmp(k, "gcm", 3) == 0 || strncmp(k, "google", 6) == 0 ||
-           strcmp(k, "conversation_id") == 0 || strcmp(k, "sender_id") == 0 ||
-           strcmp(k, "message_id") == 0 || strcmp(k, "seq_id") == 0;
+    return strcmp(k, "from") == 0 || strcmp(k, "message_type") == 0 || strncmp(k, "gcm", 3) == 0 ||
+           strncmp(k, "google", 6) == 0 || strcmp(k, "conversation_id") == 0 ||
+           strcmp(k, "sender_id") == 0 || strcmp(k, "message_id") == 0 || strcmp(k, "seq_id") == 0;
 }
 
 /* True when data entry i repeats the key of an earlier entry. */
@@ -413,8 +411,8 @@ int push_payload_apns(const Imtask__V1__PushNotification *n, const push_apns_opt
 {
     apns_ctx_t c = {n, o, out};
     keep_t k;
-    if (fit(apns_measure, &c, str_or_empty(n->title), str_or_empty(n->body), o->max_bytes, &k,
-            err, errlen))
+    if (fit(apns_measure, &c, str_or_empty(n->title), str_or_empty(n->body), o->max_bytes, &k, err,
+            errlen))
         return -1;
     apns_build(&c, &k);
     if (fit_out)
@@ -438,8 +436,7 @@ static size_t fcm_measure(void *ctx, const keep_t *k)
            (k->body_cut ? ELLIPSIS_LEN : 0);
 }
 
-static void fcm_data_kv(push_buf_t *b, bool *first, const char *key, const char *val,
-                        size_t *bytes)
+static void fcm_data_kv(push_buf_t *b, bool *first, const char *key, const char *val, size_t *bytes)
 {
     if (b) {
         buf_key(b, first, key);

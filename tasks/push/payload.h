@@ -18,11 +18,11 @@
 
 #include "proto/push.pb-c.h"
 
-#define PUSH_APNS_MAX_PAYLOAD 4096      /* bytes of the JSON body (VoIP: 5120) */
+#define PUSH_APNS_MAX_PAYLOAD 4096 /* bytes of the JSON body (VoIP: 5120) */
 #define PUSH_APNS_MAX_PAYLOAD_VOIP 5120
-#define PUSH_FCM_MAX_PAYLOAD 4096       /* title + body + data keys and values */
-#define PUSH_COLLAPSE_ID_MAX 64         /* apns-collapse-id bytes */
-#define PUSH_JSON_MAX (64 * 1024)       /* no payload we build is larger */
+#define PUSH_FCM_MAX_PAYLOAD 4096 /* title + body + data keys and values */
+#define PUSH_COLLAPSE_ID_MAX 64   /* apns-collapse-id bytes */
+#define PUSH_JSON_MAX (64 * 1024) /* no payload we build is larger */
 
 /* A growing buffer with a maximum size (PUSH_JSON_MAX). */
 typedef struct {
@@ -68,9 +68,9 @@ int push_payload_apns(const Imtask__V1__PushNotification *n, const push_apns_opt
                       push_buf_t *out, push_fit_t *fit, char *err, size_t errlen);
 
 typedef struct {
-    size_t max_bytes;          /* PUSH_FCM_MAX_PAYLOAD */
-    bool high_priority;        /* android.priority HIGH / apns-priority 10 */
-    bool ttl_set;              /* android.ttl and apns-expiration */
+    size_t max_bytes;   /* PUSH_FCM_MAX_PAYLOAD */
+    bool high_priority; /* android.priority HIGH / apns-priority 10 */
+    bool ttl_set;       /* android.ttl and apns-expiration */
     int64_t ttl_seconds;
     int64_t apns_expiration_s; /* Unix seconds for the apns block (0: now or never) */
     const char *collapse_id;   /* "" or NULL: none */

@@ -38,24 +38,61 @@ static const char *const prio_choices[] = {"high", "normal", NULL};
 
 #define PC(f) offsetof(push_conf_t, f)
 static const cfg_field_t push_fields[] = {
-    {.key = "max_devices", .type = CFG_INT, .offset = PC(max_devices), .def = "20000", .min = 1,
-     .max = 1000000, .help = "devices one task may resolve to (more: dead-lettered unsent)"},
-    {.key = "imrepo_batch", .type = CFG_INT, .offset = PC(imrepo_batch), .def = "500", .min = 1,
-     .max = 10000, .help = "user ids per im-repo GetUserDevices call"},
-    {.key = "followup_delay", .type = CFG_DURATION, .offset = PC(followup_delay_ms),
-     .def = "1s", .min = 0, .max = 3600000,
+    {.key = "max_devices",
+     .type = CFG_INT,
+     .offset = PC(max_devices),
+     .def = "20000",
+     .min = 1,
+     .max = 1000000,
+     .help = "devices one task may resolve to (more: dead-lettered unsent)"},
+    {.key = "imrepo_batch",
+     .type = CFG_INT,
+     .offset = PC(imrepo_batch),
+     .def = "500",
+     .min = 1,
+     .max = 10000,
+     .help = "user ids per im-repo GetUserDevices call"},
+    {.key = "followup_delay",
+     .type = CFG_DURATION,
+     .offset = PC(followup_delay_ms),
+     .def = "1s",
+     .min = 0,
+     .max = 3600000,
      .help = "least wait before a follow-up retries devices that failed transiently"},
-    {.key = "max_followups", .type = CFG_INT, .offset = PC(max_followups), .def = "5", .min = 0,
-     .max = 100, .help = "follow-up generations of one push; then transient failures are final"},
-    {.key = "max_retry_after", .type = CFG_DURATION, .offset = PC(max_retry_after_ms),
-     .def = "10m", .min = 0, .max = 86400000, .help = "a longer Retry-After is cut to this"},
-    {.key = "ledger_slots", .type = CFG_INT, .offset = PC(ledger_slots), .def = "262144",
-     .min = 64, .max = 1 << 28,
+    {.key = "max_followups",
+     .type = CFG_INT,
+     .offset = PC(max_followups),
+     .def = "5",
+     .min = 0,
+     .max = 100,
+     .help = "follow-up generations of one push; then transient failures are final"},
+    {.key = "max_retry_after",
+     .type = CFG_DURATION,
+     .offset = PC(max_retry_after_ms),
+     .def = "10m",
+     .min = 0,
+     .max = 86400000,
+     .help = "a longer Retry-After is cut to this"},
+    {.key = "ledger_slots",
+     .type = CFG_INT,
+     .offset = PC(ledger_slots),
+     .def = "262144",
+     .min = 64,
+     .max = 1 << 28,
      .help = "slots of the sent-ledger (16 bytes each): settled devices remembered per process"},
-    {.key = "ledger_ttl", .type = CFG_DURATION, .offset = PC(ledger_ttl_ms), .def = "1h",
-     .min = 1000, .max = 86400000, .help = "longest a settled device is remembered"},
-    {.key = "default_priority", .type = CFG_ENUM, .offset = PC(default_priority), .def = "high",
-     .choices = prio_choices, .help = "priority of notifications that do not say"},
+    {.key = "ledger_ttl",
+     .type = CFG_DURATION,
+     .offset = PC(ledger_ttl_ms),
+     .def = "1h",
+     .min = 1000,
+     .max = 86400000,
+     .help = "longest a settled device is remembered"},
+    {.key = "default_priority",
+     .type = CFG_ENUM,
+     .offset = PC(default_priority),
+     .def = "high",
+     .choices = prio_choices,
+     .help = "priority of notifications that do not say"},
 };
 
 /* ---- state ------------------------------------------------------------------ */
@@ -111,9 +148,9 @@ static void push_metrics(push_state_t *s, metrics_registry_t *reg)
     s->f_failed = metrics_counter_new(
         reg, "imtask_push_failed_total",
         "Provider answers other than success, and devices given up, by reason", 2, lpr);
-    metrics_family_t *removed = metrics_counter_new(
-        reg, "imtask_push_tokens_removed_total",
-        "Invalid device tokens removed through im-repo", 1, lp);
+    metrics_family_t *removed =
+        metrics_counter_new(reg, "imtask_push_tokens_removed_total",
+                            "Invalid device tokens removed through im-repo", 1, lp);
     metrics_family_t *retries = metrics_counter_new(
         reg, "imtask_push_retries_total",
         "Devices handed to a retry (a follow-up task, or the task retried whole)", 1, lp);
@@ -154,10 +191,9 @@ static int push_start(void *state, app_t *app, char *err, size_t errlen)
     if (push_apns_start(s->apns, s->h2, NULL, NULL, err, errlen) ||
         push_fcm_start(s->fcm, s->h2, NULL, NULL, err, errlen))
         return -1;
-    if (push_apns_napps(s->apns) + push_fcm_napps(s->fcm) == 0) {
-        snprintf(err, errlen, "no provider app configured: set apns.apps and/or fcm.apps");
-        return -1;
-    }
+    if (push_apns_napps(s->apns) + push_fcm_napps(s->fcm) == 0)
+        log_warn("no provider app configured (apns.apps, fcm.apps): every device fails as "
+                 "no_app");
     if (push_h2_start(s->h2, err, errlen))
         return -1;
     char rerr[512];
@@ -215,7 +251,7 @@ typedef struct {
 
     /* the outcome */
     size_t sent, invalid, permanent, transient, skipped;
-    int64_t retry_at; /* the latest Retry-After of the transient failures (Unix ms), 0: none */
+    int64_t retry_at;      /* the latest Retry-After of the transient failures (Unix ms), 0: none */
     char first_error[160]; /* the first transport error of the task, for its log line */
     Imtask__V1__PushTokenRemoval **removals;
     size_t nremovals;
@@ -260,8 +296,8 @@ static dispatch_result_t resolve_users(run_t *r)
         req.n_user_ids = pt->n_user_ids - off < batch ? pt->n_user_ids - off : batch;
         if (repo_get_user_devices(r->s->repo, &req, &opts, &resp, &st) != REPO_ERR_OK) {
             if (repo_err_is_retriable(st.code))
-                return dispatch_retry(0, "im-repo GetUserDevices: %s: %s",
-                                      repo_err_name(st.code), st.message);
+                return dispatch_retry(0, "im-repo GetUserDevices: %s: %s", repo_err_name(st.code),
+                                      st.message);
             return dispatch_dead("im-repo GetUserDevices: %s: %s", repo_err_name(st.code),
                                  st.message);
         }
@@ -459,8 +495,8 @@ static void send_round(run_t *r, const bool *sel)
     for (int a = 0; a < na; a++) {
         if (!awant[a])
             continue;
-        b.apns_ok[a] = push_apns_bearer(r->s->apns, a, b.apns[a], sizeof(b.apns[a]),
-                                        &b.apns_gen[a]) == 0;
+        b.apns_ok[a] =
+            push_apns_bearer(r->s->apns, a, b.apns[a], sizeof(b.apns[a]), &b.apns_gen[a]) == 0;
         if (!b.apns_ok[a])
             log_error("apns app %s: cannot sign a provider token",
                       push_apns_app_name(r->s->apns, a));
@@ -469,8 +505,8 @@ static void send_round(run_t *r, const bool *sel)
         char err[512];
         if (!fwant[a])
             continue;
-        b.fcm_ok[a] = push_fcm_auth(r->s->fcm, a, b.fcm[a], sizeof(b.fcm[a]), &b.fcm_gen[a],
-                                    err, sizeof(err)) == 0;
+        b.fcm_ok[a] = push_fcm_auth(r->s->fcm, a, b.fcm[a], sizeof(b.fcm[a]), &b.fcm_gen[a], err,
+                                    sizeof(err)) == 0;
         if (!b.fcm_ok[a])
             log_warn("fcm app %s: %s", push_fcm_app_name(r->s->fcm, a), err);
     }
@@ -581,8 +617,7 @@ static void settle(run_t *r)
             push_ledger_add(r->s->ledger, key, mono);
             fail_count(r, p, j->v.reason, 1);
             if (add_removal(r, j->dev->platform, j->dev->token, j->v.reason))
-                log_error("out of memory: token %s not removed",
-                          token_hint(j->dev->token, hint));
+                log_error("out of memory: token %s not removed", token_hint(j->dev->token, hint));
             r->invalid++;
             break;
         case PUSH_PERMANENT:
@@ -681,8 +716,7 @@ static int enqueue_followup(run_t *r, bool with_devices, bool carry_removals, in
         if (!devs)
             goto out;
         for (size_t i = 0; i < r->njobs; i++) {
-            if (r->jobs[i].v.outcome == PUSH_TRANSIENT ||
-                r->jobs[i].v.outcome == PUSH_AUTH_EXPIRED)
+            if (r->jobs[i].v.outcome == PUSH_TRANSIENT || r->jobs[i].v.outcome == PUSH_AUTH_EXPIRED)
                 devs[nd++] = (Imtask__V1__PushDevice *)r->jobs[i].dev;
         }
     }
@@ -715,8 +749,7 @@ static int enqueue_followup(run_t *r, bool with_devices, bool carry_removals, in
     char id[TASK_ID_MAX];
     int k = snprintf(id, sizeof(id), "%s/f%u", r->root, f.generation);
     bool fits = k > 0 && (size_t)k < sizeof(id);
-    rc = dispatch_task_enqueue(r->t, "push", fits ? id : NULL, r->root, strlen(r->root), buf,
-                               len);
+    rc = dispatch_task_enqueue(r->t, "push", fits ? id : NULL, r->root, strlen(r->root), buf, len);
     snprintf(id_out, idlen, "%s", fits ? id : "(random id)");
 out:
     free(devs);
@@ -773,13 +806,11 @@ static dispatch_result_t decide(run_t *r)
     metrics_counter_add(r->s->m_followups, 1);
     if (with_devices) {
         for (size_t i = 0; i < r->njobs; i++) {
-            if (r->jobs[i].v.outcome == PUSH_TRANSIENT ||
-                r->jobs[i].v.outcome == PUSH_AUTH_EXPIRED)
+            if (r->jobs[i].v.outcome == PUSH_TRANSIENT || r->jobs[i].v.outcome == PUSH_AUTH_EXPIRED)
                 metrics_counter_add(r->s->m_retries[r->prov[i]], 1);
         }
     }
-    log_info("push %s: follow-up %s with %zu devices and %zu token removals, due in %" PRId64
-             " ms",
+    log_info("push %s: follow-up %s with %zu devices and %zu token removals, due in %" PRId64 " ms",
              r->root, id, with_devices ? r->transient : 0,
              carry ? r->nremovals + pt->n_remove_tokens : 0, due);
     return dispatch_done();
@@ -809,10 +840,9 @@ static void make_note(run_t *r)
     push_note_t *note = &r->note;
     note->n = n;
     note->root_task_id = r->root;
-    note->high_priority =
-        n->priority == IMTASK__V1__PUSH_PRIORITY__PUSH_PRIORITY_HIGH ||
-        (n->priority == IMTASK__V1__PUSH_PRIORITY__PUSH_PRIORITY_UNSPECIFIED &&
-         r->s->c.default_priority == 0);
+    note->high_priority = n->priority == IMTASK__V1__PUSH_PRIORITY__PUSH_PRIORITY_HIGH ||
+                          (n->priority == IMTASK__V1__PUSH_PRIORITY__PUSH_PRIORITY_UNSPECIFIED &&
+                           r->s->c.default_priority == 0);
     push_collapse_id(n, note->collapse_id);
     if (r->expires_at > 0) {
         note->ttl_set = true;
@@ -841,8 +871,7 @@ static dispatch_result_t push_process(void *state, dispatch_task_t *t)
         res = dispatch_dead("PushTask without a notification");
         goto out;
     }
-    r.root = r.pt->root_task_id && r.pt->root_task_id[0] ? r.pt->root_task_id
-                                                          : dispatch_task_id(t);
+    r.root = r.pt->root_task_id && r.pt->root_task_id[0] ? r.pt->root_task_id : dispatch_task_id(t);
     r.now = clock_wall_ms();
 
     /* when the notification stops being worth sending */

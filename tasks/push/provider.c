@@ -46,10 +46,9 @@ void push_uuid_for(const char *root, const char *token, char *out)
     EVP_MD_CTX_free(c);
     md[6] = (unsigned char)((md[6] & 0x0f) | 0x80); /* version 8 (RFC 9562: custom) */
     md[8] = (unsigned char)((md[8] & 0x3f) | 0x80); /* the RFC variant */
-    snprintf(out, 37,
-             "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", md[0],
-             md[1], md[2], md[3], md[4], md[5], md[6], md[7], md[8], md[9], md[10], md[11],
-             md[12], md[13], md[14], md[15]);
+    snprintf(out, 37, "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", md[0],
+             md[1], md[2], md[3], md[4], md[5], md[6], md[7], md[8], md[9], md[10], md[11], md[12],
+             md[13], md[14], md[15]);
 }
 
 void push_job_clear(push_job_t *j)

@@ -33,7 +33,7 @@ const char *push_outcome_name(push_outcome_t o);
 
 typedef struct {
     push_outcome_t outcome;
-    int64_t retry_after_ms; /* TRANSIENT: from Retry-After, -1 when none */
+    int64_t retry_after_ms;       /* TRANSIENT: from Retry-After, -1 when none */
     char reason[PUSH_REASON_MAX]; /* provider reason, "network", ... (a metric label) */
 } push_verdict_t;
 
@@ -47,12 +47,12 @@ void push_verdict_transport(const push_h2_req_t *r, push_verdict_t *v);
  * strings of the round: all live until push_h2_run returns. */
 typedef struct {
     const Imtask__V1__PushDevice *dev;
-    int app;             /* index in the provider's apps; -1: none fits */
+    int app; /* index in the provider's apps; -1: none fits */
     push_h2_req_t req;
-    char *path;          /* APNs: malloc'd "/3/device/<token>" (FCM uses its app's) */
-    char uuid[40];       /* APNs: apns-id */
-    push_buf_t body;     /* FCM: the body for this token (APNs shares one) */
-    uint64_t auth_gen;   /* the credential the request carried */
+    char *path;        /* APNs: malloc'd "/3/device/<token>" (FCM uses its app's) */
+    char uuid[40];     /* APNs: apns-id */
+    push_buf_t body;   /* FCM: the body for this token (APNs shares one) */
+    uint64_t auth_gen; /* the credential the request carried */
     push_verdict_t v;
     int64_t retry_at_ms; /* TRANSIENT with Retry-After: not before (Unix ms), else 0 */
 } push_job_t;
@@ -62,11 +62,11 @@ typedef struct {
     const Imtask__V1__PushNotification *n;
     const char *root_task_id;
     bool high_priority;
-    bool ttl_set;             /* apns-expiration / android.ttl */
-    int64_t expiration_s;     /* apns-expiration (0: now or never) */
-    int64_t ttl_seconds;      /* android.ttl: what is left of the ttl */
+    bool ttl_set;         /* apns-expiration / android.ttl */
+    int64_t expiration_s; /* apns-expiration (0: now or never) */
+    int64_t ttl_seconds;  /* android.ttl: what is left of the ttl */
     char collapse_id[PUSH_COLLAPSE_ID_MAX + 1];
-    char expiration[24];      /* expiration_s as text */
+    char expiration[24]; /* expiration_s as text */
 } push_note_t;
 
 /* A name-based UUID for (root task id, token): the same notification to the

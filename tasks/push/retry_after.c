@@ -63,19 +63,17 @@ static bool word(const char **p, const char *const *names, size_t len)
 
 static bool hms(const char **p, struct tm *tm)
 {
-    return digits(p, 2, &tm->tm_hour) && lit(p, ":") && digits(p, 2, &tm->tm_min) &&
-           lit(p, ":") && digits(p, 2, &tm->tm_sec) && tm->tm_hour < 24 && tm->tm_min < 60 &&
-           tm->tm_sec <= 60;
+    return digits(p, 2, &tm->tm_hour) && lit(p, ":") && digits(p, 2, &tm->tm_min) && lit(p, ":") &&
+           digits(p, 2, &tm->tm_sec) && tm->tm_hour < 24 && tm->tm_min < 60 && tm->tm_sec <= 60;
 }
 
 /* Sun, 06 Nov 1994 08:49:37 GMT */
 static bool imf_fixdate(const char *p, struct tm *tm)
 {
     int y;
-    return word(&p, wdays, 3) && lit(&p, ", ") && digits(&p, 2, &tm->tm_mday) &&
-           lit(&p, " ") && month(&p, &tm->tm_mon) && lit(&p, " ") && digits(&p, 4, &y) &&
-           lit(&p, " ") && hms(&p, tm) && lit(&p, " GMT") && *p == '\0' &&
-           (tm->tm_year = y - 1900, true);
+    return word(&p, wdays, 3) && lit(&p, ", ") && digits(&p, 2, &tm->tm_mday) && lit(&p, " ") &&
+           month(&p, &tm->tm_mon) && lit(&p, " ") && digits(&p, 4, &y) && lit(&p, " ") &&
+           hms(&p, tm) && lit(&p, " GMT") && *p == '\0' && (tm->tm_year = y - 1900, true);
 }
 
 /* Sunday, 06-Nov-94 08:49:37 GMT (two-digit years: 70..99 -> 19xx) */
@@ -156,8 +154,8 @@ void push_http_date(int64_t t, char *out)
     time_t tt = (time_t)t;
     gmtime_r(&tt, &tm);
     char tmp[64];
-    snprintf(tmp, sizeof(tmp), "%s, %02d %s %04d %02d:%02d:%02d GMT", wdays[tm.tm_wday],
-             tm.tm_mday, months[tm.tm_mon], tm.tm_year + 1900, tm.tm_hour, tm.tm_min, tm.tm_sec);
+    snprintf(tmp, sizeof(tmp), "%s, %02d %s %04d %02d:%02d:%02d GMT", wdays[tm.tm_wday], tm.tm_mday,
+             months[tm.tm_mon], tm.tm_year + 1900, tm.tm_hour, tm.tm_min, tm.tm_sec);
     memcpy(out, tmp, 30);
     out[29] = '\0';
 }

@@ -49,13 +49,15 @@ int push_apns_jwt_new(push_apns_jwt_t **out, const push_apns_jwt_conf_t *conf, c
                       size_t errlen)
 {
     if (!conf->key || !apple_id_ok(conf->team_id) || !apple_id_ok(conf->key_id)) {
-        snprintf(err, errlen, "team_id and key_id must be Apple's alphanumeric ids (10 "
-                              "characters), and a key is needed");
+        snprintf(err, errlen,
+                 "team_id and key_id must be Apple's alphanumeric ids (10 "
+                 "characters), and a key is needed");
         return -1;
     }
     if (conf->refresh_ms < PUSH_JWT_REFRESH_MIN_MS || conf->refresh_ms >= PUSH_JWT_REFRESH_MAX_MS) {
-        snprintf(err, errlen, "the token refresh interval must be at least 20 minutes and less "
-                              "than 60 (Apple refuses tokens older than an hour)");
+        snprintf(err, errlen,
+                 "the token refresh interval must be at least 20 minutes and less "
+                 "than 60 (Apple refuses tokens older than an hour)");
         return -1;
     }
     push_apns_jwt_t *j = calloc(1, sizeof(*j));
@@ -94,8 +96,7 @@ int push_apns_jwt_get(push_apns_jwt_t *j, char *out, size_t outcap, uint64_t *ge
         char hdr[96], claims[96];
         int64_t iat_s = now / 1000;
         snprintf(hdr, sizeof(hdr), "{\"alg\":\"ES256\",\"kid\":\"%s\"}", j->key_id);
-        snprintf(claims, sizeof(claims), "{\"iss\":\"%s\",\"iat\":%" PRId64 "}", j->team_id,
-                 iat_s);
+        snprintf(claims, sizeof(claims), "{\"iss\":\"%s\",\"iat\":%" PRId64 "}", j->team_id, iat_s);
         if (push_jws_sign(j->c.key, hdr, claims, j->token, sizeof(j->token)) < 0) {
             rc = -1;
         } else {
@@ -142,7 +143,7 @@ struct push_fcm_auth_s {
     pthread_cond_t cond;
     bool fetching;
     char token[PUSH_BEARER_MAX];
-    int64_t expires_ms; /* 0: none */
+    int64_t expires_ms;  /* 0: none */
     int64_t next_try_ms; /* after a failed fetch, none before this */
     char last_err[256];
     uint64_t gen, nfetches;
@@ -166,8 +167,8 @@ int push_fcm_assertion(const push_fcm_auth_conf_t *c, int64_t now_s, char *out, 
              now_s + FCM_ASSERTION_LIFETIME_S);
     push_buf_str(&claims, num);
     rc = claims.overflow ? -1
-                         : push_jws_sign(c->key, "{\"alg\":\"RS256\",\"typ\":\"JWT\"}",
-                                         claims.data, out, outcap);
+                         : push_jws_sign(c->key, "{\"alg\":\"RS256\",\"typ\":\"JWT\"}", claims.data,
+                                         out, outcap);
     push_buf_free(&claims);
     return rc;
 }
@@ -177,8 +178,9 @@ int push_fcm_auth_new(push_fcm_auth_t **out, const push_fcm_auth_conf_t *conf, c
 {
     if (!conf->key || !conf->client_email || !conf->client_email[0] || !conf->token_uri ||
         !conf->token_uri[0] || !conf->fetch) {
-        snprintf(err, errlen, "an FCM service account needs a private key, client_email and "
-                              "token_uri");
+        snprintf(err, errlen,
+                 "an FCM service account needs a private key, client_email and "
+                 "token_uri");
         return -1;
     }
     push_fcm_auth_t *a = calloc(1, sizeof(*a));

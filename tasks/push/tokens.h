@@ -69,8 +69,8 @@ typedef struct push_fcm_auth_s push_fcm_auth_t;
  * On success fill token (NUL-terminated) and *expires_in_s and return 0;
  * else -1 with err (never containing the assertion). */
 typedef int (*push_fcm_fetch_fn)(void *opaque, const char *token_uri, const char *assertion,
-                                 char *token, size_t tokencap, int64_t *expires_in_s,
-                                 char *err, size_t errlen);
+                                 char *token, size_t tokencap, int64_t *expires_in_s, char *err,
+                                 size_t errlen);
 
 typedef struct {
     const push_key_t *key;    /* RSA; must outlive the cache */

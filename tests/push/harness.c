@@ -130,8 +130,8 @@ cJSON *ph_requests(const char *provider, const char *match)
 {
     char url[1024], m[512];
     urlenc(match, m, sizeof(m));
-    snprintf(url, sizeof(url), "%s/requests?provider=%s&match=%s&limit=100000",
-             ph_env.push_admin, provider, m);
+    snprintf(url, sizeof(url), "%s/requests?provider=%s&match=%s&limit=100000", ph_env.push_admin,
+             provider, m);
     return ph_json(url, NULL);
 }
 
@@ -218,8 +218,7 @@ static void topics_admin(ph_case_t *c, bool create)
             rd_kafka_CreateTopics_result_topics(rd_kafka_event_CreateTopics_result(ev), &n);
         for (size_t i = 0; i < n; i++)
             PH_CHECK(!rd_kafka_topic_result_error(tr[i]), "CreateTopics %s: %s",
-                     rd_kafka_topic_result_name(tr[i]),
-                     rd_kafka_topic_result_error_string(tr[i]));
+                     rd_kafka_topic_result_name(tr[i]), rd_kafka_topic_result_error_string(tr[i]));
         rd_kafka_event_destroy(ev);
         rd_kafka_NewTopic_destroy_array(nt, 3);
         /* until every partition has a leader */
@@ -327,8 +326,9 @@ static void hdr_copy(const rd_kafka_message_t *m, const char *name, char *out, s
 
 ph_rec_t *ph_read_topic(ph_case_t *c, int which, int *n)
 {
-    static const char *const kv[] = {"group.id", "ph-reader", "enable.auto.commit", "false",
-                                     "enable.partition.eof", "true", NULL};
+    static const char *const kv[] = {
+        "group.id", "ph-reader", "enable.auto.commit", "false", "enable.partition.eof",
+        "true",     NULL};
     rd_kafka_t *rk = kafka_new(RD_KAFKA_CONSUMER, kv);
     int parts = which == 0 ? 3 : 1, eofs = 0, cap = 64;
     ph_rec_t *out = calloc((size_t)cap, sizeof(*out));
@@ -469,8 +469,7 @@ static void write_config(ph_case_t *c, const ph_child_opts_t *o)
     if (!has_section(x, "apns"))
         fprintf(f, "apns:\n  endpoint: %s\n  sandbox_endpoint: %s\n%s%s%s  apps: [main]\n",
                 ph_env.apns_url, ph_env.apns_url, o && o->apns_without_ca ? "" : "  ca_file: ",
-                o && o->apns_without_ca ? "" : ph_env.ca_file,
-                o && o->apns_without_ca ? "" : "\n");
+                o && o->apns_without_ca ? "" : ph_env.ca_file, o && o->apns_without_ca ? "" : "\n");
     if (!has_section(x, "apns_app_main"))
         fprintf(f,
                 "apns_app_main:\n  topics: [com.gochat.im, \"com.test.*\"]\n"
@@ -480,8 +479,7 @@ static void write_config(ph_case_t *c, const ph_child_opts_t *o)
         fprintf(f, "fcm:\n  endpoint: %s\n  ca_file: %s\n  apps: [main]\n", ph_env.fcm_url,
                 ph_env.ca_file);
     if (!has_section(x, "fcm_app_main"))
-        fprintf(f, "fcm_app_main:\n  app_ids: [\"*\"]\n  credentials_file: %s\n",
-                ph_env.fcm_sa);
+        fprintf(f, "fcm_app_main:\n  app_ids: [\"*\"]\n  credentials_file: %s\n", ph_env.fcm_sa);
     if (x)
         fputs(x, f);
     PH_CHECK(fclose(f) == 0, "%s", c->cfg);
@@ -530,7 +528,14 @@ bool ph_log_has(ph_case_t *c, const char *text)
 
 void ph_child_start(ph_case_t *c, const ph_child_opts_t *o)
 {
-    write_config(c, o);
+    if (o && o->full_config) {
+        FILE *f = fopen(c->cfg, "w");
+        PH_CHECK(f != NULL, "%s", c->cfg);
+        fputs(o->full_config, f);
+        fclose(f);
+    } else {
+        write_config(c, o);
+    }
     spawn(c);
     /* its metrics port, from its log, then until it joined the group */
     int64_t until = ph_mono_ms() + 60000;
@@ -548,8 +553,7 @@ void ph_child_start(ph_case_t *c, const ph_child_opts_t *o)
             c->running = false;
             fail_msg("imtask-push exited at start (log %s)", c->log);
         }
-        PH_CHECK(ph_mono_ms() < until, "imtask-push did not start within 60 s (log %s)",
-                 c->log);
+        PH_CHECK(ph_mono_ms() < until, "imtask-push did not start within 60 s (log %s)", c->log);
         ph_sleep_ms(50);
     }
     char url[128];
@@ -642,8 +646,9 @@ int ph_setup(const char *binary)
     cJSON *j = st == 200 ? cJSON_Parse(info) : NULL;
     free(info);
     if (!j) {
-        fprintf(stderr, "push_test: the push doubles do not answer at %s: start the stack "
-                        "(bash scripts/stack.sh up)\n",
+        fprintf(stderr,
+                "push_test: the push doubles do not answer at %s: start the stack "
+                "(bash scripts/stack.sh up)\n",
                 ph_env.push_admin);
         return -1;
     }
@@ -664,8 +669,7 @@ int ph_setup(const char *binary)
         repo_conf_destroy(rc);
         return -1;
     }
-    snprintf(ph_env.tmp, sizeof(ph_env.tmp), "%s/push_test.XXXXXX",
-             env_or("TEST_TMPDIR", "/tmp"));
+    snprintf(ph_env.tmp, sizeof(ph_env.tmp), "%s/push_test.XXXXXX", env_or("TEST_TMPDIR", "/tmp"));
     if (!mkdtemp(ph_env.tmp)) {
         fprintf(stderr, "push_test: mkdtemp: %s\n", strerror(errno));
         return -1;

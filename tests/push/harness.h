@@ -22,10 +22,10 @@
 #include "proto/push.pb-c.h"
 #include "repoclient/repoclient.h"
 
-#define PH_CHECK(cond, ...)                                                                       \
-    do {                                                                                          \
-        if (!(cond))                                                                              \
-            fail_msg(__VA_ARGS__);                                                                \
+#define PH_CHECK(cond, ...)                                                                        \
+    do {                                                                                           \
+        if (!(cond))                                                                               \
+            fail_msg(__VA_ARGS__);                                                                 \
     } while (0)
 
 /* The stack and the doubles' files (from the push admin's /info). */
@@ -71,6 +71,7 @@ void ph_case_close(ph_case_t *c);
  * push:, retry_push:, apns:... may be overridden with whole sections given
  * here: the generator leaves out a section `extra` has). */
 typedef struct {
+    const char *full_config; /* the whole config instead of the generated one */
     const char *extra_yaml;
     bool apns_without_ca; /* apns.ca_file unset: TLS verification must fail */
     int workers;          /* 0: 4 */

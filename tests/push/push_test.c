@@ -19,7 +19,13 @@
  *   expired        past its time to live: nothing sent
  *   tls_verify     a provider whose certificate is not trusted: nothing sent,
  *                  retried, then dead-lettered
- *   startup_errors invalid key and credentials files, a key readable by others
+ *   goaway         GOAWAY in the middle of 300 streams: the ones the server did
+ *                  not process go out again on a new connection, each device once
+ *   multi_app      two APNs apps, keys of two teams, production and sandbox
+ *   token_refresh  all streams at once: ExpiredProviderToken (APNs) and revoked
+ *                  access tokens (FCM): one refresh each, every device once
+ *   startup_errors invalid key and credentials files (exit, naming the file), a
+ *                  key readable by others (a warning), no app at all (a warning)
  *
  * No assertion is about timings except that a retry never comes before the
  * provider's Retry-After. Needs the stack: IMTASK_KAFKA_BROKERS,
@@ -184,11 +190,10 @@ static void test_outcomes(void **state)
                            tb_add(&b, APNS, "ExpiredToken-", "a5")};
     const char *a_inv_r[] = {"BadDeviceToken", "DeviceTokenNotForTopic", "Unregistered",
                              "ExpiredToken"};
-    const char *a_perm[] = {tb_add(&b, APNS, "PayloadTooLarge-", "a6"),
-                            tb_add(&b, APNS, "TopicDisallowed-", "a7"),
-                            tb_add(&b, APNS, "BadTopic-", "a8"),
-                            tb_add(&b, APNS, "Forbidden-", "a9"),
-                            tb_add(&b, APNS, "InvalidProviderToken-", "a10")};
+    const char *a_perm[] = {
+        tb_add(&b, APNS, "PayloadTooLarge-", "a6"), tb_add(&b, APNS, "TopicDisallowed-", "a7"),
+        tb_add(&b, APNS, "BadTopic-", "a8"), tb_add(&b, APNS, "Forbidden-", "a9"),
+        tb_add(&b, APNS, "InvalidProviderToken-", "a10")};
     const char *a_perm_r[] = {"PayloadTooLarge", "TopicDisallowed", "BadTopic", "Forbidden",
                               "InvalidProviderToken"};
     const char *a_tr[] = {tb_add(&b, APNS, "TooManyRequests-x1-ra2-", "a11"),
@@ -264,8 +269,7 @@ static void test_outcomes(void **state)
         PH_CHECK(has_token(f, f_tr[i]), "%s not in the follow-up", f_tr[i]);
     PH_CHECK(f->generation == 1 && f->n_user_ids == 0, "follow-up generation %u", f->generation);
     PH_CHECK(f->not_before_ms >= t0 + 2000, "the follow-up is due before Retry-After");
-    PH_CHECK(strcmp(fu[0]->id, "") != 0 && strstr(fu[0]->id, "/f1"), "follow-up id %s",
-             fu[0]->id);
+    PH_CHECK(strcmp(fu[0]->id, "") != 0 && strstr(fu[0]->id, "/f1"), "follow-up id %s", fu[0]->id);
     ph_recs_free(recs, n);
 
     /* the counters */
@@ -280,8 +284,7 @@ static void test_outcomes(void **state)
              "apns token refreshes");
     PH_CHECK(ph_metric(c, "imtask_push_auth_refreshes_total{provider=\"fcm\"}") == 1,
              "fcm token refreshes");
-    PH_CHECK(ph_metric(c, "imtask_push_failed_total{provider=\"apns\",reason=\"Forbidden\"}") ==
-                 1,
+    PH_CHECK(ph_metric(c, "imtask_push_failed_total{provider=\"apns\",reason=\"Forbidden\"}") == 1,
              "failed by reason");
     PH_CHECK(ph_metric(c, "imtask_push_retries_total") == 8, "retries");
     PH_CHECK(ph_metric(c, "imtask_push_followups_total") == 1, "follow-ups");
@@ -346,8 +349,7 @@ static void test_partial(void **state)
              fu[0]->pt->n_devices);
     for (int i = 0; i < 3; i++)
         PH_CHECK(has_token(fu[0]->pt, bad[i]), "%s not in the follow-up", bad[i]);
-    PH_CHECK(fu[0]->pt->notification && strcmp(fu[0]->pt->notification->body,
-                                               b.n.body) == 0,
+    PH_CHECK(fu[0]->pt->notification && strcmp(fu[0]->pt->notification->body, b.n.body) == 0,
              "the follow-up carries the notification");
     ph_recs_free(recs, n);
     PH_CHECK(ph_metric(c, "imtask_push_sent_total") == 500, "sent %g, want 500",
@@ -394,8 +396,7 @@ static void test_imrepo_users(void **state)
     ImRepo__V1__GetUserDevicesResponse *before = devices_of(ua);
     const ImRepo__V1__Device *dead = before->devices[0];
     int dead_apns = dead->platform == IM_REPO__V1__PUSH_PLATFORM__PUSH_PLATFORM_APNS;
-    ph_script(dead_apns ? "apns" : "fcm", dead->token,
-              dead_apns ? "Unregistered" : "UNREGISTERED");
+    ph_script(dead_apns ? "apns" : "fcm", dead->token, dead_apns ? "Unregistered" : "UNREGISTERED");
 
     ph_child_start(c, NULL);
     task_b_t b;
@@ -503,20 +504,18 @@ static void test_truncation(void **state)
     PH_CHECK(cJSON_GetObjectItem(r, "size")->valueint <= 4096, "APNs payload of %d bytes",
              cJSON_GetObjectItem(r, "size")->valueint);
     cJSON *p = cJSON_Parse(cJSON_GetObjectItem(r, "payload")->valuestring);
-    const char *got = cJSON_GetObjectItem(cJSON_GetObjectItem(cJSON_GetObjectItem(p, "aps"),
-                                                              "alert"),
-                                          "body")
-                          ->valuestring;
+    const char *got =
+        cJSON_GetObjectItem(cJSON_GetObjectItem(cJSON_GetObjectItem(p, "aps"), "alert"), "body")
+            ->valuestring;
     size_t gl = strlen(got);
     PH_CHECK(gl > 3000 && (gl - 3) % 4 == 0 && memcmp(got, body, gl - 3) == 0 &&
                  strcmp(got + gl - 3, "\xE2\x80\xA6") == 0,
              "APNs body: %zu bytes, not whole emoji and an ellipsis", gl);
     cJSON_Delete(p);
     cJSON *fm = cJSON_GetObjectItem(cJSON_GetArrayItem(rf, 0), "message");
-    const char *fb = cJSON_GetObjectItem(cJSON_GetObjectItem(fm, "notification"), "body")
-                         ->valuestring;
-    PH_CHECK((strlen(fb) - 3) % 4 == 0 && strlen(fb) <= 4096, "FCM body of %zu bytes",
-             strlen(fb));
+    const char *fb =
+        cJSON_GetObjectItem(cJSON_GetObjectItem(fm, "notification"), "body")->valuestring;
+    PH_CHECK((strlen(fb) - 3) % 4 == 0 && strlen(fb) <= 4096, "FCM body of %zu bytes", strlen(fb));
     cJSON_Delete(ra);
     cJSON_Delete(rf);
     tb_free(&b);
@@ -594,7 +593,163 @@ static void test_tls_verify(void **state)
     c->passed = true;
 }
 
-/* ---- start-up errors -------------------------------------------------------------------------- */
+/* ---- GOAWAY in the middle of a batch ----------------------------------------------- */
+
+/* Connections the APNs double accepted so far. */
+static int sessions_now(void)
+{
+    cJSON *st = ph_stats("apns", "");
+    int n = cJSON_GetObjectItem(st, "sessions")->valueint;
+    cJSON_Delete(st);
+    return n;
+}
+
+static void test_goaway(void **state)
+{
+    (void)state;
+    ph_case_t *c = &ph_case;
+    task_b_t b;
+    char tid[128], sfx[16];
+    ph_case_open(c, "goaway");
+    ph_child_start(c, NULL);
+    tb_init(&b, 300, NULL);
+    for (int i = 0; i < 300; i++) {
+        snprintf(sfx, sizeof(sfx), "g%03d", i);
+        /* all answered after 200 ms, but one at once with a GOAWAY naming it
+         * the last stream processed: the streams opened after it are refused
+         * and must go out again on a new connection */
+        tb_add(&b, APNS, i == 150 ? "goaway-x1-" : "delay200-", sfx);
+    }
+    snprintf(tid, sizeof(tid), "%.23s-goaway", c->tag);
+    int sessions_before = sessions_now();
+    ph_produce(c, tid, &b.pt);
+    ph_wait_metric(c, DONE_METRIC, 1, WAIT_S);
+    cJSON *ra = ph_requests("apns", c->tag);
+    for (size_t i = 0; i < b.pt.n_devices; i++)
+        expect_seen(ra, b.tokens[i], 0, NULL, 1); /* each exactly once, none lost */
+    int sessions_after = sessions_now();
+    PH_CHECK(sessions_after - sessions_before >= 2,
+             "%d connections: the GOAWAY did not come in the middle of the batch",
+             sessions_after - sessions_before);
+    PH_CHECK(ph_metric(c, "imtask_push_sent_total") == 300, "sent %g",
+             ph_metric(c, "imtask_push_sent_total"));
+    PH_CHECK(ph_metric(c, "imtask_push_followups_total") == 0, "a follow-up after a GOAWAY");
+    cJSON_Delete(ra);
+    tb_free(&b);
+    ph_child_stop(c);
+    c->passed = true;
+}
+
+/* ---- two APNs apps with keys of different teams --------------------------------------- */
+
+static void test_multi_app(void **state)
+{
+    (void)state;
+    ph_case_t *c = &ph_case;
+    task_b_t b;
+    char tid[128], extra[4096], sfx[16];
+    ph_case_open(c, "multiapp");
+    snprintf(extra, sizeof(extra),
+             "apns:\n  endpoint: %s\n  sandbox_endpoint: %s\n  ca_file: %s\n"
+             "  apps: [main, second]\n"
+             "apns_app_main:\n  topics: [com.test.main]\n  team_id: TESTTEAM01\n"
+             "  key_id: TESTKEY001\n  key_file: %s\n"
+             "apns_app_second:\n  topics: [com.test.second]\n  team_id: TESTTEAM02\n"
+             "  key_id: TESTKEY002\n  key_file: %s\n",
+             ph_env.apns_url, ph_env.apns_url, ph_env.ca_file, ph_env.apns_key, ph_env.apns_key2);
+    ph_child_opts_t o = {.extra_yaml = extra};
+    ph_child_start(c, &o);
+    tb_init(&b, 40, NULL);
+    for (int i = 0; i < 40; i++) {
+        snprintf(sfx, sizeof(sfx), "m%02d", i);
+        tb_add(&b, APNS, "", sfx);
+        b.devs[i].app_id = (char *)(i % 2 ? "com.test.second" : "com.test.main");
+        b.devs[i].sandbox = i % 4 == 0; /* the sandbox endpoint: its own connections */
+    }
+    snprintf(tid, sizeof(tid), "%.23s-apps", c->tag);
+    ph_produce(c, tid, &b.pt);
+    ph_wait_metric(c, DONE_METRIC, 1, WAIT_S);
+    cJSON *ra = ph_requests("apns", c->tag), *r;
+    int seen = 0;
+    cJSON_ArrayForEach(r, ra)
+    {
+        const char *topic = cJSON_GetObjectItem(r, "topic")->valuestring;
+        const char *kid = cJSON_GetObjectItem(r, "kid")->valuestring;
+        PH_CHECK(cJSON_GetObjectItem(r, "status")->valueint == 200, "status %d",
+                 cJSON_GetObjectItem(r, "status")->valueint);
+        PH_CHECK(strcmp(kid, strcmp(topic, "com.test.second") == 0 ? "TESTKEY002" : "TESTKEY001") ==
+                     0,
+                 "topic %s signed with %s", topic, kid);
+        seen++;
+    }
+    PH_CHECK(seen == 40, "%d requests, want 40", seen);
+    cJSON_Delete(ra);
+    tb_free(&b);
+    ph_child_stop(c);
+    c->passed = true;
+}
+
+/* ---- every stream at once says the provider token expired -------------------------------- */
+
+static void test_token_refresh(void **state)
+{
+    (void)state;
+    ph_case_t *c = &ph_case;
+    task_b_t b;
+    char tid[128], sfx[16], url[256];
+    ph_case_open(c, "refresh");
+    ph_child_start(c, NULL);
+    /* a first task: the FCM access token is fetched, the APNs token signed */
+    tb_init(&b, 100, NULL);
+    for (int i = 0; i < 10; i++) {
+        snprintf(sfx, sizeof(sfx), "w%02d", i);
+        tb_add(&b, i % 2 ? FCM : APNS, "", sfx);
+    }
+    snprintf(tid, sizeof(tid), "%.23s-warm", c->tag);
+    ph_produce(c, tid, &b.pt);
+    ph_wait_metric(c, DONE_METRIC, 1, WAIT_S);
+    tb_free(&b);
+
+    /* FCM revokes every access token; APNs says ExpiredProviderToken to all
+     * 50 streams of the next task: one refresh each, every device once */
+    snprintf(url, sizeof(url), "%s/fcm/expire-tokens", ph_env.push_admin);
+    cJSON_Delete(ph_json(url, "{}"));
+    tb_init(&b, 100, NULL);
+    for (int i = 0; i < 100; i++) {
+        snprintf(sfx, sizeof(sfx), "r%02d", i);
+        tb_add(&b, i % 2 ? FCM : APNS, i % 2 ? "" : "ExpiredProviderToken-x1-", sfx);
+    }
+    snprintf(tid, sizeof(tid), "%.23s-expired", c->tag);
+    ph_produce(c, tid, &b.pt);
+    ph_wait_metric(c, DONE_METRIC, 2, WAIT_S);
+    cJSON *ra = ph_requests("apns", c->tag), *rf = ph_requests("fcm", c->tag);
+    for (size_t i = 0; i < b.pt.n_devices; i++) {
+        if (b.devs[i].platform == APNS)
+            expect_seen(ra, b.tokens[i], 1, "ExpiredProviderToken", 1);
+        else
+            expect_seen(rf, b.tokens[i], 1, "UNAUTHENTICATED", 1);
+    }
+    PH_CHECK(ph_metric(c, "imtask_push_auth_refreshes_total{provider=\"apns\"}") == 1,
+             "apns refreshes %g, want 1",
+             ph_metric(c, "imtask_push_auth_refreshes_total{provider=\"apns\"}"));
+    PH_CHECK(ph_metric(c, "imtask_push_auth_refreshes_total{provider=\"fcm\"}") == 1,
+             "fcm refreshes %g, want 1",
+             ph_metric(c, "imtask_push_auth_refreshes_total{provider=\"fcm\"}"));
+    PH_CHECK(ph_metric(c, "imtask_push_followups_total") == 0, "a follow-up");
+    cJSON *st = ph_stats("apns", "");
+    PH_CHECK(
+        !cJSON_GetObjectItem(cJSON_GetObjectItem(st, "byReason"), "TooManyProviderTokenUpdates"),
+        "the APNs double saw provider tokens replaced too often");
+    cJSON_Delete(st);
+    cJSON_Delete(ra);
+    cJSON_Delete(rf);
+    tb_free(&b);
+    ph_child_stop(c);
+    c->passed = true;
+}
+
+/* ---- start-up errors --------------------------------------------------------------------------
+ */
 
 static void write_file(const char *path, const char *text, mode_t mode)
 {
@@ -620,8 +775,8 @@ static void test_startup_errors(void **state)
     const char *base = "kafka:\n  brokers: %s\nhttp:\n  listen: 127.0.0.1:0\n"
                        "consumer:\n  topic: %s\n  retry_topic: %s\n  dlq_topic: %s\n"
                        "  group_id: %s\nimrepo:\n  endpoints: %s\n";
-    int k = snprintf(cfg, sizeof(cfg), base, ph_env.brokers, c->topic[0], c->topic[1],
-                     c->topic[2], c->group, ph_env.imrepo_addr);
+    int k = snprintf(cfg, sizeof(cfg), base, ph_env.brokers, c->topic[0], c->topic[1], c->topic[2],
+                     c->group, ph_env.imrepo_addr);
 
     /* an APNs key file that is no key */
     snprintf(cfg + k, sizeof(cfg) - (size_t)k,
@@ -648,15 +803,18 @@ static void test_startup_errors(void **state)
              "  credentials_file: %s\n",
              bad_sa);
     PH_CHECK(ph_child_run_to_exit(c, cfg, 60) != 0, "started with bad credentials");
-    snprintf(want, sizeof(want), "fcm_app_main.credentials_file %s: needs \\\"client_email\\\" "
-                                 "and \\\"private_key\\\"",
+    snprintf(want, sizeof(want),
+             "fcm_app_main.credentials_file %s: needs \\\"client_email\\\" "
+             "and \\\"private_key\\\"",
              bad_sa);
     PH_CHECK(ph_log_has(c, want), "no clear error naming the credentials file");
 
-    /* no app at all */
+    /* no app at all: it runs (every device would fail as no_app), and says so */
     snprintf(cfg + k, sizeof(cfg) - (size_t)k, "push:\n  max_followups: 3\n");
-    PH_CHECK(ph_child_run_to_exit(c, cfg, 60) != 0, "started without any provider app");
-    PH_CHECK(ph_log_has(c, "no provider app configured"), "no clear error without apps");
+    ph_child_opts_t none = {.full_config = cfg};
+    ph_child_start(c, &none);
+    PH_CHECK(ph_log_has(c, "no provider app configured"), "no warning without apps");
+    ph_child_stop(c);
 
     /* a valid key readable by everyone: a warning, and it runs */
     FILE *in = fopen(ph_env.apns_key, "r");
@@ -691,6 +849,9 @@ int main(int argc, char **argv)
         cmocka_unit_test_teardown(test_truncation, case_teardown),
         cmocka_unit_test_teardown(test_expired, case_teardown),
         cmocka_unit_test_teardown(test_tls_verify, case_teardown),
+        cmocka_unit_test_teardown(test_goaway, case_teardown),
+        cmocka_unit_test_teardown(test_multi_app, case_teardown),
+        cmocka_unit_test_teardown(test_token_refresh, case_teardown),
         cmocka_unit_test_teardown(test_startup_errors, case_teardown),
     };
     if (ph_setup(argc > 1 ? argv[1] : NULL))

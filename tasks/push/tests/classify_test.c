@@ -59,8 +59,7 @@ static void test_apns_table(void **state)
     expect(classify(0, 200, NULL, NULL, PUSH_H2_OK), PUSH_OK, "ok");
     /* the token is dead: removed, never retried */
     expect(apns(400, "BadDeviceToken", NULL), PUSH_INVALID_TOKEN, "BadDeviceToken");
-    expect(apns(400, "DeviceTokenNotForTopic", NULL), PUSH_INVALID_TOKEN,
-           "DeviceTokenNotForTopic");
+    expect(apns(400, "DeviceTokenNotForTopic", NULL), PUSH_INVALID_TOKEN, "DeviceTokenNotForTopic");
     expect(apns(410, "Unregistered", NULL), PUSH_INVALID_TOKEN, "Unregistered");
     expect(apns(410, "ExpiredToken", NULL), PUSH_INVALID_TOKEN, "ExpiredToken");
     expect(apns(410, "SomethingNew", NULL), PUSH_INVALID_TOKEN, "http_410");
@@ -73,11 +72,20 @@ static void test_apns_table(void **state)
     expect(apns(500, "InternalServerError", NULL), PUSH_TRANSIENT, "InternalServerError");
     expect(apns(503, "ServiceUnavailable", NULL), PUSH_TRANSIENT, "ServiceUnavailable");
     expect(apns(503, "Shutdown", NULL), PUSH_TRANSIENT, "Shutdown");
-    expect(classify(0, 502, "<html>bad gateway</html>", NULL, PUSH_H2_OK), PUSH_TRANSIENT, "http_502");
+    expect(classify(0, 502, "<html>bad gateway</html>", NULL, PUSH_H2_OK), PUSH_TRANSIENT,
+           "http_502");
     /* never */
-    const char *perm[] = {"PayloadTooLarge", "TopicDisallowed", "BadTopic", "Forbidden",
-                          "InvalidProviderToken", "MissingProviderToken", "BadCollapseId",
-                          "BadPriority", "BadExpirationDate", "MissingTopic", NULL};
+    const char *perm[] = {"PayloadTooLarge",
+                          "TopicDisallowed",
+                          "BadTopic",
+                          "Forbidden",
+                          "InvalidProviderToken",
+                          "MissingProviderToken",
+                          "BadCollapseId",
+                          "BadPriority",
+                          "BadExpirationDate",
+                          "MissingTopic",
+                          NULL};
     for (int i = 0; perm[i]; i++)
         expect(apns(i < 3 ? 400 : 403, perm[i], NULL), PUSH_PERMANENT, perm[i]);
     expect(classify(0, 400, "not json", NULL, PUSH_H2_OK), PUSH_PERMANENT, "http_400");
@@ -141,7 +149,8 @@ static push_verdict_t fcm(long status, const char *st, const char *code)
 static void test_fcm_table(void **state)
 {
     (void)state;
-    expect(classify(1, 200, "{\"name\":\"projects/p/messages/1\"}", NULL, PUSH_H2_OK), PUSH_OK, "ok");
+    expect(classify(1, 200, "{\"name\":\"projects/p/messages/1\"}", NULL, PUSH_H2_OK), PUSH_OK,
+           "ok");
     expect(fcm(404, "NOT_FOUND", "UNREGISTERED"), PUSH_INVALID_TOKEN, "UNREGISTERED");
     expect(fcm(403, "PERMISSION_DENIED", "SENDER_ID_MISMATCH"), PUSH_INVALID_TOKEN,
            "SENDER_ID_MISMATCH");
@@ -158,8 +167,7 @@ static void test_fcm_table(void **state)
     expect(fcm(404, "NOT_FOUND", NULL), PUSH_PERMANENT, "NOT_FOUND");
     expect(fcm(503, "UNAVAILABLE", NULL), PUSH_TRANSIENT, "UNAVAILABLE");
     expect(fcm(500, "weird status!", NULL), PUSH_TRANSIENT, "http_500");
-    expect(fcm(400, "INVALID_ARGUMENT", "UNSPECIFIED_ERROR"), PUSH_PERMANENT,
-           "INVALID_ARGUMENT");
+    expect(fcm(400, "INVALID_ARGUMENT", "UNSPECIFIED_ERROR"), PUSH_PERMANENT, "INVALID_ARGUMENT");
     expect(classify(1, 503, NULL, NULL, PUSH_H2_OK), PUSH_TRANSIENT, "http_503");
 }
 
@@ -185,10 +193,8 @@ static void test_apns_tokens_and_uuid(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_apns_table),
-        cmocka_unit_test(test_transport),
-        cmocka_unit_test(test_retry_after),
-        cmocka_unit_test(test_fcm_table),
+        cmocka_unit_test(test_apns_table),           cmocka_unit_test(test_transport),
+        cmocka_unit_test(test_retry_after),          cmocka_unit_test(test_fcm_table),
         cmocka_unit_test(test_apns_tokens_and_uuid),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -83,7 +83,8 @@ static const char *jstr(const cJSON *o, const char *path1, const char *path2, co
 static void test_utf8_cut(void **state)
 {
     (void)state;
-    const char *s = "a\xE4\xB8\xAD" "b\xF0\x9F\x98\x80"; /* a 中 b 😀 */
+    const char *s = "a\xE4\xB8\xAD"
+                    "b\xF0\x9F\x98\x80"; /* a 中 b 😀 */
     size_t len = strlen(s);
     assert_int_equal(push_utf8_cut(s, len, 0), 0);
     assert_int_equal(push_utf8_cut(s, len, 1), 1);
@@ -155,9 +156,8 @@ static void test_apns_fields(void **state)
     j = cJSON_Parse(b.data);
     assert_non_null(j);
     assert_null(cJSON_GetObjectItem(cJSON_GetObjectItem(j, "aps"), "alert"));
-    assert_int_equal(cJSON_GetObjectItem(cJSON_GetObjectItem(j, "aps"), "content-available")
-                         ->valueint,
-                     1);
+    assert_int_equal(
+        cJSON_GetObjectItem(cJSON_GetObjectItem(j, "aps"), "content-available")->valueint, 1);
     assert_null(cJSON_GetObjectItem(cJSON_GetObjectItem(j, "aps"), "badge")); /* unset */
     cJSON_Delete(j);
     push_buf_free(&b);
@@ -216,14 +216,16 @@ static void check_truncation(const char *unit, size_t times, size_t limit)
 static void test_apns_truncation_multibyte(void **state)
 {
     (void)state;
-    check_truncation("\xE4\xB8\xAD", 3000, PUSH_APNS_MAX_PAYLOAD);   /* 3-byte CJK */
+    check_truncation("\xE4\xB8\xAD", 3000, PUSH_APNS_MAX_PAYLOAD);     /* 3-byte CJK */
     check_truncation("\xF0\x9F\x98\x80", 2000, PUSH_APNS_MAX_PAYLOAD); /* 4-byte emoji */
-    check_truncation("a\xC3\xA9", 3000, PUSH_APNS_MAX_PAYLOAD);       /* mixed 1 and 2 */
-    check_truncation("\"\\", 3000, PUSH_APNS_MAX_PAYLOAD);           /* escapes double */
-    check_truncation("\x01", 3000, PUSH_APNS_MAX_PAYLOAD);           /* \u0001: 6 bytes each */
+    check_truncation("a\xC3\xA9", 3000, PUSH_APNS_MAX_PAYLOAD);        /* mixed 1 and 2 */
+    check_truncation("\"\\", 3000, PUSH_APNS_MAX_PAYLOAD);             /* escapes double */
+    check_truncation("\x01", 3000, PUSH_APNS_MAX_PAYLOAD);             /* \u0001: 6 bytes each */
     /* every limit around a boundary */
     for (size_t lim = 300; lim < 340; lim++)
-        check_truncation("\xF0\x9F\x98\x80" "x", 200, lim);
+        check_truncation("\xF0\x9F\x98\x80"
+                         "x",
+                         200, lim);
 }
 
 static void test_apns_title_and_too_large(void **state)
@@ -299,9 +301,8 @@ static void test_fcm_message(void **state)
     assert_string_equal(jstr(msg, "apns", "headers", "apns-priority"), "10");
     assert_string_equal(jstr(msg, "apns", "headers", "apns-expiration"), "1900000000");
     assert_string_equal(jstr(msg, "apns", "headers", "apns-collapse-id"), "m1001");
-    cJSON *aps = cJSON_GetObjectItem(cJSON_GetObjectItem(cJSON_GetObjectItem(msg, "apns"),
-                                                         "payload"),
-                                     "aps");
+    cJSON *aps = cJSON_GetObjectItem(
+        cJSON_GetObjectItem(cJSON_GetObjectItem(msg, "apns"), "payload"), "aps");
     assert_int_equal(cJSON_GetObjectItem(aps, "badge")->valueint, 3);
     /* every data value is a string, as FCM requires */
     cJSON *d;
@@ -321,7 +322,7 @@ static void test_fcm_message(void **state)
     size_t data = strlen("conversation_idc42sender_idu7message_idm1001");
     assert_true(1 + strlen(nb) + data <= PUSH_FCM_MAX_PAYLOAD);
     assert_true(1 + strlen(nb) + data + 4 > PUSH_FCM_MAX_PAYLOAD); /* one more emoji: over */
-    assert_int_equal(strlen(nb) % 4, 3);                          /* whole emoji + ellipsis */
+    assert_int_equal(strlen(nb) % 4, 3);                           /* whole emoji + ellipsis */
     cJSON_Delete(j);
     push_fcm_msg_free(&m);
     push_buf_free(&body);

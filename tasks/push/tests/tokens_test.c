@@ -83,21 +83,19 @@ static void test_keys(void **state)
     char err[512];
     push_key_t *k = NULL;
     char *ec = gen_pem(1), *rsa = gen_pem(0);
-    assert_int_equal(push_key_from_pem(&k, ec, strlen(ec), PUSH_KEY_EC_P256, "k", err,
-                                       sizeof(err)),
+    assert_int_equal(push_key_from_pem(&k, ec, strlen(ec), PUSH_KEY_EC_P256, "k", err, sizeof(err)),
                      0);
     push_key_free(&k);
     assert_null(k);
     /* the wrong kind, or no key at all: clear errors naming the key */
-    assert_int_equal(push_key_from_pem(&k, rsa, strlen(rsa), PUSH_KEY_EC_P256, "apns key", err,
-                                       sizeof(err)),
-                     -1);
+    assert_int_equal(
+        push_key_from_pem(&k, rsa, strlen(rsa), PUSH_KEY_EC_P256, "apns key", err, sizeof(err)),
+        -1);
     assert_non_null(strstr(err, "apns key: not an EC P-256"));
     assert_int_equal(push_key_from_pem(&k, ec, strlen(ec), PUSH_KEY_RSA, "sa", err, sizeof(err)),
                      -1);
     assert_non_null(strstr(err, "not an RSA"));
-    assert_int_equal(push_key_from_pem(&k, "garbage", 7, PUSH_KEY_EC_P256, "g", err,
-                                       sizeof(err)),
+    assert_int_equal(push_key_from_pem(&k, "garbage", 7, PUSH_KEY_EC_P256, "g", err, sizeof(err)),
                      -1);
     assert_non_null(strstr(err, "g: not a PEM private key"));
     assert_null(k);
@@ -110,19 +108,17 @@ static void test_keys(void **state)
     assert_int_equal(write(fd, ec, strlen(ec)), (ssize_t)strlen(ec));
     close(fd);
     chmod(path, 0600);
-    assert_int_equal(push_key_load(&k, path, PUSH_KEY_EC_P256, "x", &others, err, sizeof(err)),
-                     0);
+    assert_int_equal(push_key_load(&k, path, PUSH_KEY_EC_P256, "x", &others, err, sizeof(err)), 0);
     assert_false(others);
     push_key_free(&k);
     chmod(path, 0644);
-    assert_int_equal(push_key_load(&k, path, PUSH_KEY_EC_P256, "x", &others, err, sizeof(err)),
-                     0);
+    assert_int_equal(push_key_load(&k, path, PUSH_KEY_EC_P256, "x", &others, err, sizeof(err)), 0);
     assert_true(others);
     push_key_free(&k);
     unlink(path);
-    assert_int_equal(push_key_load(&k, path, PUSH_KEY_EC_P256, "apns_app_main.key_file", NULL,
-                                   err, sizeof(err)),
-                     -1);
+    assert_int_equal(
+        push_key_load(&k, path, PUSH_KEY_EC_P256, "apns_app_main.key_file", NULL, err, sizeof(err)),
+        -1);
     assert_non_null(strstr(err, "apns_app_main.key_file /tmp/push_tokens_test_"));
     assert_non_null(strstr(err, "No such file"));
     free(ec);
@@ -136,8 +132,7 @@ static void test_es256_rs(void **state)
     int siglen;
     push_key_t *k = NULL;
     char *ec = gen_pem(1);
-    assert_int_equal(push_key_from_pem(&k, ec, strlen(ec), PUSH_KEY_EC_P256, "k", err,
-                                       sizeof(err)),
+    assert_int_equal(push_key_from_pem(&k, ec, strlen(ec), PUSH_KEY_EC_P256, "k", err, sizeof(err)),
                      0);
     /* many signatures: R or S with leading zero bytes must still be 32 each */
     for (int i = 0; i < 200; i++) {
@@ -178,8 +173,7 @@ static void test_apns_refresh_timing(void **state)
     char *ec = gen_pem(1);
     fake_clock_t clk = {1767225600000LL}; /* 2026-01-01 */
     push_apns_jwt_t *j = NULL;
-    assert_int_equal(push_key_from_pem(&k, ec, strlen(ec), PUSH_KEY_EC_P256, "k", err,
-                                       sizeof(err)),
+    assert_int_equal(push_key_from_pem(&k, ec, strlen(ec), PUSH_KEY_EC_P256, "k", err, sizeof(err)),
                      0);
     push_apns_jwt_conf_t c = {.key = k,
                               .team_id = "TEAM123456",
@@ -255,8 +249,8 @@ typedef struct {
     char last_uri[256];
 } fake_fetch_t;
 
-static int fake_fetch(void *opaque, const char *uri, const char *assertion, char *token,
-                      size_t cap, int64_t *expires_in, char *err, size_t errlen)
+static int fake_fetch(void *opaque, const char *uri, const char *assertion, char *token, size_t cap,
+                      int64_t *expires_in, char *err, size_t errlen)
 {
     fake_fetch_t *f = opaque;
     f->calls++;
@@ -282,8 +276,7 @@ static void test_fcm_cache(void **state)
     fake_clock_t clk = {1767225600000LL};
     fake_fetch_t ff = {.expires_in = 3600};
     push_fcm_auth_t *a = NULL;
-    assert_int_equal(push_key_from_pem(&k, rsa, strlen(rsa), PUSH_KEY_RSA, "k", err,
-                                       sizeof(err)),
+    assert_int_equal(push_key_from_pem(&k, rsa, strlen(rsa), PUSH_KEY_RSA, "k", err, sizeof(err)),
                      0);
     push_fcm_auth_conf_t c = {.key = k,
                               .client_email = "push@proj.iam.gserviceaccount.com",

@@ -280,8 +280,11 @@ class ApnsDouble {
       }
       if (active && spec.goaway) {
         try {
-          session.goaway(http2.constants.NGHTTP2_NO_ERROR);
-          session.close();
+          // this stream is the last one processed: the ones opened after
+          // it are refused, and the client must send them again elsewhere
+          // graceful: the streams before it still get their answers, and
+          // the client closes the connection once they did
+          session.goaway(http2.constants.NGHTTP2_NO_ERROR, stream.id);
         } catch (e) { /* gone */ }
       }
     };

@@ -129,7 +129,8 @@ function verifyJws(token, alg, keyFor) {
 //   x<N>           the outcome only for the first N requests of this token, then ok
 //   ra<S>          Retry-After: S (seconds);  radate<S>: as an HTTP-date S from now
 //   delay<MS>      answer after MS
-//   goaway         after answering, GOAWAY on the connection
+//   goaway         after answering, GOAWAY naming this stream the last one
+//                  processed: streams opened after it are refused
 //   reset          RST_STREAM instead of an answer;  drop: close the socket
 // Parsing stops at the first segment that is none of these. A script set
 // through the admin server for an exact token wins over its prefix.

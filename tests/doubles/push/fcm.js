@@ -168,20 +168,23 @@ class FcmDouble {
     };
     const m = /^\/v1\/projects\/([^/]+)\/messages:send$/.exec(headers[':path'] || '');
     if (headers[':method'] !== 'POST' || !m) return err(404, 'NOT_FOUND', null, 'no such method');
+    let msg;
+    try {
+      msg = JSON.parse(body.toString('utf8')).message;
+    } catch (e) {
+      msg = undefined;
+    }
+    if (msg && typeof msg === 'object') {
+      rec.token = msg.token; // recorded whatever the answer
+      rec.message = size <= 6000 ? msg : null;
+    }
     const auth = /^Bearer (.+)$/.exec(headers.authorization || '');
     if (!auth || !this.tokenValid(auth[1])) {
       return err(401, 'UNAUTHENTICATED', null, 'Request had invalid authentication credentials. Expected OAuth 2 access token.');
     }
     if (m[1] !== this.opts.project) return err(403, 'PERMISSION_DENIED', 'SENDER_ID_MISMATCH', 'project mismatch');
-    let msg;
-    try {
-      msg = JSON.parse(body.toString('utf8')).message;
-    } catch (e) {
-      return err(400, 'INVALID_ARGUMENT', null, 'Invalid JSON payload received.');
-    }
+    if (msg === undefined) return err(400, 'INVALID_ARGUMENT', null, 'Invalid JSON payload received.');
     if (!msg || typeof msg !== 'object') return err(400, 'INVALID_ARGUMENT', null, 'no message');
-    rec.token = msg.token;
-    rec.message = size <= 6000 ? msg : null;
     const bad = this.check(msg);
     if (bad) return err(400, 'INVALID_ARGUMENT', 'INVALID_ARGUMENT', bad);
 
@@ -222,8 +225,11 @@ class FcmDouble {
       }
       if (active && spec.goaway) {
         try {
-          stream.session.goaway(http2.constants.NGHTTP2_NO_ERROR);
-          stream.session.close();
+          // this stream is the last one processed: the ones opened after
+          // it are refused, and the client must send them again elsewhere
+          // graceful: the streams before it still get their answers, and
+          // the client closes the connection once they did
+          stream.session.goaway(http2.constants.NGHTTP2_NO_ERROR, stream.id);
         } catch (e) { /* gone */ }
       }
     };
