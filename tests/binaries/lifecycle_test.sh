@@ -99,6 +99,10 @@ for l in lines:
 assert "very-secret-pw" not in open(sys.argv[1]).read()
 ' "$tmp/run.log"
     [ $stopped -eq 1 ] || kill -KILL $pid 2>/dev/null
+    if [ $stopped -ne 1 ] || [ $rc -ne 0 ]; then
+        echo "# $name run log (last 40 lines):"
+        tail -n 40 "$tmp/run.log" | sed 's/^/#   /'
+    fi
 done
 
 echo "lifecycle: $pass passed, $fail failed"

@@ -181,6 +181,7 @@ struct dispatch_s {
     app_t *app;
     mq_producer_t *producer;
     mq_consumer_t *consumer;
+    pthread_mutex_t ready_lock; /* consumer's set and clear vs the /readyz check */
     metrics_family_t *f_skipped, *f_dead;
     metrics_series_t *unknown_consumed;
     bool eos; /* exactly-once mode: see dispatch_ops_t.exactly_once */
@@ -991,10 +992,14 @@ static int dispatch_configure(app_t *app, cfg_t *cfg, void *opaque, char *err, s
 static int dispatch_ready(void *opaque, char *reason, size_t len)
 {
     dispatch_t *d = opaque;
-    if (d->consumer && mq_consumer_ready(d->consumer))
-        return 1;
-    snprintf(reason, len, "not a member of consumer group %s yet", d->conf.group_id);
-    return 0;
+    pthread_mutex_lock(&d->ready_lock);
+    int ready = d->consumer && mq_consumer_ready(d->consumer);
+    if (!ready && !d->consumer)
+        snprintf(reason, len, "starting: processors and consumer not running yet");
+    else if (!ready)
+        snprintf(reason, len, "not a member of consumer group %s yet", d->conf.group_id);
+    pthread_mutex_unlock(&d->ready_lock);
+    return ready;
 }
 
 static void *dispatch_stop_watch(void *arg)
@@ -1063,6 +1068,8 @@ static int dispatch_run(app_t *app, void *opaque)
         goto out;
     }
     pconf = NULL;
+    /* not ready until the processors started and the consumer joined */
+    httpd_add_ready_check(app_httpd(app), "kafka_consumer_group", dispatch_ready, d);
     for (size_t i = 0; i < d->nprocs; i++) {
         dispatch_proc_t *p = &d->procs[i];
         if (p->ops->start && p->ops->start(p->state, app, err, sizeof(err))) {
@@ -1094,12 +1101,15 @@ static int dispatch_run(app_t *app, void *opaque)
             cextra[2] = NULL;
     }
     cconf = mq_conf_build(ac->kafka_brokers, &ac->kafka_props, cextra, err, sizeof(err));
-    if (!cconf || !(d->consumer = mq_consumer_new(cconf, &opts, err, sizeof(err)))) {
+    mq_consumer_t *consumer = cconf ? mq_consumer_new(cconf, &opts, err, sizeof(err)) : NULL;
+    if (!consumer) {
         log_error("kafka consumer: %s", err);
         goto out;
     }
     cconf = NULL;
-    httpd_add_ready_check(app_httpd(app), "kafka_consumer_group", dispatch_ready, d);
+    pthread_mutex_lock(&d->ready_lock);
+    d->consumer = consumer;
+    pthread_mutex_unlock(&d->ready_lock);
     if (pthread_create(&watcher, NULL, dispatch_stop_watch, d) != 0) {
         log_error("cannot start the stop watcher");
         goto out;
@@ -1116,7 +1126,11 @@ out:
     }
     if (d->producer && mq_producer_flush(d->producer, DISPATCH_PRODUCE_TIMEOUT_MS) != MQ_OK)
         log_warn("producer: records still unconfirmed at exit");
-    mq_consumer_destroy(&d->consumer);
+    pthread_mutex_lock(&d->ready_lock);
+    mq_consumer_t *ended = d->consumer;
+    d->consumer = NULL;
+    pthread_mutex_unlock(&d->ready_lock);
+    mq_consumer_destroy(&ended);
     for (size_t i = 0; i < d->ntxns; i++)
         mq_txn_destroy(&d->txns[i]);
     for (size_t i = 0; i < d->nprocs; i++) {
@@ -1140,6 +1154,7 @@ dispatch_t *dispatch_new(const char *name)
         return NULL;
     d->name = name;
     pthread_mutex_init(&d->txn_lock, NULL);
+    pthread_mutex_init(&d->ready_lock, NULL);
     return d;
 }
 
@@ -1153,6 +1168,7 @@ void dispatch_destroy(dispatch_t **dp)
             d->procs[i].ops->destroy(d->procs[i].state);
     }
     pthread_mutex_destroy(&d->txn_lock);
+    pthread_mutex_destroy(&d->ready_lock);
     free(d);
     *dp = NULL;
 }

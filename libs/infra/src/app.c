@@ -2,6 +2,7 @@
  * health server, signal handling and graceful stop. */
 #include "infra/app.h"
 
+#include <curl/curl.h>
 #include <errno.h>
 #include <getopt.h>
 #include <librdkafka/rdkafka.h>
@@ -28,6 +29,7 @@ struct app_s {
     pthread_cond_t cond;
     pthread_t sigthread;
     bool have_sigthread;
+    bool curl_inited;
 };
 
 static const char *const app_log_levels[] = {"debug", "info", "warn", "error", NULL};
@@ -290,6 +292,17 @@ int app_main(int argc, char **argv, const app_spec_t *spec)
         goto out;
     }
 
+    /* libcurl's global state (the TLS library under it) is set up once
+     * here, before any thread starts, and torn down after they all ended:
+     * libraries that use libcurl (im-repo discovery, the audit and push
+     * HTTP clients) then only take and drop references, never the last. */
+    if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
+        log_error("libcurl global initialisation failed");
+        status = 1;
+        goto out;
+    }
+    app.curl_inited = true;
+
     /* Block the stop signals before any thread starts, so only the signal
      * thread receives them. */
     sigemptyset(&set);
@@ -338,6 +351,8 @@ out:
         pthread_join(app.sigthread, NULL);
     }
     metrics_registry_destroy(app.metrics);
+    if (app.curl_inited)
+        curl_global_cleanup();
     cfg_destroy(app.cfg);
     log_clear_secrets();
     pthread_cond_destroy(&app.cond);
