@@ -12,6 +12,7 @@
 
 #include "dispatch/dispatch.h"
 #include "dispatch/headers.h"
+#include "dispatch/outcome.h"
 #include "dispatch/task.h"
 #include "infra/clock.h"
 #include "infra/log.h"
@@ -688,7 +689,12 @@ static void dispatch_dead_letter(dispatch_t *d, mq_msg_t *msg, const char *type,
     if (dispatch_write_record(d, msg, d->conf.dlq_topic, m->key, m->key_len, m->payload, m->len, h,
                               n) == 0) {
         const char *labels[] = {type, kind};
+        dispatch_outcome_label_t ol[] = {{"error_kind", kind}};
+        char tid[TASK_ID_MAX];
         metrics_counter_add(metrics_series_get(d->f_dead, labels), 1);
+        if (mq_header_get(m, HDR_TASK_ID, tid, sizeof(tid)) < 0)
+            tid[0] = '\0';
+        dispatch_outcome_emit(type, tid, OUTCOME_DEAD_LETTERED, ol, 1, 1);
     }
 }
 
@@ -971,6 +977,8 @@ static int dispatch_configure(app_t *app, cfg_t *cfg, void *opaque, char *err, s
     }
     if (dispatch_bind_retry(cfg, "retry", NULL, &d->retry, err, errlen))
         return -1;
+    if (dispatch_outcome_configure(cfg, err, errlen))
+        return -1;
     for (size_t i = 0; i < d->nprocs; i++) {
         dispatch_proc_t *p = &d->procs[i];
         char section[TASK_TYPE_MAX + 8];
@@ -1068,6 +1076,7 @@ static int dispatch_run(app_t *app, void *opaque)
         goto out;
     }
     pconf = NULL;
+    dispatch_outcome_start(d->producer, app_metrics(app), d->name);
     /* not ready until the processors started and the consumer joined */
     httpd_add_ready_check(app_httpd(app), "kafka_consumer_group", dispatch_ready, d);
     for (size_t i = 0; i < d->nprocs; i++) {
@@ -1139,6 +1148,7 @@ out:
             p->ops->destroy(p->state);
         p->state = NULL;
     }
+    dispatch_outcome_stop();
     mq_producer_destroy(&d->producer, DISPATCH_PRODUCE_TIMEOUT_MS);
     if (pconf)
         rd_kafka_conf_destroy(pconf);
