@@ -10,6 +10,7 @@
 #include <arpa/inet.h>
 #include <curl/curl.h>
 #include <errno.h>
+#include <inttypes.h>
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <signal.h>
@@ -437,6 +438,36 @@ int64_t h_high_sum(const char *const *topics, const int *parts, int n)
         }
     }
     return sum;
+}
+
+int h_open_txns(const char *const *topics, const int *parts, int n, char *where, size_t len)
+{
+    /* ListOffsets answers the last stable offset to a read_committed client
+     * and the high watermark to a read_uncommitted one: equal on a partition
+     * means no transaction is open there. */
+    static rd_kafka_t *rc, *ru; /* for the run */
+    const char *kc[] = {"isolation.level", "read_committed", NULL};
+    const char *ku[] = {"isolation.level", "read_uncommitted", NULL};
+    int64_t lo, lso, hw;
+    int open = 0;
+    if (!rc)
+        rc = h_kafka_new(RD_KAFKA_CONSUMER, kc);
+    if (!ru)
+        ru = h_kafka_new(RD_KAFKA_CONSUMER, ku);
+    for (int i = 0; i < n; i++) {
+        for (int p = 0; p < parts[i]; p++) {
+            H_CHECK(rd_kafka_query_watermark_offsets(rc, topics[i], p, &lo, &lso, 5000) ==
+                            RD_KAFKA_RESP_ERR_NO_ERROR &&
+                        rd_kafka_query_watermark_offsets(ru, topics[i], p, &lo, &hw, 5000) ==
+                            RD_KAFKA_RESP_ERR_NO_ERROR,
+                    "ListOffsets %s [%d] failed", topics[i], p);
+            if (lso < hw && open++ == 0 && where)
+                snprintf(where, len,
+                         "%s [%d]: last stable offset %" PRId64 ", high watermark %" PRId64,
+                         topics[i], p, lso, hw);
+        }
+    }
+    return open;
 }
 
 void h_committed(const char *group, const char *topic, int nparts, int64_t *out)

@@ -77,6 +77,12 @@ void h_read_all_iso(const char *const *topics, const int *parts, int n, h_msg_fn
 /* The sum of the high watermarks of the topics (records written so far,
  * committed or not, plus transaction markers). */
 int64_t h_high_sum(const char *const *topics, const int *parts, int n);
+/* How many partitions of the topics have an open transaction (the last
+ * stable offset is below the high watermark); where (may be NULL) names the
+ * first. A killed producer's transaction stays open until the broker aborts
+ * it (transaction.timeout.ms, checked every 10 s by default), and
+ * read_committed readers, the runtime's consumers included, stop at it. */
+int h_open_txns(const char *const *topics, const int *parts, int n, char *where, size_t len);
 /* The group's committed offsets on topic (-1 where none). */
 void h_committed(const char *group, const char *topic, int nparts, int64_t *out);
 /* The last header `name` as a string, "" when absent. */
