@@ -117,8 +117,8 @@ static int ka_create(rd_kafka_t *rk, int n, char **specs)
             usleep(100 * 1000);
         }
         if (tries == 300) {
-            fprintf(stderr, "kadmin: %s: %d of %d partitions with a leader after 30 s\n",
-                    names[i], lead, parts[i]);
+            fprintf(stderr, "kadmin: %s: %d of %d partitions with a leader after 30 s\n", names[i],
+                    lead, parts[i]);
             rc = 1;
         }
     }

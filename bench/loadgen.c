@@ -113,14 +113,10 @@ static void lg_usage(FILE *out)
 int main(int argc, char **argv)
 {
     static const struct option opts[] = {
-        {"brokers", required_argument, NULL, 'b'},
-        {"topic", required_argument, NULL, 't'},
-        {"count", required_argument, NULL, 'n'},
-        {"task-type", required_argument, NULL, 'T'},
-        {"payload", required_argument, NULL, 'p'},
-        {"compression", required_argument, NULL, 'z'},
-        {"help", no_argument, NULL, 'h'},
-        {NULL, 0, NULL, 0},
+        {"brokers", required_argument, NULL, 'b'}, {"topic", required_argument, NULL, 't'},
+        {"count", required_argument, NULL, 'n'},   {"task-type", required_argument, NULL, 'T'},
+        {"payload", required_argument, NULL, 'p'}, {"compression", required_argument, NULL, 'z'},
+        {"help", no_argument, NULL, 'h'},          {NULL, 0, NULL, 0},
     };
     const char *brokers = NULL, *topic = NULL, *type = "rt_test", *payload = "noop";
     const char *compression = "none";

@@ -278,7 +278,8 @@ int main(int argc, char **argv)
                     break;
                 }
                 if (t - t_progress >= 1.0) {
-                    fprintf(stderr, "metrics_watch: %.1f s: consumed %.0f succeeded %.0f (%.0f/s)\n",
+                    fprintf(stderr,
+                            "metrics_watch: %.1f s: consumed %.0f succeeded %.0f (%.0f/s)\n",
                             t - t_start, consumed, succeeded,
                             (succeeded - last_progress_count) / (t - t_progress));
                     t_progress = t;

@@ -81,8 +81,8 @@ static double pc_pid_cpu(int pid)
     fclose(f);
     buf[n] = '\0';
     char *p = strrchr(buf, ')');
-    if (!p || sscanf(p + 1, " %*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &ut,
-                     &st) != 2)
+    if (!p ||
+        sscanf(p + 1, " %*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &ut, &st) != 2)
         return 0;
     return (double)(ut + st) / (double)sysconf(_SC_CLK_TCK);
 }
@@ -288,8 +288,7 @@ int main(int argc, char **argv)
         const void *v;
         size_t len;
         if (rd_kafka_message_headers(m, &hdrs) == RD_KAFKA_RESP_ERR_NO_ERROR &&
-            rd_kafka_header_get_last(hdrs, HDR_TASK_TYPE, &v, &len) ==
-                RD_KAFKA_RESP_ERR_NO_ERROR &&
+            rd_kafka_header_get_last(hdrs, HDR_TASK_TYPE, &v, &len) == RD_KAFKA_RESP_ERR_NO_ERROR &&
             len == typelen && memcmp(v, type, len) == 0)
             matched++;
         /* at least once: store the offset once the message is handled */
