@@ -6,6 +6,9 @@
  *   imtask-demo-probe downlinks --since-ms T --trace-id X TOPIC...
  *       one line per topic: "TOPIC RECORDS USERS" (records of that trace,
  *       distinct target users), then "total RECORDS USERS DUPLICATES"
+ *   imtask-demo-probe records --since-ms T TOPIC...
+ *       one line per record: "TOPIC KEY VALUE TRACE" (bytes outside printable
+ *       ASCII, spaces and backslashes as \xNN; TRACE: the trace_id header)
  *   imtask-demo-probe audit --since-ms T --task-id ID TOPIC
  *       "decision=BLOCK provider=generic labels=Terror:0.97 by_policy=0 ..."
  *       or exit 1 when no result of that task is found
@@ -354,6 +357,46 @@ static int cmd_downlinks(int64_t since_ms, const char *trace_id, int ntopics, ch
     return 0;
 }
 
+/* ------------------------------------------------------------- records */
+
+static void print_escaped(const void *p, size_t len)
+{
+    const unsigned char *b = p;
+    if (len == 0)
+        fputc('-', stdout);
+    for (size_t i = 0; i < len; i++) {
+        if (b[i] > ' ' && b[i] < 0x7f && b[i] != '\\')
+            fputc(b[i], stdout);
+        else
+            printf("\\x%02x", b[i]);
+    }
+}
+
+static void on_record(void *ctx, const rd_kafka_message_t *m, int ti)
+{
+    char **topics = ctx;
+    rd_kafka_headers_t *hdrs = NULL;
+    const void *tv = NULL;
+    size_t tlen = 0;
+    if (rd_kafka_message_headers(m, &hdrs) == RD_KAFKA_RESP_ERR_NO_ERROR)
+        (void)rd_kafka_header_get_last(hdrs, "trace_id", &tv, &tlen);
+    printf("%s ", topics[ti]);
+    print_escaped(m->key, m->key_len);
+    fputc(' ', stdout);
+    print_escaped(m->payload, m->len);
+    fputc(' ', stdout);
+    print_escaped(tv, tv ? tlen : 0);
+    fputc('\n', stdout);
+}
+
+static int cmd_records(int64_t since_ms, int ntopics, char **topics)
+{
+    if (since_ms <= 0 || ntopics < 1 || ntopics > PROBE_MAX_TOPICS)
+        die("records: needs --since-ms and 1..%d topics", PROBE_MAX_TOPICS);
+    read_since(topics, ntopics, since_ms, on_record, topics);
+    return 0;
+}
+
 /* --------------------------------------------------------------- audit */
 
 typedef struct {
@@ -420,6 +463,7 @@ static void usage(void)
     fputs("usage: imtask-demo-probe [--brokers B] [--timeout-ms N] COMMAND ...\n"
           "  topics-create NAME:PARTITIONS...\n"
           "  downlinks --since-ms T --trace-id X TOPIC...\n"
+          "  records --since-ms T TOPIC...\n"
           "  audit --since-ms T --task-id ID TOPIC\n",
           stderr);
     exit(2);
@@ -464,6 +508,8 @@ int main(int argc, char **argv)
     }
     if (strcmp(cmd, "downlinks") == 0)
         return cmd_downlinks(since, trace, argc - i, argv + i);
+    if (strcmp(cmd, "records") == 0)
+        return cmd_records(since, argc - i, argv + i);
     if (strcmp(cmd, "audit") == 0)
         return cmd_audit(since, task, argc - i, argv + i);
     usage();
