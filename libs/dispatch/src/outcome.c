@@ -54,8 +54,8 @@ static struct {
 int dispatch_outcome_configure(cfg_t *cfg, char *err, size_t errlen)
 {
     outcome_conf_t c;
-    if (cfg_bind(cfg, "outcomes", outcome_fields, sizeof(outcome_fields) / sizeof(outcome_fields[0]),
-                 &c, NULL, err, errlen))
+    if (cfg_bind(cfg, "outcomes", outcome_fields,
+                 sizeof(outcome_fields) / sizeof(outcome_fields[0]), &c, NULL, err, errlen))
         return -1;
     if (!c.topic || !*c.topic || strlen(c.topic) >= sizeof(outcome_g.topic)) {
         snprintf(err, errlen, "outcomes.topic: expected a topic name of 1..%zu bytes",
@@ -74,9 +74,9 @@ void dispatch_outcome_start(mq_producer_t *p, metrics_registry_t *reg, const cha
         snprintf(outcome_g.topic, sizeof(outcome_g.topic), "%s", OUTCOME_DEFAULT_TOPIC);
     snprintf(outcome_g.binary, sizeof(outcome_g.binary), "%s", binary ? binary : "");
     if (reg) {
-        metrics_family_t *e = metrics_counter_new(reg, "imtask_outcomes_emitted_total",
-                                                  "Outcome events queued for the outcome topic", 0,
-                                                  NULL);
+        metrics_family_t *e =
+            metrics_counter_new(reg, "imtask_outcomes_emitted_total",
+                                "Outcome events queued for the outcome topic", 0, NULL);
         metrics_family_t *d = metrics_counter_new(
             reg, "imtask_outcomes_dropped_total",
             "Outcome events dropped (never blocking a task): stopped, max_pending, queue_full, "
@@ -91,6 +91,11 @@ void dispatch_outcome_start(mq_producer_t *p, metrics_registry_t *reg, const cha
         log_info("outcome events to %s (max_pending %lld)", outcome_g.topic,
                  (long long)outcome_g.conf.max_pending);
     }
+}
+
+const char *dispatch_outcome_topic(void)
+{
+    return outcome_g.topic[0] ? outcome_g.topic : OUTCOME_DEFAULT_TOPIC;
 }
 
 void dispatch_outcome_stop(void)
@@ -172,14 +177,13 @@ void dispatch_outcome_emit(const char *task_type, const char *task_id, const cha
         metrics_counter_add(outcome_g.dropped[DROP_BAD], 1);
         return;
     }
-    mq_err_t err = mq_produce(p, outcome_g.topic, -1, NULL, 0, buf, len, NULL, 0, 0,
-                              outcome_delivered, NULL);
+    mq_err_t err =
+        mq_produce(p, outcome_g.topic, -1, NULL, 0, buf, len, NULL, 0, 0, outcome_delivered, NULL);
     free(buf);
     if (err) {
         atomic_fetch_sub(&outcome_g.pending, 1);
-        metrics_counter_add(outcome_g.dropped[err == MQ_ERR_QUEUE_FULL ? DROP_QUEUE_FULL
-                                                                       : DROP_DELIVERY],
-                            1);
+        metrics_counter_add(
+            outcome_g.dropped[err == MQ_ERR_QUEUE_FULL ? DROP_QUEUE_FULL : DROP_DELIVERY], 1);
         return;
     }
     metrics_counter_add(outcome_g.emitted, 1);

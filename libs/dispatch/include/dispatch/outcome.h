@@ -66,6 +66,8 @@ int dispatch_outcome_configure(cfg_t *cfg, char *err, size_t errlen);
 /* Start emitting through p (not owned) as binary `binary` (copied); metrics
  * in reg (may be NULL). */
 void dispatch_outcome_start(mq_producer_t *p, metrics_registry_t *reg, const char *binary);
+/* The configured topic (outcomes.topic), for readers such as the report job. */
+const char *dispatch_outcome_topic(void);
 /* Stop: later events are dropped. Call before the producer is destroyed;
  * events already queued are delivered (or fail) with the producer's flush. */
 void dispatch_outcome_stop(void);

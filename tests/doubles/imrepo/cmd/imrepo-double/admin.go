@@ -8,6 +8,7 @@
 //	GET|POST /faults[?latency_ms=N&unavailable=0.25]   global faults
 //	POST /faults/reset
 //	POST /config?online_ratio=&gateways=&devices_max=&messages=
+//	POST /activity                  seed message activity (activity.go)
 //	POST /spawn                     a new gRPC listener on a free port -> {"addr"}
 //	POST /down?addr=A[&graceful=1][&for_ms=N]   stop listener A (and restart after N ms)
 //	POST /up?addr=A                 start it again on the same port
@@ -122,6 +123,7 @@ func (d *double) adminMux(info map[string]any) *http.ServeMux {
 		writeJSON(w, 200, map[string]any{"online_ratio": c.onlineRatio, "gateways": c.gateways,
 			"devices_max": c.devicesMax, "messages": c.messages})
 	})
+	mux.HandleFunc("/activity", activityHandler) // activity.go
 	mux.HandleFunc("/spawn", func(w http.ResponseWriter, _ *http.Request) {
 		d.mu.Lock()
 		defer d.mu.Unlock()

@@ -440,12 +440,9 @@ func (s *messageSvc) GetActivityStats(_ context.Context, r *pb.GetActivityStatsR
 		}
 		return i
 	}
-	n := idx(r.To) - idx(r.From)
-	resp := &pb.GetActivityStatsResponse{Messages: n}
-	if n > 0 {
-		resp.ActiveUsers = min(n/3+1, 100_000)
-		resp.ActiveGroups = min(n, 1000)
-		resp.NewUsers = n / 50
+	resp, ok := activityStats(r, idx) // activity.go: synthetic + seeded
+	if !ok {
+		return nil, status.Errorf(codes.InvalidArgument, "more than %d buckets", maxStatsBuckets)
 	}
 	return resp, nil
 }

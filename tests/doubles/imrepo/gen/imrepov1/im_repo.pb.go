@@ -1605,9 +1605,13 @@ func (*SetMessageAuditStatusResponse) Descriptor() ([]byte, []int) {
 
 // EXTENSION: activity over [from, to) Unix ms, for the report job.
 type GetActivityStatsRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	From          int64                  `protobuf:"varint,1,opt,name=from,proto3" json:"from,omitempty"`
-	To            int64                  `protobuf:"varint,2,opt,name=to,proto3" json:"to,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	From  int64                  `protobuf:"varint,1,opt,name=from,proto3" json:"from,omitempty"`
+	To    int64                  `protobuf:"varint,2,opt,name=to,proto3" json:"to,omitempty"`
+	// Width of the by_bucket buckets in ms, aligned to `from` (so a report in
+	// any time zone gets its local hours); 0: one hour. The server refuses
+	// more than 1000 buckets (INVALID_ARGUMENT).
+	BucketMs      int64 `protobuf:"varint,3,opt,name=bucket_ms,json=bucketMs,proto3" json:"bucket_ms,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1656,19 +1660,132 @@ func (x *GetActivityStatsRequest) GetTo() int64 {
 	return 0
 }
 
+func (x *GetActivityStatsRequest) GetBucketMs() int64 {
+	if x != nil {
+		return x.BucketMs
+	}
+	return 0
+}
+
+type MessageTypeCount struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	MessageType   int32                  `protobuf:"varint,1,opt,name=message_type,json=messageType,proto3" json:"message_type,omitempty"` // Message.message_type
+	Messages      int64                  `protobuf:"varint,2,opt,name=messages,proto3" json:"messages,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *MessageTypeCount) Reset() {
+	*x = MessageTypeCount{}
+	mi := &file_proto_im_repo_v1_im_repo_proto_msgTypes[26]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MessageTypeCount) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MessageTypeCount) ProtoMessage() {}
+
+func (x *MessageTypeCount) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_im_repo_v1_im_repo_proto_msgTypes[26]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MessageTypeCount.ProtoReflect.Descriptor instead.
+func (*MessageTypeCount) Descriptor() ([]byte, []int) {
+	return file_proto_im_repo_v1_im_repo_proto_rawDescGZIP(), []int{26}
+}
+
+func (x *MessageTypeCount) GetMessageType() int32 {
+	if x != nil {
+		return x.MessageType
+	}
+	return 0
+}
+
+func (x *MessageTypeCount) GetMessages() int64 {
+	if x != nil {
+		return x.Messages
+	}
+	return 0
+}
+
+type ActivityBucket struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Start         int64                  `protobuf:"varint,1,opt,name=start,proto3" json:"start,omitempty"`       // Unix ms; the bucket is [start, min(start + bucket_ms, to))
+	Messages      int64                  `protobuf:"varint,2,opt,name=messages,proto3" json:"messages,omitempty"` // messages created in it
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ActivityBucket) Reset() {
+	*x = ActivityBucket{}
+	mi := &file_proto_im_repo_v1_im_repo_proto_msgTypes[27]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ActivityBucket) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ActivityBucket) ProtoMessage() {}
+
+func (x *ActivityBucket) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_im_repo_v1_im_repo_proto_msgTypes[27]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ActivityBucket.ProtoReflect.Descriptor instead.
+func (*ActivityBucket) Descriptor() ([]byte, []int) {
+	return file_proto_im_repo_v1_im_repo_proto_rawDescGZIP(), []int{27}
+}
+
+func (x *ActivityBucket) GetStart() int64 {
+	if x != nil {
+		return x.Start
+	}
+	return 0
+}
+
+func (x *ActivityBucket) GetMessages() int64 {
+	if x != nil {
+		return x.Messages
+	}
+	return 0
+}
+
 type GetActivityStatsResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Messages      int64                  `protobuf:"varint,1,opt,name=messages,proto3" json:"messages,omitempty"`                             // messages created in the range
 	ActiveUsers   int64                  `protobuf:"varint,2,opt,name=active_users,json=activeUsers,proto3" json:"active_users,omitempty"`    // distinct senders
 	ActiveGroups  int64                  `protobuf:"varint,3,opt,name=active_groups,json=activeGroups,proto3" json:"active_groups,omitempty"` // distinct group conversations with a message
 	NewUsers      int64                  `protobuf:"varint,4,opt,name=new_users,json=newUsers,proto3" json:"new_users,omitempty"`
+	ByType        []*MessageTypeCount    `protobuf:"bytes,5,rep,name=by_type,json=byType,proto3" json:"by_type,omitempty"`       // ascending message_type, only types with messages
+	ByBucket      []*ActivityBucket      `protobuf:"bytes,6,rep,name=by_bucket,json=byBucket,proto3" json:"by_bucket,omitempty"` // every bucket of the range, ascending, zeros included
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *GetActivityStatsResponse) Reset() {
 	*x = GetActivityStatsResponse{}
-	mi := &file_proto_im_repo_v1_im_repo_proto_msgTypes[26]
+	mi := &file_proto_im_repo_v1_im_repo_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1680,7 +1797,7 @@ func (x *GetActivityStatsResponse) String() string {
 func (*GetActivityStatsResponse) ProtoMessage() {}
 
 func (x *GetActivityStatsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_im_repo_v1_im_repo_proto_msgTypes[26]
+	mi := &file_proto_im_repo_v1_im_repo_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1693,7 +1810,7 @@ func (x *GetActivityStatsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetActivityStatsResponse.ProtoReflect.Descriptor instead.
 func (*GetActivityStatsResponse) Descriptor() ([]byte, []int) {
-	return file_proto_im_repo_v1_im_repo_proto_rawDescGZIP(), []int{26}
+	return file_proto_im_repo_v1_im_repo_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *GetActivityStatsResponse) GetMessages() int64 {
@@ -1722,6 +1839,20 @@ func (x *GetActivityStatsResponse) GetNewUsers() int64 {
 		return x.NewUsers
 	}
 	return 0
+}
+
+func (x *GetActivityStatsResponse) GetByType() []*MessageTypeCount {
+	if x != nil {
+		return x.ByType
+	}
+	return nil
+}
+
+func (x *GetActivityStatsResponse) GetByBucket() []*ActivityBucket {
+	if x != nil {
+		return x.ByBucket
+	}
+	return nil
 }
 
 var File_proto_im_repo_v1_im_repo_proto protoreflect.FileDescriptor
@@ -1831,15 +1962,24 @@ const file_proto_im_repo_v1_im_repo_proto_rawDesc = "" +
 	"message_id\x18\x01 \x01(\tR\tmessageId\x12/\n" +
 	"\x06status\x18\x02 \x01(\x0e2\x17.im_repo.v1.AuditStatusR\x06status\x12\x16\n" +
 	"\x06reason\x18\x03 \x01(\tR\x06reason\"\x1f\n" +
-	"\x1dSetMessageAuditStatusResponse\"=\n" +
+	"\x1dSetMessageAuditStatusResponse\"Z\n" +
 	"\x17GetActivityStatsRequest\x12\x12\n" +
 	"\x04from\x18\x01 \x01(\x03R\x04from\x12\x0e\n" +
-	"\x02to\x18\x02 \x01(\x03R\x02to\"\x9b\x01\n" +
+	"\x02to\x18\x02 \x01(\x03R\x02to\x12\x1b\n" +
+	"\tbucket_ms\x18\x03 \x01(\x03R\bbucketMs\"Q\n" +
+	"\x10MessageTypeCount\x12!\n" +
+	"\fmessage_type\x18\x01 \x01(\x05R\vmessageType\x12\x1a\n" +
+	"\bmessages\x18\x02 \x01(\x03R\bmessages\"B\n" +
+	"\x0eActivityBucket\x12\x14\n" +
+	"\x05start\x18\x01 \x01(\x03R\x05start\x12\x1a\n" +
+	"\bmessages\x18\x02 \x01(\x03R\bmessages\"\x8b\x02\n" +
 	"\x18GetActivityStatsResponse\x12\x1a\n" +
 	"\bmessages\x18\x01 \x01(\x03R\bmessages\x12!\n" +
 	"\factive_users\x18\x02 \x01(\x03R\vactiveUsers\x12#\n" +
 	"\ractive_groups\x18\x03 \x01(\x03R\factiveGroups\x12\x1b\n" +
-	"\tnew_users\x18\x04 \x01(\x03R\bnewUsers*j\n" +
+	"\tnew_users\x18\x04 \x01(\x03R\bnewUsers\x125\n" +
+	"\aby_type\x18\x05 \x03(\v2\x1c.im_repo.v1.MessageTypeCountR\x06byType\x127\n" +
+	"\tby_bucket\x18\x06 \x03(\v2\x1a.im_repo.v1.ActivityBucketR\bbyBucket*j\n" +
 	"\tGroupRole\x12\x1a\n" +
 	"\x16GROUP_ROLE_UNSPECIFIED\x10\x00\x12\x15\n" +
 	"\x11GROUP_ROLE_MEMBER\x10\x01\x12\x14\n" +
@@ -1884,7 +2024,7 @@ func file_proto_im_repo_v1_im_repo_proto_rawDescGZIP() []byte {
 }
 
 var file_proto_im_repo_v1_im_repo_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_proto_im_repo_v1_im_repo_proto_msgTypes = make([]protoimpl.MessageInfo, 27)
+var file_proto_im_repo_v1_im_repo_proto_msgTypes = make([]protoimpl.MessageInfo, 29)
 var file_proto_im_repo_v1_im_repo_proto_goTypes = []any{
 	(GroupRole)(0),                         // 0: im_repo.v1.GroupRole
 	(PushPlatform)(0),                      // 1: im_repo.v1.PushPlatform
@@ -1915,7 +2055,9 @@ var file_proto_im_repo_v1_im_repo_proto_goTypes = []any{
 	(*SetMessageAuditStatusRequest)(nil),   // 26: im_repo.v1.SetMessageAuditStatusRequest
 	(*SetMessageAuditStatusResponse)(nil),  // 27: im_repo.v1.SetMessageAuditStatusResponse
 	(*GetActivityStatsRequest)(nil),        // 28: im_repo.v1.GetActivityStatsRequest
-	(*GetActivityStatsResponse)(nil),       // 29: im_repo.v1.GetActivityStatsResponse
+	(*MessageTypeCount)(nil),               // 29: im_repo.v1.MessageTypeCount
+	(*ActivityBucket)(nil),                 // 30: im_repo.v1.ActivityBucket
+	(*GetActivityStatsResponse)(nil),       // 31: im_repo.v1.GetActivityStatsResponse
 }
 var file_proto_im_repo_v1_im_repo_proto_depIdxs = []int32{
 	0,  // 0: im_repo.v1.GroupMember.role:type_name -> im_repo.v1.GroupRole
@@ -1931,33 +2073,35 @@ var file_proto_im_repo_v1_im_repo_proto_depIdxs = []int32{
 	19, // 10: im_repo.v1.GetMessageResponse.message:type_name -> im_repo.v1.Message
 	19, // 11: im_repo.v1.ListMessagesBeforeResponse.messages:type_name -> im_repo.v1.Message
 	2,  // 12: im_repo.v1.SetMessageAuditStatusRequest.status:type_name -> im_repo.v1.AuditStatus
-	4,  // 13: im_repo.v1.GroupService.GetGroupMembers:input_type -> im_repo.v1.GetGroupMembersRequest
-	9,  // 14: im_repo.v1.GroupService.GetMembersOnlineStatus:input_type -> im_repo.v1.GetMembersOnlineStatusRequest
-	6,  // 15: im_repo.v1.GroupService.GetGroupMemberCount:input_type -> im_repo.v1.GetGroupMemberCountRequest
-	11, // 16: im_repo.v1.OnlineStatusService.GetUsersOnlineStatus:input_type -> im_repo.v1.GetUsersOnlineStatusRequest
-	14, // 17: im_repo.v1.DeviceService.GetUserDevices:input_type -> im_repo.v1.GetUserDevicesRequest
-	17, // 18: im_repo.v1.DeviceService.RemoveInvalidTokens:input_type -> im_repo.v1.RemoveInvalidTokensRequest
-	20, // 19: im_repo.v1.MessageService.GetMessage:input_type -> im_repo.v1.GetMessageRequest
-	22, // 20: im_repo.v1.MessageService.ListMessagesBefore:input_type -> im_repo.v1.ListMessagesBeforeRequest
-	24, // 21: im_repo.v1.MessageService.DeleteMessages:input_type -> im_repo.v1.DeleteMessagesRequest
-	26, // 22: im_repo.v1.MessageService.SetMessageAuditStatus:input_type -> im_repo.v1.SetMessageAuditStatusRequest
-	28, // 23: im_repo.v1.MessageService.GetActivityStats:input_type -> im_repo.v1.GetActivityStatsRequest
-	5,  // 24: im_repo.v1.GroupService.GetGroupMembers:output_type -> im_repo.v1.GetGroupMembersResponse
-	10, // 25: im_repo.v1.GroupService.GetMembersOnlineStatus:output_type -> im_repo.v1.GetMembersOnlineStatusResponse
-	7,  // 26: im_repo.v1.GroupService.GetGroupMemberCount:output_type -> im_repo.v1.GetGroupMemberCountResponse
-	12, // 27: im_repo.v1.OnlineStatusService.GetUsersOnlineStatus:output_type -> im_repo.v1.GetUsersOnlineStatusResponse
-	15, // 28: im_repo.v1.DeviceService.GetUserDevices:output_type -> im_repo.v1.GetUserDevicesResponse
-	18, // 29: im_repo.v1.DeviceService.RemoveInvalidTokens:output_type -> im_repo.v1.RemoveInvalidTokensResponse
-	21, // 30: im_repo.v1.MessageService.GetMessage:output_type -> im_repo.v1.GetMessageResponse
-	23, // 31: im_repo.v1.MessageService.ListMessagesBefore:output_type -> im_repo.v1.ListMessagesBeforeResponse
-	25, // 32: im_repo.v1.MessageService.DeleteMessages:output_type -> im_repo.v1.DeleteMessagesResponse
-	27, // 33: im_repo.v1.MessageService.SetMessageAuditStatus:output_type -> im_repo.v1.SetMessageAuditStatusResponse
-	29, // 34: im_repo.v1.MessageService.GetActivityStats:output_type -> im_repo.v1.GetActivityStatsResponse
-	24, // [24:35] is the sub-list for method output_type
-	13, // [13:24] is the sub-list for method input_type
-	13, // [13:13] is the sub-list for extension type_name
-	13, // [13:13] is the sub-list for extension extendee
-	0,  // [0:13] is the sub-list for field type_name
+	29, // 13: im_repo.v1.GetActivityStatsResponse.by_type:type_name -> im_repo.v1.MessageTypeCount
+	30, // 14: im_repo.v1.GetActivityStatsResponse.by_bucket:type_name -> im_repo.v1.ActivityBucket
+	4,  // 15: im_repo.v1.GroupService.GetGroupMembers:input_type -> im_repo.v1.GetGroupMembersRequest
+	9,  // 16: im_repo.v1.GroupService.GetMembersOnlineStatus:input_type -> im_repo.v1.GetMembersOnlineStatusRequest
+	6,  // 17: im_repo.v1.GroupService.GetGroupMemberCount:input_type -> im_repo.v1.GetGroupMemberCountRequest
+	11, // 18: im_repo.v1.OnlineStatusService.GetUsersOnlineStatus:input_type -> im_repo.v1.GetUsersOnlineStatusRequest
+	14, // 19: im_repo.v1.DeviceService.GetUserDevices:input_type -> im_repo.v1.GetUserDevicesRequest
+	17, // 20: im_repo.v1.DeviceService.RemoveInvalidTokens:input_type -> im_repo.v1.RemoveInvalidTokensRequest
+	20, // 21: im_repo.v1.MessageService.GetMessage:input_type -> im_repo.v1.GetMessageRequest
+	22, // 22: im_repo.v1.MessageService.ListMessagesBefore:input_type -> im_repo.v1.ListMessagesBeforeRequest
+	24, // 23: im_repo.v1.MessageService.DeleteMessages:input_type -> im_repo.v1.DeleteMessagesRequest
+	26, // 24: im_repo.v1.MessageService.SetMessageAuditStatus:input_type -> im_repo.v1.SetMessageAuditStatusRequest
+	28, // 25: im_repo.v1.MessageService.GetActivityStats:input_type -> im_repo.v1.GetActivityStatsRequest
+	5,  // 26: im_repo.v1.GroupService.GetGroupMembers:output_type -> im_repo.v1.GetGroupMembersResponse
+	10, // 27: im_repo.v1.GroupService.GetMembersOnlineStatus:output_type -> im_repo.v1.GetMembersOnlineStatusResponse
+	7,  // 28: im_repo.v1.GroupService.GetGroupMemberCount:output_type -> im_repo.v1.GetGroupMemberCountResponse
+	12, // 29: im_repo.v1.OnlineStatusService.GetUsersOnlineStatus:output_type -> im_repo.v1.GetUsersOnlineStatusResponse
+	15, // 30: im_repo.v1.DeviceService.GetUserDevices:output_type -> im_repo.v1.GetUserDevicesResponse
+	18, // 31: im_repo.v1.DeviceService.RemoveInvalidTokens:output_type -> im_repo.v1.RemoveInvalidTokensResponse
+	21, // 32: im_repo.v1.MessageService.GetMessage:output_type -> im_repo.v1.GetMessageResponse
+	23, // 33: im_repo.v1.MessageService.ListMessagesBefore:output_type -> im_repo.v1.ListMessagesBeforeResponse
+	25, // 34: im_repo.v1.MessageService.DeleteMessages:output_type -> im_repo.v1.DeleteMessagesResponse
+	27, // 35: im_repo.v1.MessageService.SetMessageAuditStatus:output_type -> im_repo.v1.SetMessageAuditStatusResponse
+	31, // 36: im_repo.v1.MessageService.GetActivityStats:output_type -> im_repo.v1.GetActivityStatsResponse
+	26, // [26:37] is the sub-list for method output_type
+	15, // [15:26] is the sub-list for method input_type
+	15, // [15:15] is the sub-list for extension type_name
+	15, // [15:15] is the sub-list for extension extendee
+	0,  // [0:15] is the sub-list for field type_name
 }
 
 func init() { file_proto_im_repo_v1_im_repo_proto_init() }
@@ -1971,7 +2115,7 @@ func file_proto_im_repo_v1_im_repo_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_proto_im_repo_v1_im_repo_proto_rawDesc), len(file_proto_im_repo_v1_im_repo_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   27,
+			NumMessages:   29,
 			NumExtensions: 0,
 			NumServices:   4,
 		},
