@@ -1,0 +1,531 @@
+/* archive_run.c: one run of an archive job (archive_run.h): list, write,
+ * verify, commit, delete, checkpoint; and finishing a committed segment
+ * after a crash. */
+#include "archive_run.h"
+
+#include <cjson/cJSON.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "infra/log.h"
+
+#define ARCHIVE_KEY_MAX 600
+#define ARCHIVE_MAX_LINE (64u << 20) /* one NDJSON line read back in recovery */
+
+void archive_limits_default(archive_limits_t *l)
+{
+    l->prefix = "archive";
+    l->page_size = 10000;
+    l->segment_max_messages = 100000;
+    l->segment_max_bytes = 64 << 20;
+    l->delete_batch = 10000;
+    l->zstd_level = 3;
+    l->call_timeout_ms = 30000;
+}
+
+static int64_t wall_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* ---- checkpoint --------------------------------------------------------- */
+
+char *archive_checkpoint_to_json(const char *job, const archive_checkpoint_t *cp)
+{
+    cJSON *o = cJSON_CreateObject();
+    if (!o)
+        return NULL;
+    cJSON_AddStringToObject(o, "format", "imtask-archive-checkpoint");
+    cJSON_AddNumberToObject(o, "version", 1);
+    cJSON_AddStringToObject(o, "job", job);
+    cJSON_AddNumberToObject(o, "next_seq", (double)cp->next_seq);
+    cJSON_AddStringToObject(o, "cursor", cp->cursor);
+    cJSON_AddNumberToObject(o, "archived_total", (double)cp->archived_total);
+    cJSON_AddNumberToObject(o, "segments_total", (double)cp->segments_total);
+    cJSON_AddStringToObject(o, "last_run", cp->last_run);
+    cJSON_AddBoolToObject(o, "last_run_done", cp->last_run_done);
+    cJSON_AddNumberToObject(o, "updated_at_ms", (double)cp->updated_at_ms);
+    char *s = cJSON_PrintUnformatted(o);
+    cJSON_Delete(o);
+    return s;
+}
+
+int archive_checkpoint_parse(const char *json, size_t len, archive_checkpoint_t *cp, char *err,
+                             size_t errlen)
+{
+    memset(cp, 0, sizeof(*cp));
+    cJSON *o = cJSON_ParseWithLength(json, len);
+    int rc = -1;
+    const cJSON *f = cJSON_GetObjectItemCaseSensitive(o, "format");
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, "version");
+    const cJSON *seq = cJSON_GetObjectItemCaseSensitive(o, "next_seq");
+    const cJSON *cur = cJSON_GetObjectItemCaseSensitive(o, "cursor");
+    const cJSON *tot = cJSON_GetObjectItemCaseSensitive(o, "archived_total");
+    const cJSON *segs = cJSON_GetObjectItemCaseSensitive(o, "segments_total");
+    const cJSON *run = cJSON_GetObjectItemCaseSensitive(o, "last_run");
+    const cJSON *done = cJSON_GetObjectItemCaseSensitive(o, "last_run_done");
+    const cJSON *upd = cJSON_GetObjectItemCaseSensitive(o, "updated_at_ms");
+    if (!cJSON_IsObject(o) || !cJSON_IsString(f) ||
+        strcmp(f->valuestring, "imtask-archive-checkpoint") || !cJSON_IsNumber(v) ||
+        v->valuedouble != 1) {
+        snprintf(err, errlen,
+                 "checkpoint: expected a JSON object with format \"imtask-archive-checkpoint\" "
+                 "and version 1");
+        goto out;
+    }
+    if (!cJSON_IsNumber(seq) || seq->valuedouble < 0 || seq->valuedouble > 1e15 ||
+        !cJSON_IsString(cur) || strlen(cur->valuestring) > SEG_CURSOR_MAX) {
+        snprintf(err, errlen,
+                 "checkpoint: expected next_seq (an integer >= 0) and cursor (a string of at "
+                 "most %d bytes)",
+                 SEG_CURSOR_MAX);
+        goto out;
+    }
+    cp->next_seq = (uint64_t)seq->valuedouble;
+    snprintf(cp->cursor, sizeof(cp->cursor), "%s", cur->valuestring);
+    if (cJSON_IsNumber(tot) && tot->valuedouble >= 0)
+        cp->archived_total = (uint64_t)tot->valuedouble;
+    if (cJSON_IsNumber(segs) && segs->valuedouble >= 0)
+        cp->segments_total = (uint64_t)segs->valuedouble;
+    if (cJSON_IsString(run))
+        snprintf(cp->last_run, sizeof(cp->last_run), "%s", run->valuestring);
+    cp->last_run_done = cJSON_IsTrue(done);
+    if (cJSON_IsNumber(upd))
+        cp->updated_at_ms = (int64_t)upd->valuedouble;
+    rc = 0;
+out:
+    cJSON_Delete(o);
+    return rc;
+}
+
+int archive_checkpoint_load(store_t *s, const char *prefix, const char *job,
+                            archive_checkpoint_t *cp, char *err, size_t errlen)
+{
+    char key[ARCHIVE_KEY_MAX];
+    memset(cp, 0, sizeof(*cp));
+    if (seg_key_checkpoint(key, sizeof(key), prefix, job)) {
+        snprintf(err, errlen, "checkpoint key too long");
+        return -1;
+    }
+    void *data;
+    size_t len;
+    int rc = store_get(s, key, &data, &len, err, errlen);
+    if (rc)
+        return rc;
+    char why[256];
+    rc = archive_checkpoint_parse(data, len, cp, why, sizeof(why));
+    free(data);
+    if (rc)
+        snprintf(err, errlen, "%s: %s", key, why);
+    return rc;
+}
+
+static int checkpoint_put(store_t *s, const char *prefix, const char *job, archive_checkpoint_t *cp,
+                          char *err, size_t errlen)
+{
+    char key[ARCHIVE_KEY_MAX];
+    if (seg_key_checkpoint(key, sizeof(key), prefix, job)) {
+        snprintf(err, errlen, "checkpoint key too long");
+        return -1;
+    }
+    cp->updated_at_ms = wall_ms();
+    char *json = archive_checkpoint_to_json(job, cp);
+    if (!json) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    int rc = store_put(s, key, json, strlen(json), "application/json", err, errlen);
+    free(json);
+    return rc;
+}
+
+/* ---- im-repo calls ------------------------------------------------------ */
+
+static archive_rc_t repo_fail(const char *what, const repo_status_t *st, char *err, size_t errlen)
+{
+    snprintf(err, errlen, "im-repo %s: %s: %s", what, repo_err_name(st->code), st->message);
+    return repo_err_is_retriable(st->code) ? ARCHIVE_TRANSIENT : ARCHIVE_FATAL;
+}
+
+/* Delete ids[0..n) in batches. */
+static archive_rc_t delete_ids(const archive_env_t *env, const archive_limits_t *lim,
+                               const char *const *ids, size_t n, archive_counts_t *counts,
+                               char *err, size_t errlen)
+{
+    repo_call_opts_t opts = {.timeout_ms = lim->call_timeout_ms};
+    for (size_t off = 0; off < n; off += (size_t)lim->delete_batch) {
+        size_t k = n - off < (size_t)lim->delete_batch ? n - off : (size_t)lim->delete_batch;
+        ImRepo__V1__DeleteMessagesRequest req = IM_REPO__V1__DELETE_MESSAGES_REQUEST__INIT;
+        req.n_message_ids = k;
+        req.message_ids = (char **)(ids + off);
+        ImRepo__V1__DeleteMessagesResponse *resp = NULL;
+        repo_status_t st;
+        if (repo_delete_messages(env->repo, &req, &opts, &resp, &st) != REPO_ERR_OK)
+            return repo_fail("DeleteMessages", &st, err, errlen);
+        counts->deleted += resp->deleted > 0 ? (uint64_t)resp->deleted : 0;
+        repo_response_free(&resp->base);
+    }
+    return ARCHIVE_OK;
+}
+
+/* ---- finishing a committed segment (crash recovery) --------------------- */
+
+typedef struct {
+    char **ids;
+    size_t n, cap;
+    char err[256];
+} idlist_t;
+
+static void idlist_free(idlist_t *l)
+{
+    for (size_t i = 0; i < l->n; i++)
+        free(l->ids[i]);
+    free(l->ids);
+    memset(l, 0, sizeof(*l));
+}
+
+static int collect_id(void *opaque, const char *text, size_t n)
+{
+    idlist_t *l = opaque;
+    cJSON *o = cJSON_ParseWithLength(text, n);
+    const cJSON *id = cJSON_GetObjectItemCaseSensitive(o, "id");
+    if (!cJSON_IsString(id)) {
+        snprintf(l->err, sizeof(l->err), "line %zu has no string \"id\"", l->n + 1);
+        cJSON_Delete(o);
+        return -2;
+    }
+    if (l->n == l->cap) {
+        size_t nc = l->cap ? l->cap * 2 : 1024;
+        char **ni = realloc(l->ids, nc * sizeof(*ni));
+        if (!ni) {
+            cJSON_Delete(o);
+            snprintf(l->err, sizeof(l->err), "out of memory");
+            return -2;
+        }
+        l->ids = ni;
+        l->cap = nc;
+    }
+    l->ids[l->n] = strdup(id->valuestring);
+    cJSON_Delete(o);
+    if (!l->ids[l->n]) {
+        snprintf(l->err, sizeof(l->err), "out of memory");
+        return -2;
+    }
+    l->n++;
+    return 0;
+}
+
+/* Reads segment m.seq back, verifies it and deletes its ids again. */
+static archive_rc_t finish_committed(const archive_env_t *env, const archive_limits_t *lim,
+                                     const char *job, const seg_manifest_t *m,
+                                     archive_counts_t *counts, char *err, size_t errlen)
+{
+    char key[ARCHIVE_KEY_MAX], why[512];
+    seg_key_data(key, sizeof(key), lim->prefix, job, m->seq);
+    void *data;
+    size_t len;
+    int rc = store_get(env->store, key, &data, &len, why, sizeof(why));
+    if (rc < 0) {
+        snprintf(err, errlen, "read %s: %s", key, why);
+        return ARCHIVE_TRANSIENT;
+    }
+    if (rc == 1) {
+        counts->verify_failures++;
+        snprintf(err, errlen, "%s: the manifest exists but the segment does not", key);
+        return ARCHIVE_FATAL;
+    }
+    if (seg_verify(m, data, len, why, sizeof(why))) {
+        counts->verify_failures++;
+        free(data);
+        snprintf(err, errlen, "%s: %s", key, why);
+        return ARCHIVE_FATAL;
+    }
+    idlist_t l = {0};
+    rc =
+        seg_decode(data, len, ARCHIVE_MAX_LINE, collect_id, &l, NULL, NULL, NULL, why, sizeof(why));
+    free(data);
+    if (rc) {
+        snprintf(err, errlen, "%s: %s", key, rc == -2 ? l.err : why);
+        idlist_free(&l);
+        return ARCHIVE_FATAL;
+    }
+    archive_rc_t arc = delete_ids(env, lim, (const char *const *)l.ids, l.n, counts, err, errlen);
+    idlist_free(&l);
+    return arc;
+}
+
+/* ---- the run ------------------------------------------------------------ */
+
+/* Hands what changed since the last report to env->progress. */
+static void report(const archive_env_t *env, const archive_counts_t *c, archive_counts_t *last)
+{
+    if (!env->progress)
+        return;
+    archive_counts_t d = {
+        .messages = c->messages - last->messages,
+        .segments = c->segments - last->segments,
+        .ndjson_bytes = c->ndjson_bytes - last->ndjson_bytes,
+        .zst_bytes = c->zst_bytes - last->zst_bytes,
+        .deleted = c->deleted - last->deleted,
+        .verify_failures = c->verify_failures - last->verify_failures,
+        .recovered = c->recovered - last->recovered,
+        .pages = c->pages - last->pages,
+    };
+    *last = *c;
+    env->progress(env->opaque, &d);
+}
+
+static bool cancelled(const archive_env_t *env)
+{
+    return env->cancelled && env->cancelled(env->opaque);
+}
+
+archive_rc_t archive_run(const archive_env_t *env, const archive_limits_t *lim, const char *job,
+                         const char *run_id, int64_t cutoff_ms, archive_counts_t *counts, char *err,
+                         size_t errlen)
+{
+    archive_checkpoint_t cp;
+    archive_counts_t reported = {0};
+    archive_rc_t arc = ARCHIVE_OK;
+    seg_writer_t *w = NULL;
+    const char **ids = NULL;
+    char why[512], key[ARCHIVE_KEY_MAX];
+    memset(counts, 0, sizeof(*counts));
+
+    if (!seg_job_ok(job)) {
+        snprintf(err, errlen, "job name \"%.80s\": expected [A-Za-z0-9._-], 1..%d bytes", job,
+                 SEG_JOB_MAX);
+        return ARCHIVE_FATAL;
+    }
+    int rc = archive_checkpoint_load(env->store, lim->prefix, job, &cp, why, sizeof(why));
+    if (rc < 0) {
+        snprintf(err, errlen, "%s", why);
+        /* a checkpoint that does not parse needs a person; a failed read not */
+        return strstr(why, "checkpoint:") ? ARCHIVE_FATAL : ARCHIVE_TRANSIENT;
+    }
+    if (strcmp(cp.last_run, run_id) || !cp.last_run_done) {
+        snprintf(cp.last_run, sizeof(cp.last_run), "%s", run_id);
+        cp.last_run_done = false;
+    }
+    w = seg_writer_new(lim->zstd_level, why, sizeof(why));
+    if (!w) {
+        snprintf(err, errlen, "%s", why);
+        return ARCHIVE_TRANSIENT;
+    }
+    repo_call_opts_t opts = {.timeout_ms = lim->call_timeout_ms};
+
+    for (;;) {
+        report(env, counts, &reported);
+        if (cancelled(env)) {
+            arc = ARCHIVE_CANCELLED;
+            break;
+        }
+
+        /* A committed segment at next_seq: a crash after its manifest. */
+        seg_key_manifest(key, sizeof(key), lim->prefix, job, cp.next_seq);
+        void *mdata;
+        size_t mlen;
+        rc = store_get(env->store, key, &mdata, &mlen, why, sizeof(why));
+        if (rc < 0) {
+            snprintf(err, errlen, "read %s: %s", key, why);
+            arc = ARCHIVE_TRANSIENT;
+            break;
+        }
+        if (rc == 0) {
+            seg_manifest_t m;
+            rc = seg_manifest_parse(mdata, mlen, &m, why, sizeof(why));
+            free(mdata);
+            if (rc || m.seq != cp.next_seq || strcmp(m.job, job)) {
+                snprintf(err, errlen, "%s: %s", key, rc ? why : "seq or job differ from the key");
+                arc = ARCHIVE_FATAL;
+                break;
+            }
+            log_info("archive %s: segment %" PRIu64 " was committed before a stop; verifying it "
+                     "and deleting its %" PRIu64 " messages again",
+                     job, m.seq, m.count);
+            arc = finish_committed(env, lim, job, &m, counts, err, errlen);
+            if (arc != ARCHIVE_OK)
+                break;
+            cp.next_seq++;
+            snprintf(cp.cursor, sizeof(cp.cursor), "%s", m.end_cursor);
+            cp.archived_total += m.count;
+            cp.segments_total++;
+            counts->recovered++;
+            if (checkpoint_put(env->store, lim->prefix, job, &cp, why, sizeof(why))) {
+                snprintf(err, errlen, "checkpoint: %s", why);
+                arc = ARCHIVE_TRANSIENT;
+                break;
+            }
+            continue;
+        }
+
+        /* 1. list into a new segment */
+        seg_manifest_t m;
+        memset(&m, 0, sizeof(m));
+        snprintf(m.start_cursor, sizeof(m.start_cursor), "%s", cp.cursor);
+        char cursor[SEG_CURSOR_MAX + 1];
+        snprintf(cursor, sizeof(cursor), "%s", cp.cursor);
+        seg_writer_reset(w);
+        bool more = true;
+        while (more && seg_writer_count(w) < (uint64_t)lim->segment_max_messages &&
+               seg_writer_ndjson_bytes(w) < (uint64_t)lim->segment_max_bytes) {
+            if (cancelled(env)) {
+                arc = ARCHIVE_CANCELLED;
+                goto out;
+            }
+            int64_t left = lim->segment_max_messages - (int64_t)seg_writer_count(w);
+            ImRepo__V1__ListMessagesBeforeRequest req =
+                IM_REPO__V1__LIST_MESSAGES_BEFORE_REQUEST__INIT;
+            req.before = cutoff_ms;
+            req.cursor = cursor;
+            req.limit = (int32_t)(left < lim->page_size ? left : lim->page_size);
+            ImRepo__V1__ListMessagesBeforeResponse *resp = NULL;
+            repo_status_t st;
+            if (repo_list_messages_before(env->repo, &req, &opts, &resp, &st) != REPO_ERR_OK) {
+                arc = repo_fail("ListMessagesBefore", &st, err, errlen);
+                goto out;
+            }
+            counts->pages++;
+            for (size_t i = 0; i < resp->n_messages; i++) {
+                const ImRepo__V1__Message *msg = resp->messages[i];
+                if (msg->created_at >= cutoff_ms || !msg->id || !msg->id[0]) {
+                    snprintf(err, errlen,
+                             "im-repo ListMessagesBefore(before=%" PRId64
+                             ") returned message \"%.100s\" created at %" PRId64
+                             ": expected a non-empty id and created_at < before",
+                             cutoff_ms, msg->id ? msg->id : "", msg->created_at);
+                    repo_response_free(&resp->base);
+                    arc = ARCHIVE_FATAL;
+                    goto out;
+                }
+                if (seg_writer_add(w, msg, why, sizeof(why))) {
+                    snprintf(err, errlen, "segment %" PRIu64 ": %s", cp.next_seq, why);
+                    repo_response_free(&resp->base);
+                    arc = ARCHIVE_TRANSIENT;
+                    goto out;
+                }
+            }
+            more = resp->has_more;
+            if (more && (!resp->next_cursor || !resp->next_cursor[0] ||
+                         strlen(resp->next_cursor) > SEG_CURSOR_MAX)) {
+                snprintf(err, errlen,
+                         "im-repo ListMessagesBefore: has_more without a usable next_cursor "
+                         "(empty or over %d bytes)",
+                         SEG_CURSOR_MAX);
+                repo_response_free(&resp->base);
+                arc = ARCHIVE_FATAL;
+                goto out;
+            }
+            /* no more: the next listing starts from the oldest message left */
+            snprintf(cursor, sizeof(cursor), "%s", more ? resp->next_cursor : "");
+            repo_response_free(&resp->base);
+        }
+        uint64_t n = seg_writer_count(w);
+        if (n == 0) {
+            /* nothing older than the cutoff is left */
+            if (strcmp(cp.cursor, cursor)) {
+                snprintf(cp.cursor, sizeof(cp.cursor), "%s", cursor);
+            }
+            cp.last_run_done = true;
+            if (checkpoint_put(env->store, lim->prefix, job, &cp, why, sizeof(why))) {
+                snprintf(err, errlen, "checkpoint: %s", why);
+                arc = ARCHIVE_TRANSIENT;
+                goto out;
+            }
+            arc = ARCHIVE_OK;
+            break;
+        }
+        snprintf(m.end_cursor, sizeof(m.end_cursor), "%s", cursor);
+        snprintf(m.job, sizeof(m.job), "%s", job);
+        snprintf(m.run, sizeof(m.run), "%s", run_id);
+        m.seq = cp.next_seq;
+        m.cutoff_ms = cutoff_ms;
+        const void *zst;
+        size_t zlen;
+        if (seg_writer_finish(w, &m, &zst, &zlen, why, sizeof(why))) {
+            snprintf(err, errlen, "segment %" PRIu64 ": %s", m.seq, why);
+            arc = ARCHIVE_TRANSIENT;
+            goto out;
+        }
+
+        /* 2. put, read back, verify */
+        seg_key_data(key, sizeof(key), lim->prefix, job, m.seq);
+        if (store_put(env->store, key, zst, zlen, "application/zstd", why, sizeof(why))) {
+            snprintf(err, errlen, "write %s: %s", key, why);
+            arc = ARCHIVE_TRANSIENT;
+            goto out;
+        }
+        void *back;
+        size_t blen;
+        rc = store_get(env->store, key, &back, &blen, why, sizeof(why));
+        if (rc) {
+            counts->verify_failures++;
+            snprintf(err, errlen, "read back %s: %s", key, rc == 1 ? "missing after write" : why);
+            arc = ARCHIVE_TRANSIENT;
+            goto out;
+        }
+        rc = seg_verify(&m, back, blen, why, sizeof(why));
+        free(back);
+        if (rc) {
+            counts->verify_failures++;
+            snprintf(err, errlen, "verify %s: %s", key, why);
+            arc = ARCHIVE_TRANSIENT;
+            goto out;
+        }
+
+        /* 3. commit: the manifest */
+        char *mj = seg_manifest_to_json(&m);
+        if (!mj) {
+            snprintf(err, errlen, "out of memory");
+            arc = ARCHIVE_TRANSIENT;
+            goto out;
+        }
+        seg_key_manifest(key, sizeof(key), lim->prefix, job, m.seq);
+        rc = store_put(env->store, key, mj, strlen(mj), "application/json", why, sizeof(why));
+        free(mj);
+        if (rc) {
+            snprintf(err, errlen, "write %s: %s", key, why);
+            arc = ARCHIVE_TRANSIENT;
+            goto out;
+        }
+
+        /* 4. delete from im-repo */
+        const char **nids = realloc(ids, n * sizeof(*ids));
+        if (!nids) {
+            snprintf(err, errlen, "out of memory");
+            arc = ARCHIVE_TRANSIENT;
+            goto out;
+        }
+        ids = nids;
+        for (uint64_t i = 0; i < n; i++)
+            ids[i] = seg_writer_id(w, i);
+        arc = delete_ids(env, lim, ids, n, counts, err, errlen);
+        if (arc != ARCHIVE_OK)
+            goto out;
+
+        /* 5. checkpoint */
+        cp.next_seq++;
+        snprintf(cp.cursor, sizeof(cp.cursor), "%s", cursor);
+        cp.archived_total += n;
+        cp.segments_total++;
+        if (checkpoint_put(env->store, lim->prefix, job, &cp, why, sizeof(why))) {
+            snprintf(err, errlen, "checkpoint: %s", why);
+            arc = ARCHIVE_TRANSIENT;
+            goto out;
+        }
+        counts->messages += n;
+        counts->segments++;
+        counts->ndjson_bytes += m.ndjson_bytes;
+        counts->zst_bytes += m.zst_bytes;
+    }
+out:
+    report(env, counts, &reported);
+    free(ids);
+    seg_writer_destroy(w);
+    return arc;
+}
