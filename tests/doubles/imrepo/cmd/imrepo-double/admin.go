@@ -9,6 +9,7 @@
 //	POST /faults/reset
 //	POST /config?online_ratio=&gateways=&devices_max=&messages=
 //	POST /activity                  seed message activity (activity.go)
+//	GET|POST /messages[?count=N&reset=1]  message history size, forget deletions (messages.go)
 //	POST /spawn                     a new gRPC listener on a free port -> {"addr"}
 //	POST /down?addr=A[&graceful=1][&for_ms=N]   stop listener A (and restart after N ms)
 //	POST /up?addr=A                 start it again on the same port
@@ -124,6 +125,7 @@ func (d *double) adminMux(info map[string]any) *http.ServeMux {
 			"devices_max": c.devicesMax, "messages": c.messages})
 	})
 	mux.HandleFunc("/activity", activityHandler) // activity.go
+	mux.HandleFunc("/messages", d.messagesAdmin) // messages.go
 	mux.HandleFunc("/spawn", func(w http.ResponseWriter, _ *http.Request) {
 		d.mu.Lock()
 		defer d.mu.Unlock()
