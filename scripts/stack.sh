@@ -33,7 +33,7 @@
 #                              three ports: admin HTTP, misbehaving peer, TLS
 #   IMTASK_MODERATION_PORT [19510] moderation double (API and /admin on one port)
 #   IMTASK_PUSH_PORT [19600]   push doubles: APNs (TLS); +1 FCM and OAuth2 (TLS);
-#                              +2 admin HTTP
+#                              +2 admin HTTP; +3 APNs with certificate auth (TLS)
 #   IMTASK_STACK_DIR [${TMPDIR:-/tmp}/imtask-stack]  data, logs, pid files
 #   IMTASK_CACHE [$HOME/.cache/imtask]               Kafka jars, im-repo double builds
 #   IMTASK_EXTRA_TOPICS ["name:partitions name:partitions"]
@@ -657,7 +657,7 @@ check_ports() {
   fi
   if [[ -z $(running_pid push) ]]; then
     local j
-    for j in 0 1 2; do require_free_port $((PUSH_PORT + j)) "push doubles"; done
+    for j in 0 1 2 3; do require_free_port $((PUSH_PORT + j)) "push doubles"; done
   fi
 }
 
@@ -808,7 +808,7 @@ cmd_push_restart() {
   lock_stack
   stop_service push
   local j
-  for j in 0 1 2; do require_free_port $((PUSH_PORT + j)) "push doubles"; done
+  for j in 0 1 2 3; do require_free_port $((PUSH_PORT + j)) "push doubles"; done
   start_push
   wait_push
 }

@@ -8,7 +8,7 @@
 #
 # Needs the local stack's Kafka and im-repo double (scripts/stack.sh up). The
 # doubles it pushes to are a PRIVATE instance of tests/doubles/push started
-# here (ports BENCH_PUSH_PORT, 19700..19702; -delay-ms BENCH_DELAY_MS (20),
+# here (ports BENCH_PUSH_PORT, 19700..19703; -delay-ms BENCH_DELAY_MS (20),
 # -record 0), stopped by its pid at the end; the stack's own doubles are
 # not touched. Knobs: BENCH_TASKS (400), BENCH_DEVICES (500), BENCH_WORKERS (8),
 # BENCH_MAX_IN_FLIGHT (1000, per app), BENCH_CONNS (2 connections per app, the

@@ -3,9 +3,14 @@
 #include "apns.h"
 
 #include <cjson/cJSON.h>
+#include <errno.h>
+#include <openssl/err.h>
+#include <openssl/pem.h>
+#include <openssl/x509.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "infra/log.h"
 #include "retry_after.h"
@@ -239,6 +244,79 @@ fail:
     return -1;
 }
 
+/* The first OpenSSL error's reason, or "" (the queue is cleared). */
+static const char *ssl_reason(void)
+{
+    unsigned long e = ERR_peek_error();
+    const char *r = e ? ERR_reason_error_string(e) : NULL;
+    ERR_clear_error();
+    return r ? r : "";
+}
+
+/* Certificate auth: the client certificate and its key are checked here so
+ * that a bad file is a start-up error naming the config key and the file
+ * (the lane loads them into its TLS context afterwards): the certificate is
+ * PEM, the key is an unencrypted PEM private key, the two belong together.
+ * An expired or not yet valid certificate, or a key file readable by other
+ * users, is a warning. */
+static int check_client_cert(const apns_app_t *app, char *err, size_t errlen)
+{
+    const char *cf = app->c.cert_file, *kf = app->c.cert_key_file;
+    X509 *x = NULL;
+    EVP_PKEY *pk = NULL;
+    struct stat st;
+    int rc = -1;
+    FILE *f = fopen(cf, "r");
+    if (!f) {
+        snprintf(err, errlen, "apns_app_%s.cert_file %s: %s", app->name, cf, strerror(errno));
+        return -1;
+    }
+    x = PEM_read_X509(f, NULL, NULL, NULL);
+    fclose(f);
+    if (!x) {
+        const char *why = ssl_reason();
+        snprintf(err, errlen, "apns_app_%s.cert_file %s: not a PEM certificate%s%s", app->name, cf,
+                 why[0] ? ": " : "", why);
+        goto out;
+    }
+    f = fopen(kf, "r");
+    if (!f) {
+        snprintf(err, errlen, "apns_app_%s.cert_key_file %s: %s", app->name, kf, strerror(errno));
+        goto out;
+    }
+    bool others = fstat(fileno(f), &st) == 0 && (st.st_mode & S_IROTH) != 0;
+    /* "" as the passphrase: an encrypted key fails instead of prompting */
+    pk = PEM_read_PrivateKey(f, NULL, NULL, (void *)"");
+    fclose(f);
+    if (!pk) {
+        const char *why = ssl_reason();
+        snprintf(err, errlen,
+                 "apns_app_%s.cert_key_file %s: not an unencrypted PEM private key%s%s", app->name,
+                 kf, why[0] ? ": " : "", why);
+        goto out;
+    }
+    if (X509_check_private_key(x, pk) != 1) {
+        ERR_clear_error();
+        snprintf(err, errlen, "apns_app_%s.cert_key_file %s: not the key of the certificate %s",
+                 app->name, kf, cf);
+        goto out;
+    }
+    if (others)
+        log_warn("apns_app_%s.cert_key_file %s can be read by other users: make it 0600 or 0640 "
+                 "(a Kubernetes Secret: defaultMode 0440)",
+                 app->name, kf);
+    if (X509_cmp_current_time(X509_get0_notAfter(x)) < 0)
+        log_warn("apns_app_%s.cert_file %s: the certificate has expired: APNs will refuse it",
+                 app->name, cf);
+    else if (X509_cmp_current_time(X509_get0_notBefore(x)) > 0)
+        log_warn("apns_app_%s.cert_file %s: the certificate is not valid yet", app->name, cf);
+    rc = 0;
+out:
+    EVP_PKEY_free(pk);
+    X509_free(x);
+    return rc;
+}
+
 int push_apns_start(push_apns_t *a, push_h2_t *h2, push_clock_fn clock, void *clock_opaque,
                     char *err, size_t errlen)
 {
@@ -276,26 +354,8 @@ int push_apns_start(push_apns_t *a, push_h2_t *h2, push_clock_fn clock, void *cl
                          app->c.key_file);
                 return -1;
             }
-        } else {
-            bool others = false;
-            push_key_t *k = NULL;
-            snprintf(what, sizeof(what), "apns_app_%s.cert_key_file", app->name);
-            /* checked here; the lane loads it into its TLS context */
-            FILE *f = fopen(app->c.cert_file, "r");
-            if (!f) {
-                snprintf(err, errlen, "apns_app_%s.cert_file %s: cannot be read", app->name,
-                         app->c.cert_file);
-                return -1;
-            }
-            fclose(f);
-            if (push_key_load(&k, app->c.cert_key_file, PUSH_KEY_EC_P256, what, &others, err,
-                              errlen) &&
-                push_key_load(&k, app->c.cert_key_file, PUSH_KEY_RSA, what, &others, err, errlen))
-                return -1;
-            push_key_free(&k);
-            if (others)
-                log_warn("%s %s can be read by other users: make it 0600 or 0640", what,
-                         app->c.cert_key_file);
+        } else if (check_client_cert(app, err, errlen)) {
+            return -1;
         }
         push_lane_conf_t lc = {
             .name = lname,

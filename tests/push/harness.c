@@ -6,6 +6,11 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <openssl/err.h>
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+#include <openssl/x509.h>
+#include <openssl/x509v3.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -383,6 +388,76 @@ void ph_recs_free(ph_rec_t *r, int n)
     free(r);
 }
 
+/* ---- client certificates ------------------------------------------------------------ */
+
+static void ssl_fail(const char *what)
+{
+    char buf[256];
+    ERR_error_string_n(ERR_get_error(), buf, sizeof(buf));
+    ERR_clear_error();
+    fail_msg("%s: %s", what, buf);
+}
+
+static void add_ext(X509 *x, X509 *issuer, int nid, const char *value)
+{
+    X509V3_CTX ctx;
+    X509V3_set_ctx_nodb(&ctx);
+    X509V3_set_ctx(&ctx, issuer, x, NULL, NULL, 0);
+    X509_EXTENSION *e = X509V3_EXT_conf_nid(NULL, &ctx, nid, value);
+    if (!e || X509_add_ext(x, e, -1) != 1)
+        ssl_fail("certificate extension");
+    X509_EXTENSION_free(e);
+}
+
+void ph_make_client_cert(const char *cert_path, const char *key_path, const char *cn,
+                         const char *ca_cert, const char *ca_key)
+{
+    X509 *ca = NULL;
+    EVP_PKEY *cak = NULL, *k = EVP_EC_gen("P-256");
+    X509 *x = X509_new();
+    static long serial = 1;
+    if (!k || !x)
+        ssl_fail("a P-256 key");
+    if (ca_cert) {
+        FILE *f = fopen(ca_cert, "r");
+        PH_CHECK(f != NULL, "%s: %s", ca_cert, strerror(errno));
+        ca = PEM_read_X509(f, NULL, NULL, NULL);
+        fclose(f);
+        f = fopen(ca_key, "r");
+        PH_CHECK(f != NULL, "%s: %s", ca_key, strerror(errno));
+        cak = PEM_read_PrivateKey(f, NULL, NULL, (void *)"");
+        fclose(f);
+        if (!ca || !cak)
+            ssl_fail("the test CA");
+    }
+    X509_set_version(x, 2);
+    ASN1_INTEGER_set(X509_get_serialNumber(x), (long)(ph_wall_ms() % 1000000000) * 100 + serial++);
+    X509_gmtime_adj(X509_getm_notBefore(x), -3600);
+    X509_gmtime_adj(X509_getm_notAfter(x), 86400);
+    X509_set_pubkey(x, k);
+    X509_NAME *name = X509_get_subject_name(x);
+    X509_NAME_add_entry_by_txt(name, "O", MBSTRING_ASC, (const unsigned char *)"imtask push_test",
+                               -1, -1, 0);
+    X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_ASC, (const unsigned char *)cn, -1, -1, 0);
+    X509_set_issuer_name(x, ca ? X509_get_subject_name(ca) : name);
+    add_ext(x, ca ? ca : x, NID_basic_constraints, "critical,CA:FALSE");
+    add_ext(x, ca ? ca : x, NID_key_usage, "critical,digitalSignature");
+    add_ext(x, ca ? ca : x, NID_ext_key_usage, "clientAuth");
+    if (X509_sign(x, ca ? cak : k, EVP_sha256()) <= 0)
+        ssl_fail("signing the certificate");
+    FILE *f = fopen(cert_path, "w");
+    PH_CHECK(f != NULL, "%s: %s", cert_path, strerror(errno));
+    PH_CHECK(PEM_write_X509(f, x) == 1 && fclose(f) == 0, "%s: write", cert_path);
+    int fd = open(key_path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    PH_CHECK(fd >= 0 && (f = fdopen(fd, "w")) != NULL, "%s: %s", key_path, strerror(errno));
+    PH_CHECK(PEM_write_PrivateKey(f, k, NULL, NULL, 0, NULL, NULL) == 1 && fclose(f) == 0,
+             "%s: write", key_path);
+    X509_free(x);
+    X509_free(ca);
+    EVP_PKEY_free(k);
+    EVP_PKEY_free(cak);
+}
+
 /* ---- children -------------------------------------------------------------------- */
 
 void ph_case_open(ph_case_t *c, const char *name)
@@ -656,6 +731,8 @@ int ph_setup(const char *binary)
     copy_str(j, "fcm", ph_env.fcm_url, sizeof(ph_env.fcm_url));
     copy_str(j, "token_uri", ph_env.token_uri, sizeof(ph_env.token_uri));
     copy_str(j, "ca_file", ph_env.ca_file, sizeof(ph_env.ca_file));
+    copy_str(j, "apns_cert", ph_env.apns_cert_url, sizeof(ph_env.apns_cert_url));
+    copy_str(j, "ca_key_file", ph_env.ca_key, sizeof(ph_env.ca_key));
     copy_str(j, "fcm_credentials_file", ph_env.fcm_sa, sizeof(ph_env.fcm_sa));
     const cJSON *keys = cJSON_GetObjectItem(j, "apns_keys");
     copy_str(cJSON_GetArrayItem(keys, 0), "key_file", ph_env.apns_key, sizeof(ph_env.apns_key));

@@ -32,6 +32,8 @@
 typedef struct {
     const char *brokers, *imrepo_addr, *push_admin;
     char apns_url[128], fcm_url[128], token_uri[160], ca_file[512];
+    char apns_cert_url[128]; /* the APNs double with certificate auth */
+    char ca_key[512];        /* the test CA's key: signs client certificates */
     char apns_key[512], apns_key2[512], fcm_sa[512];
     char binary[4096];
     char tmp[1024];
@@ -106,6 +108,15 @@ typedef struct {
 /* Every record of a case topic (0 task, 2 dlq), decoded; free with ph_recs_free. */
 ph_rec_t *ph_read_topic(ph_case_t *c, int which, int *n);
 void ph_recs_free(ph_rec_t *r, int n);
+
+/* ---- client certificates ---------------------------------------------------- */
+
+/* Writes a TLS client certificate (subject CN=cn, EC P-256, extended key
+ * usage clientAuth, valid from an hour ago for a day) to cert_path and its
+ * key (PKCS#8 PEM, 0600) to key_path, made with OpenSSL's API: signed by
+ * the CA of ca_cert/ca_key, or self-signed when ca_cert is NULL. */
+void ph_make_client_cert(const char *cert_path, const char *key_path, const char *cn,
+                         const char *ca_cert, const char *ca_key);
 
 /* ---- HTTP -------------------------------------------------------------------- */
 

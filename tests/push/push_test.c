@@ -24,11 +24,21 @@
  *   multi_app      two APNs apps, keys of two teams, production and sandbox
  *   token_refresh  all streams at once: ExpiredProviderToken (APNs) and revoked
  *                  access tokens (FCM): one refresh each, every device once
- *   startup_errors invalid key and credentials files (exit, naming the file), a
- *                  key readable by others (a warning), no app at all (a warning)
+ *   startup_errors invalid key, credentials and client certificate files (exit,
+ *                  naming the file), a key readable by others (a warning), no
+ *                  app at all (a warning)
+ *   cert_auth      APNs certificate authentication: a client certificate the
+ *                  test CA signed delivers every device, each request carried
+ *                  it and no authorization header; an untrusted certificate
+ *                  delivers nothing (BadCertificate, permanent); a connection
+ *                  without one is refused (MissingProviderToken)
+ *   rate_limit     apns.rate_limit / fcm.rate_limit 200/s, 1000 devices each:
+ *                  every device once, and no second of the doubles' arrival
+ *                  times holds more than the limit allows (an upper bound)
  *
  * No assertion is about timings except that a retry never comes before the
- * provider's Retry-After. Needs the stack: IMTASK_KAFKA_BROKERS,
+ * provider's Retry-After and that a rate limit is not exceeded (upper bounds
+ * only: a slow machine makes them easier to meet). Needs the stack: IMTASK_KAFKA_BROKERS,
  * IMTASK_IMREPO_ADDR, IMTASK_PUSH_ADMIN (defaults: the stack's addresses).
  */
 #include "harness.h"
@@ -785,7 +795,7 @@ static void test_startup_errors(void **state)
              bad_key);
     int st = ph_child_run_to_exit(c, cfg, 60);
     PH_CHECK(st != 0, "started with a garbage key");
-    char want[2600];
+    char want[6000];
     snprintf(want, sizeof(want), "apns_app_main.key_file %s: not a PEM private key", bad_key);
     PH_CHECK(ph_log_has(c, want), "no clear error naming the key file");
 
@@ -808,6 +818,44 @@ static void test_startup_errors(void **state)
              "and \\\"private_key\\\"",
              bad_sa);
     PH_CHECK(ph_log_has(c, want), "no clear error naming the credentials file");
+
+    /* certificate auth: a certificate file that is no certificate, one that
+     * does not exist, a key that is not the certificate's */
+    char cert[2400], key[2400], cert2[2400], key2[2400];
+    snprintf(cert, sizeof(cert), "%.2047s/client.pem", c->dir);
+    snprintf(key, sizeof(key), "%.2047s/client.key", c->dir);
+    snprintf(cert2, sizeof(cert2), "%.2047s/other.pem", c->dir);
+    snprintf(key2, sizeof(key2), "%.2047s/other.key", c->dir);
+    ph_make_client_cert(cert, key, "imtask push_test startup", ph_env.ca_file, ph_env.ca_key);
+    ph_make_client_cert(cert2, key2, "imtask push_test other", NULL, NULL); /* key2: another key */
+    const char *cert_app = "apns:\n  apps: [main]\napns_app_main:\n  topics: [com.gochat.im]\n"
+                           "  auth: certificate\n  cert_file: %s\n  cert_key_file: %s\n";
+    write_file(bad_key,
+               "-----BEGIN CERTIFICATE-----\nnot a certificate\n"
+               "-----END CERTIFICATE-----\n",
+               0600);
+    snprintf(cfg + k, sizeof(cfg) - (size_t)k, cert_app, bad_key, key);
+    PH_CHECK(ph_child_run_to_exit(c, cfg, 60) != 0, "started with a garbage certificate");
+    snprintf(want, sizeof(want), "apns_app_main.cert_file %s: not a PEM certificate", bad_key);
+    PH_CHECK(ph_log_has(c, want), "no clear error naming the certificate file");
+
+    snprintf(cfg + k, sizeof(cfg) - (size_t)k, cert_app, "/nonexistent/imtask/client.pem", key);
+    PH_CHECK(ph_child_run_to_exit(c, cfg, 60) != 0, "started without its certificate");
+    PH_CHECK(ph_log_has(c, "apns_app_main.cert_file /nonexistent/imtask/client.pem: No such file"),
+             "a missing certificate is not named");
+
+    snprintf(cfg + k, sizeof(cfg) - (size_t)k, cert_app, cert, key2);
+    PH_CHECK(ph_child_run_to_exit(c, cfg, 60) != 0, "started with a key of another certificate");
+    snprintf(want, sizeof(want),
+             "apns_app_main.cert_key_file %s: not the key of the certificate %s", key2, cert);
+    PH_CHECK(ph_log_has(c, want), "no clear error for a key that is not the certificate's");
+
+    write_file(key2, "garbage\n", 0600);
+    snprintf(cfg + k, sizeof(cfg) - (size_t)k, cert_app, cert, key2);
+    PH_CHECK(ph_child_run_to_exit(c, cfg, 60) != 0, "started with a garbage certificate key");
+    snprintf(want, sizeof(want),
+             "apns_app_main.cert_key_file %s: not an unencrypted PEM private key", key2);
+    PH_CHECK(ph_log_has(c, want), "no clear error naming the certificate's key file");
 
     /* no app at all: it runs (every device would fail as no_app), and says so */
     snprintf(cfg + k, sizeof(cfg) - (size_t)k, "push:\n  max_followups: 3\n");
@@ -839,6 +887,216 @@ static void test_startup_errors(void **state)
     c->passed = true;
 }
 
+/* ---- APNs certificate authentication ---------------------------------------------------- */
+
+static const char *str_of(const cJSON *o, const char *key)
+{
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
+    return cJSON_IsString(v) ? v->valuestring : "";
+}
+
+static bool bool_of(const cJSON *o, const char *key)
+{
+    return cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(o, key));
+}
+
+static void test_cert_auth(void **state)
+{
+    (void)state;
+    ph_case_t *c = &ph_case;
+    task_b_t b;
+    char tid[128], sfx[16], extra[16384], cn[96];
+    char good[2400], good_key[2400], rogue[2400], rogue_key[2400];
+    ph_case_open(c, "certauth");
+    PH_CHECK(ph_env.apns_cert_url[0] && ph_env.ca_key[0],
+             "the push double has no certificate-auth APNs port (restart it: "
+             "bash scripts/stack.sh push-restart)");
+    /* a client certificate the test CA signed, and one it did not (self-signed) */
+    snprintf(good, sizeof(good), "%.2047s/client.pem", c->dir);
+    snprintf(good_key, sizeof(good_key), "%.2047s/client.key", c->dir);
+    snprintf(rogue, sizeof(rogue), "%.2047s/rogue.pem", c->dir);
+    snprintf(rogue_key, sizeof(rogue_key), "%.2047s/rogue.key", c->dir);
+    snprintf(cn, sizeof(cn), "Apple Push Services: com.test.certok %s", c->tag);
+    ph_make_client_cert(good, good_key, cn, ph_env.ca_file, ph_env.ca_key);
+    ph_make_client_cert(rogue, rogue_key, "rogue push provider", NULL, NULL);
+    /* all apps against the certificate-auth port: two with certificates (main
+     * the good one; the generated config would add a token apns_app_main), one
+     * with a provider token (no certificate: that connection is refused) */
+    snprintf(extra, sizeof(extra),
+             "apns:\n  endpoint: %s\n  sandbox_endpoint: %s\n  ca_file: %s\n"
+             "  apps: [main, certbad, tok]\n"
+             "apns_app_main:\n  topics: [com.test.certok]\n  auth: certificate\n"
+             "  cert_file: %s\n  cert_key_file: %s\n"
+             "apns_app_certbad:\n  topics: [com.test.certbad]\n  auth: certificate\n"
+             "  cert_file: %s\n  cert_key_file: %s\n"
+             "apns_app_tok:\n  topics: [com.test.tok]\n  team_id: TESTTEAM01\n"
+             "  key_id: TESTKEY001\n  key_file: %s\n",
+             ph_env.apns_cert_url, ph_env.apns_cert_url, ph_env.ca_file, good, good_key, rogue,
+             rogue_key, ph_env.apns_key);
+    ph_child_opts_t o = {.extra_yaml = extra};
+    ph_child_start(c, &o);
+    PH_CHECK(ph_log_has(c, "apns app main: certificate auth"), "certificate auth not in use");
+
+    enum { N_OK = 30, N_BAD = 5, N_TOK = 3 };
+    tb_init(&b, N_OK + N_BAD + N_TOK, NULL);
+    for (int i = 0; i < N_OK + N_BAD + N_TOK; i++) {
+        snprintf(sfx, sizeof(sfx), "c%02d", i);
+        tb_add(&b, APNS, "", sfx);
+        b.devs[i].app_id = (char *)(i < N_OK           ? "com.test.certok"
+                                    : i < N_OK + N_BAD ? "com.test.certbad"
+                                                       : "com.test.tok");
+        b.devs[i].sandbox = i % 3 == 0; /* the sandbox lane: connections of its own */
+    }
+    snprintf(tid, sizeof(tid), "%.23s-cert", c->tag);
+    ph_produce(c, tid, &b.pt);
+    ph_wait_metric(c, DONE_METRIC, 1, WAIT_S);
+
+    cJSON *rc = ph_requests("apns-cert", c->tag);
+    for (int i = 0; i < N_OK + N_BAD + N_TOK; i++) {
+        const char *t = b.tokens[i];
+        int n = 0;
+        const cJSON *r;
+        cJSON_ArrayForEach(r, rc)
+        {
+            if (strcmp(str_of(r, "token"), t) != 0)
+                continue;
+            n++;
+            int st = cJSON_GetObjectItem(r, "status")->valueint;
+            if (i < N_OK) {
+                /* delivered, authenticated by the certificate alone */
+                PH_CHECK(st == 200, "%s: status %d (%s)", t, st, str_of(r, "reason"));
+                PH_CHECK(bool_of(r, "client_cert"), "%s: no verified client certificate", t);
+                PH_CHECK(strstr(str_of(r, "client_subject"), cn) != NULL,
+                         "%s: client certificate subject \"%s\", want CN %s", t,
+                         str_of(r, "client_subject"), cn);
+                PH_CHECK(!bool_of(r, "authorization"), "%s: an authorization header", t);
+            } else if (i < N_OK + N_BAD) {
+                /* the certificate was presented, and refused */
+                PH_CHECK(st == 403 && strcmp(str_of(r, "reason"), "BadCertificate") == 0,
+                         "%s: %d %s, want 403 BadCertificate", t, st, str_of(r, "reason"));
+                PH_CHECK(bool_of(r, "client_cert_present") && !bool_of(r, "client_cert"),
+                         "%s: the untrusted certificate counted as verified", t);
+                PH_CHECK(!bool_of(r, "authorization"), "%s: an authorization header", t);
+            } else {
+                PH_CHECK(st == 403 && strcmp(str_of(r, "reason"), "MissingProviderToken") == 0,
+                         "%s: %d %s, want 403 MissingProviderToken", t, st, str_of(r, "reason"));
+                PH_CHECK(!bool_of(r, "client_cert_present") && bool_of(r, "authorization"),
+                         "%s: token auth sent a certificate or no token", t);
+            }
+        }
+        /* once each: a refused certificate is permanent, never retried */
+        PH_CHECK(n == 1, "%s: %d requests, want 1", t, n);
+    }
+    cJSON_Delete(rc);
+    cJSON *st = ph_stats("apns", c->tag);
+    PH_CHECK(cJSON_GetObjectItem(st, "requests")->valueint == 0,
+             "requests reached the token-auth port");
+    cJSON_Delete(st);
+
+    PH_CHECK(ph_metric(c, "imtask_push_sent_total{provider=\"apns\"}") == N_OK, "sent %g",
+             ph_metric(c, "imtask_push_sent_total{provider=\"apns\"}"));
+    PH_CHECK(
+        ph_metric(c, "imtask_push_failed_total{provider=\"apns\",reason=\"BadCertificate\"}") ==
+            N_BAD,
+        "BadCertificate failures");
+    PH_CHECK(ph_metric(c, "imtask_push_failed_total{provider=\"apns\",reason="
+                          "\"MissingProviderToken\"}") == N_TOK,
+             "MissingProviderToken failures");
+    PH_CHECK(ph_metric(c, "imtask_push_retries_total") == 0, "retries");
+    PH_CHECK(ph_metric(c, "imtask_push_followups_total") == 0, "follow-ups");
+    PH_CHECK(ph_log_has(c, "not pushed for good: BadCertificate"),
+             "the refused certificate is not logged with its reason");
+    int n;
+    ph_rec_t *dlq = ph_read_topic(c, 2, &n);
+    PH_CHECK(n == 0, "%d dead-lettered", n);
+    ph_recs_free(dlq, n);
+    tb_free(&b);
+    ph_child_stop(c);
+    c->passed = true;
+}
+
+/* ---- rate limit ------------------------------------------------------------------------------ */
+
+/* The most arrivals (ascending, ms) within any window of win_ms. */
+static int max_in_window(const cJSON *arr, double win_ms)
+{
+    int n = cJSON_GetArraySize(arr), best = 0, j = 0;
+    double *t = calloc((size_t)n + 1, sizeof(*t));
+    for (int i = 0; i < n; i++)
+        t[i] = cJSON_GetArrayItem(arr, i)->valuedouble;
+    for (int i = 0; i < n; i++) { /* windows [t[i], t[i] + win) */
+        if (j < i)
+            j = i;
+        while (j < n && t[j] - t[i] < win_ms)
+            j++;
+        if (j - i > best)
+            best = j - i;
+    }
+    free(t);
+    return best;
+}
+
+static void test_rate_limit(void **state)
+{
+    (void)state;
+    ph_case_t *c = &ph_case;
+    task_b_t b;
+    char tid[128], sfx[16], extra[4096], url[512];
+    enum { RATE = 200, N = 1000, JITTER_MS = 200 };
+    /* The lane's token bucket holds rate/10 + 1 (h2.c), so imtask-push sends
+     * at most RATE + BURST requests in any second. The times are the
+     * double's, taken when it reads a request: a double that waited for the
+     * CPU reads requests sent up to that wait apart within one second, so
+     * the bound allows JITTER_MS of such bunching (without a limit the 1000
+     * requests of a lane arrive within well under a second; a bucket per
+     * connection would allow FCM's 4 connections 4 x RATE). */
+    const int burst = RATE / 10 + 1, bound = RATE + burst + RATE * JITTER_MS / 1000;
+    ph_case_open(c, "rate");
+    snprintf(extra, sizeof(extra),
+             "apns:\n  endpoint: %s\n  sandbox_endpoint: %s\n  ca_file: %s\n  apps: [main]\n"
+             "  rate_limit: %d\n"
+             "fcm:\n  endpoint: %s\n  ca_file: %s\n  apps: [main]\n  rate_limit: %d\n",
+             ph_env.apns_url, ph_env.apns_url, ph_env.ca_file, RATE, ph_env.fcm_url, ph_env.ca_file,
+             RATE);
+    ph_child_opts_t o = {.extra_yaml = extra};
+    ph_child_start(c, &o);
+    tb_init(&b, 2 * N, NULL);
+    for (int i = 0; i < 2 * N; i++) {
+        snprintf(sfx, sizeof(sfx), "r%04d", i);
+        tb_add(&b, i % 2 ? FCM : APNS, "", sfx);
+    }
+    snprintf(tid, sizeof(tid), "%.23s-rate", c->tag);
+    ph_produce(c, tid, &b.pt);
+    ph_wait_metric(c, DONE_METRIC, 1, WAIT_S);
+
+    cJSON *ra = ph_requests("apns", c->tag), *rf = ph_requests("fcm", c->tag);
+    for (int i = 0; i < 2 * N; i++)
+        expect_seen(i % 2 ? rf : ra, b.tokens[i], 0, NULL, 1); /* each once */
+    cJSON_Delete(ra);
+    cJSON_Delete(rf);
+    PH_CHECK(ph_metric(c, "imtask_push_followups_total") == 0, "a follow-up");
+    static const char *const prov[] = {"apns", "fcm"};
+    for (int p = 0; p < 2; p++) {
+        snprintf(url, sizeof(url), "%s/stats?provider=%s&match=%s&arrivals=1", ph_env.push_admin,
+                 prov[p], c->tag);
+        cJSON *st = ph_json(url, NULL);
+        const cJSON *arr = cJSON_GetObjectItem(st, "arrivals");
+        PH_CHECK(cJSON_GetArraySize(arr) == N, "%s: %d arrival times, want %d", prov[p],
+                 cJSON_GetArraySize(arr), N);
+        int most = max_in_window(arr, 1000);
+        print_message("rate_limit %s: at most %d requests in a second (limit %d, burst %d, "
+                      "bound %d)\n",
+                      prov[p], most, RATE, burst, bound);
+        PH_CHECK(most <= bound,
+                 "%s: %d requests within one second; limit %d + burst %d + %d ms of jitter: %d",
+                 prov[p], most, RATE, burst, JITTER_MS, bound);
+        cJSON_Delete(st);
+    }
+    tb_free(&b);
+    ph_child_stop(c);
+    c->passed = true;
+}
+
 int main(int argc, char **argv)
 {
     const struct CMUnitTest tests[] = {
@@ -853,6 +1111,8 @@ int main(int argc, char **argv)
         cmocka_unit_test_teardown(test_multi_app, case_teardown),
         cmocka_unit_test_teardown(test_token_refresh, case_teardown),
         cmocka_unit_test_teardown(test_startup_errors, case_teardown),
+        cmocka_unit_test_teardown(test_cert_auth, case_teardown),
+        cmocka_unit_test_teardown(test_rate_limit, case_teardown),
     };
     if (ph_setup(argc > 1 ? argv[1] : NULL))
         return 1;

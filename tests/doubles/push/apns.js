@@ -1,12 +1,14 @@
 // apns.js: the APNs double: Apple's HTTP/2 provider API over TLS (ALPN h2),
 // token authentication (ES256 provider tokens verified with the test keys'
-// public halves), every request header and the payload size checked the way
-// APNs documents them, and answers scripted per device token.
+// public halves) or, on a server of its own (opts.certAuth), certificate
+// authentication (a TLS client certificate the test CA signed), every request
+// header and the payload size checked the way APNs documents them, and
+// answers scripted per device token.
 'use strict';
 
 const http2 = require('http2');
 const crypto = require('crypto');
-const { verifyJws, parseSpec, retryAfterValue, Recorder } = require('./common');
+const { verifyJws, parseSpec, retryAfterValue, Recorder, monoMs } = require('./common');
 
 // Reason -> status, as Apple documents them.
 const REASONS = {
@@ -30,8 +32,9 @@ const TOKEN_UPDATE_MIN_S = 20 * 60;
 
 class ApnsDouble {
   constructor(opts) {
-    this.opts = opts; // { tls, keys, topics, delayMs, initialStreams, maxStreams, log }
-    this.rec = new Recorder('apns');
+    // { tls, keys, topics, delayMs, initialStreams, maxStreams, certAuth, caPem }
+    this.opts = opts;
+    this.rec = new Recorder(opts.certAuth ? 'apns-cert' : 'apns');
     this.jwtCache = new Map(); // jwt -> { kid, iat } verified
     this.kidState = new Map(); // kid -> { expiredAt } last ExpiredProviderToken we sent
     this.sessions = 0;
@@ -39,11 +42,21 @@ class ApnsDouble {
     this.tokenUpdates = 0;
     this.inFlight = 0;
     this.maxInFlight = 0;
+    this.certSessions = { verified: 0, untrusted: 0, none: 0 };
   }
 
   listen(port, host) {
     const o = this.opts;
+    // Certificate authentication: the client certificate is asked for and
+    // checked against the test CA, but an untrusted or missing one does not
+    // fail the handshake: each request on the connection is refused with 403
+    // and the reason Apple documents (BadCertificate: the certificate is
+    // invalid; MissingProviderToken: no certificate and no provider token),
+    // so a test can see what the client sent. APNs limits streams only until
+    // a valid provider token was seen: a certificate connection gets them all.
+    const certOpts = o.certAuth ? { requestCert: true, rejectUnauthorized: false, ca: [o.caPem] } : {};
     this.server = http2.createSecureServer({
+      ...certOpts,
       key: o.tls.keyPem, cert: o.tls.certPem, allowHTTP1: false,
       // the default (10 MB) makes Node refuse streams at a few thousand per second
       maxSessionMemory: 512,
@@ -59,7 +72,7 @@ class ApnsDouble {
       // (GOAWAY INTERNAL_ERROR) after about 2000 requests
       streamResetBurst: 1000000,
       streamResetRate: 1000000,
-      settings: { maxConcurrentStreams: o.initialStreams },
+      settings: { maxConcurrentStreams: o.certAuth ? o.maxStreams : o.initialStreams },
     });
     this.server.on('session', (s) => this.onSession(s));
     this.server.on('stream', (st, h) => this.onStream(st, h));
@@ -69,7 +82,8 @@ class ApnsDouble {
 
   onSession(session) {
     this.sessions++;
-    session.apns = { iat: 0, kid: null, updatedAt: 0, raised: false };
+    session.apns = { iat: 0, kid: null, updatedAt: 0, raised: false, cert: null };
+    if (this.opts.certAuth) session.apns.cert = this.clientCert(session);
     session.on('error', (e) => {
       if (process.env.PUSH_DOUBLE_DEBUG) console.error('apns session error', e.code, e.message);
     });
@@ -78,6 +92,37 @@ class ApnsDouble {
       session.on('close', () => console.error('apns session closed'));
       session.on('frameError', (t, c, id) => console.error('apns frame error', t, c, id));
     }
+  }
+
+  // What the TLS client certificate of a connection says: { present,
+  // verified (signed by the test CA), subject ("CN=..., O=..."), error }.
+  clientCert(session) {
+    const c = { present: false, verified: false, subject: '', error: '' };
+    try {
+      const sock = session.socket;
+      const pc = sock.getPeerCertificate();
+      c.present = !!(pc && pc.subject);
+      c.verified = c.present && sock.authorized === true;
+      if (c.present) {
+        c.subject = Object.entries(pc.subject)
+          .map(([k, v]) => `${k}=${Array.isArray(v) ? v.join('+') : v}`).join(', ');
+      }
+      c.error = sock.authorizationError ? String(sock.authorizationError) : '';
+    } catch (e) {
+      c.error = e.message;
+    }
+    if (c.verified) this.certSessions.verified++;
+    else if (c.present) this.certSessions.untrusted++;
+    else this.certSessions.none++;
+    return c;
+  }
+
+  // Certificate authentication: { cert } or an APNs reason.
+  certAuth(session) {
+    const c = session.apns.cert;
+    if (!c || !c.present) return { reason: 'MissingProviderToken', why: 'no client certificate' };
+    if (!c.verified) return { reason: 'BadCertificate', why: c.error || 'not signed by the test CA' };
+    return { cert: c };
   }
 
   // The provider token: { kid, iat } or an APNs reason.
@@ -167,6 +212,7 @@ class ApnsDouble {
   }
 
   onStream(stream, headers) {
+    stream.arrived = monoMs();
     const chunks = [];
     let size = 0;
     this.inFlight++;
@@ -199,12 +245,19 @@ class ApnsDouble {
     const token = decodeURIComponent((headers[':path'] || '').replace(/^\/3\/device\//, ''));
     const apnsId = headers['apns-id'] || crypto.randomUUID();
     const rec = {
-      t: Date.now(), token, status: 0, reason: '', apns_id: apnsId,
+      t: Date.now(), mono: stream.arrived, token, status: 0, reason: '', apns_id: apnsId,
       topic: headers['apns-topic'], push_type: headers['apns-push-type'],
       priority: headers['apns-priority'], expiration: headers['apns-expiration'],
       collapse_id: headers['apns-collapse-id'], size, iat: 0, kid: '',
       payload: size <= 6000 ? body.toString('utf8') : '',
+      authorization: headers.authorization !== undefined,
     };
+    if (this.opts.certAuth) {
+      const c = session.apns.cert || {};
+      rec.client_cert = !!c.verified;
+      rec.client_cert_present = !!c.present;
+      rec.client_subject = c.subject || '';
+    }
     const answer = (status, reason, extra) => {
       rec.status = status;
       rec.reason = reason || '';
@@ -222,20 +275,25 @@ class ApnsDouble {
     };
 
     if (stream.destroyed) return;
-    const a = this.auth(headers);
+    // on a certificate connection the certificate authenticates (an
+    // authorization header, which the client should not send, is ignored)
+    const a = this.opts.certAuth ? this.certAuth(session) : this.auth(headers);
     if (a.reason) {
       if (a.reason === 'ExpiredProviderToken') this.noteExpired(headers);
       answer(REASONS[a.reason] || 403, a.reason);
       return;
     }
-    rec.iat = a.iat;
-    rec.kid = a.kid;
-    const upd = this.tokenUpdate(session, a);
-    if (upd) {
-      answer(429, upd);
-      return;
+    if (!this.opts.certAuth) {
+      rec.iat = a.iat;
+      rec.kid = a.kid;
+      const upd = this.tokenUpdate(session, a);
+      if (upd) {
+        answer(429, upd);
+        return;
+      }
     }
-    if (!session.apns.raised && this.opts.maxStreams !== this.opts.initialStreams) {
+    if (!this.opts.certAuth && !session.apns.raised &&
+        this.opts.maxStreams !== this.opts.initialStreams) {
       // APNs: one stream until a valid provider token was seen, then more
       session.apns.raised = true;
       try {
@@ -309,8 +367,10 @@ class ApnsDouble {
   stats(match) {
     const s = this.rec.stats(match);
     if (match) return s;
-    return { ...s, sessions: this.sessions, jwt_verifies: this.jwtVerifies,
+    const out = { ...s, sessions: this.sessions, jwt_verifies: this.jwtVerifies,
       token_updates: this.tokenUpdates, in_flight: this.inFlight, max_in_flight: this.maxInFlight };
+    if (this.opts.certAuth) out.cert_sessions = this.certSessions;
+    return out;
   }
 }
 

@@ -23,7 +23,7 @@ function ensureTls(dir) {
   const key = path.join(dir, 'server.key');
   const cert = path.join(dir, 'server.pem');
   if (fs.existsSync(ca) && fs.existsSync(key) && fs.existsSync(cert)) {
-    return { ca, key, cert };
+    return { ca, key, cert, caKey: path.join(dir, 'push-ca.key') };
   }
   const caKey = path.join(dir, 'push-ca.key');
   const csr = path.join(dir, 'server.csr');
@@ -42,7 +42,7 @@ function ensureTls(dir) {
   fs.renameSync(ca + '.tmp', ca);
   fs.rmSync(csr, { force: true });
   fs.rmSync(ext, { force: true });
-  return { ca, key, cert };
+  return { ca, key, cert, caKey };
 }
 
 // The APNs signing keys (.p8, P-256) with their team and key ids.
@@ -161,6 +161,13 @@ function retryAfterValue(spec) {
 
 // ---- records ----------------------------------------------------------------
 
+// When a request arrived (its HEADERS were read): monotonic milliseconds
+// (performance.now(), microsecond resolution), for rate checks; records keep
+// it as `mono` next to the wall-clock `t`.
+function monoMs() {
+  return Math.round(performance.now() * 1000) / 1000;
+}
+
 const MAX_RECORDS = 300000;
 const MAX_TOKENS = 2000000;
 
@@ -214,6 +221,17 @@ class Recorder {
     return { requests, ok, tokens };
   }
 
+  // The arrival times (monotonic ms, see rec.mono) of the recorded requests
+  // of tokens containing match, in order.
+  arrivals(match) {
+    const out = [];
+    for (const r of this.records) {
+      if (r.mono === undefined || (match && !(r.token || '').includes(match))) continue;
+      out.push(r.mono);
+    }
+    return out.sort((a, b) => a - b);
+  }
+
   find(match, limit) {
     const out = [];
     for (const r of this.records) {
@@ -227,5 +245,5 @@ class Recorder {
 
 module.exports = {
   ensureTls, ensureApnsKeys, ensureServiceAccount, verifyJws, parseSpec, retryAfterValue,
-  Recorder,
+  Recorder, monoMs,
 };

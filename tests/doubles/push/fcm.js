@@ -7,7 +7,7 @@
 
 const http2 = require('http2');
 const crypto = require('crypto');
-const { verifyJws, parseSpec, retryAfterValue, Recorder } = require('./common');
+const { verifyJws, parseSpec, retryAfterValue, Recorder, monoMs } = require('./common');
 
 // errorCode -> [HTTP status, canonical status]
 const CODES = {
@@ -72,6 +72,7 @@ class FcmDouble {
   }
 
   onStream(stream, headers) {
+    stream.arrived = monoMs();
     const chunks = [];
     let size = 0;
     let done = false;
@@ -155,7 +156,8 @@ class FcmDouble {
   }
 
   send(stream, headers, body, size, reply) {
-    const rec = { t: Date.now(), token: undefined, status: 0, reason: '', size, message: null };
+    const rec = { t: Date.now(), mono: stream.arrived, token: undefined, status: 0, reason: '', size,
+      message: null };
     const err = (status, st, code, msg, extra) => {
       rec.status = status;
       rec.reason = code || st;

@@ -6,17 +6,24 @@
 //   node main.js -state-dir DIR [-host 127.0.0.1] [-port 19600] [-delay-ms N]
 //                [-record 0] [-initial-streams 1] [-max-streams 1000] [-token-ttl 3600]
 //                [-workers N]   (benchmarks: N processes, per-process records)
-//     port     APNs (TLS, h2)         port+1  FCM and /token (TLS, h2)
+//     port     APNs (TLS, h2), token auth     port+1  FCM and /token (TLS, h2)
 //     port+2   admin (HTTP/1.1)
+//     port+3   APNs (TLS, h2), certificate auth: asks for a client certificate
+//              and accepts one the test CA (push-ca.pem, key push-ca.key)
+//              signed; admin provider name apns-cert
 //
 // DIR receives, once: push-ca.pem (the CA of the doubles' certificate),
 // apns-key.p8 / apns-key2.p8 (teams TESTTEAM01/02, keys TESTKEY001/002),
-// fcm-service-account.json (project imtask-test), all 0600.
+// fcm-service-account.json (project imtask-test), all 0600; push-ca.key
+// signs client certificates for the certificate-auth APNs port.
 //
 // Admin:
 //   GET  /healthz
 //   GET  /info                       addresses, files, ids
-//   GET  /stats?provider=apns|fcm[&match=S]   counters (with match: per token containing S)
+//   GET  /stats?provider=apns|apns-cert|fcm[&match=S][&arrivals=1]
+//                                    counters (with match: per token containing S;
+//                                    arrivals=1: the recorded requests' arrival
+//                                    times, monotonic ms, ascending)
 //   GET  /requests?provider=..&match=S[&limit=N]  the recorded requests
 //   POST /script?provider=..         body {"token":"...","spec":"TooManyRequests-x2-ra1"}
 //   POST /config?delay_ms=&initial_streams=&max_streams=&token_ttl=&record=0|1
@@ -83,6 +90,7 @@ async function main() {
   const keys = ensureApnsKeys(a.stateDir);
   const project = 'imtask-test';
   const apnsUrl = `https://${a.host}:${a.port}`;
+  const apnsCertUrl = `https://${a.host}:${a.port + 3}`;
   const fcmUrl = `https://${a.host}:${a.port + 1}`;
   const tokenUri = `${fcmUrl}/token`;
   const sa = ensureServiceAccount(a.stateDir, tokenUri, project);
@@ -91,12 +99,20 @@ async function main() {
     delayMs: a.delayMs, initialStreams: a.initialStreams, maxStreams: a.maxStreams });
   const fcm = new FcmDouble({ tls, sa, tokenUri, project, delayMs: a.delayMs, tokenTtl: a.tokenTtl,
     maxStreams: a.maxStreams });
+  const apnsCert = new ApnsDouble({ tls, keys, topics: apns.opts.topics, delayMs: a.delayMs,
+    initialStreams: a.initialStreams, maxStreams: a.maxStreams, certAuth: true,
+    caPem: fs.readFileSync(tlsFiles.ca) });
   apns.rec.record = a.record;
+  apnsCert.rec.record = a.record;
   fcm.rec.record = a.record;
   await apns.listen(a.port, a.host);
   await fcm.listen(a.port + 1, a.host);
+  await apnsCert.listen(a.port + 3, a.host);
 
-  const pick = (q) => (q.get('provider') === 'fcm' ? fcm : apns);
+  const pick = (q) => {
+    const p = q.get('provider');
+    return p === 'fcm' ? fcm : p === 'apns-cert' ? apnsCert : apns;
+  };
   const admin = http.createServer((req, res) => {
     const u = new URL(req.url, 'http://x');
     const q = u.searchParams;
@@ -112,12 +128,18 @@ async function main() {
       if (route === 'GET /healthz') return json(200, { ok: true });
       if (route === 'GET /info') {
         return json(200, {
-          apns: apnsUrl, fcm: fcmUrl, token_uri: tokenUri, ca_file: tlsFiles.ca, project_id: project,
+          apns: apnsUrl, apns_cert: apnsCertUrl, fcm: fcmUrl, token_uri: tokenUri,
+          ca_file: tlsFiles.ca, ca_key_file: tlsFiles.caKey, project_id: project,
           apns_keys: keys.map((k) => ({ team_id: k.team, key_id: k.kid, key_file: k.path })),
           fcm_credentials_file: sa.path, client_email: sa.sa.client_email,
         });
       }
-      if (route === 'GET /stats') return json(200, pick(q).stats(q.get('match') || ''));
+      if (route === 'GET /stats') {
+        const d = pick(q);
+        const st = d.stats(q.get('match') || '');
+        if (q.get('arrivals') === '1') st.arrivals = d.rec.arrivals(q.get('match') || '');
+        return json(200, st);
+      }
       if (route === 'GET /requests') {
         return json(200, pick(q).rec.find(q.get('match') || '', Number(q.get('limit') || 1000)));
       }
@@ -132,7 +154,7 @@ async function main() {
         return json(200, { ok: true });
       }
       if (route === 'POST /config') {
-        for (const d of [apns, fcm]) {
+        for (const d of [apns, apnsCert, fcm]) {
           if (q.has('delay_ms')) d.opts.delayMs = Number(q.get('delay_ms'));
           if (q.has('record')) d.rec.record = q.get('record') !== '0';
         }
@@ -149,7 +171,8 @@ async function main() {
   });
   // with -workers, the admin port is shared too (any process answers)
   await new Promise((r) => admin.listen(a.port + 2, a.host, r));
-  console.log(`push-double: APNs ${apnsUrl}, FCM ${fcmUrl} (token ${tokenUri}), admin ` +
+  console.log(`push-double: APNs ${apnsUrl} (certificate auth ${apnsCertUrl}), FCM ${fcmUrl} ` +
+    `(token ${tokenUri}), admin ` +
     `http://${a.host}:${a.port + 2}, state ${a.stateDir}`);
   const stop = () => {
     console.log('push-double: stopping');
