@@ -74,5 +74,6 @@ int ctl_cmd_dlq(ctl_env_t *env, int argc, char **argv); /* list | show | replay 
 int ctl_cmd_dlq_replay(ctl_env_t *env, int argc, char **argv);
 int ctl_cmd_lag(ctl_env_t *env, int argc, char **argv);
 int ctl_cmd_topics(ctl_env_t *env, int argc, char **argv);
+int ctl_cmd_schedule(ctl_env_t *env, int argc, char **argv); /* list | run */
 
 #endif
