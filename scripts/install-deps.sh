@@ -12,6 +12,8 @@ PACKAGES=(
     libjwt-dev libssl-dev libzstd-dev
     openjdk-17-jre-headless maven etcd-server etcd-client
     clang-format valgrind curl ca-certificates python3
+    # Test: a virtualenv for moto[server], the S3 server of the stack (scripts/stack.sh).
+    python3-venv
     # Test: the headless browser that checks the report's HTML page (tests/report).
     chromium
 )

@@ -12,7 +12,10 @@
 #   * the moderation API double (tests/doubles/moderation, Node's http module,
 #     no packages), OpenAI, Tencent TMS and generic shapes, on one port;
 #   * the push doubles (tests/doubles/push, Node's http2 module, no packages):
-#     APNs and FCM (with its OAuth2 token endpoint) over TLS, an admin port.
+#     APNs and FCM (with its OAuth2 token endpoint) over TLS, an admin port;
+#   * an S3-compatible server: moto's server mode (PyPI moto[server], in a
+#     virtualenv in the cache unless moto_server is on PATH), for the archive
+#     storage tests (docs/archive.md).
 # and creates the Kafka topics im-task uses.
 #
 # Usage: scripts/stack.sh up|down|status|topics|env
@@ -25,6 +28,7 @@
 #   imrepo-restart  stop and start the im-repo double alone (after editing it)
 #   moderation-restart  the same for the moderation double
 #   push-restart        the same for the push doubles
+#   s3-restart          the same for the S3 server (moto)
 #
 # Environment (defaults in brackets):
 #   IMTASK_KAFKA_PORT [19092]  IMTASK_KAFKA_CONTROLLER_PORT [19093]
@@ -34,6 +38,7 @@
 #   IMTASK_MODERATION_PORT [19510] moderation double (API and /admin on one port)
 #   IMTASK_PUSH_PORT [19600]   push doubles: APNs (TLS); +1 FCM and OAuth2 (TLS);
 #                              +2 admin HTTP; +3 APNs with certificate auth (TLS)
+#   IMTASK_S3_PORT [19700]     S3 server (moto), path-style, any credentials
 #   IMTASK_STACK_DIR [${TMPDIR:-/tmp}/imtask-stack]  data, logs, pid files
 #   IMTASK_CACHE [$HOME/.cache/imtask]               Kafka jars, im-repo double builds
 #   IMTASK_EXTRA_TOPICS ["name:partitions name:partitions"]
@@ -64,6 +69,7 @@ ETCD_PEER_PORT=${IMTASK_ETCD_PEER_PORT:-12380}
 IMREPO_PORT=${IMTASK_IMREPO_PORT:-19500}
 MODERATION_PORT=${IMTASK_MODERATION_PORT:-19510}
 PUSH_PORT=${IMTASK_PUSH_PORT:-19600}
+S3_PORT=${IMTASK_S3_PORT:-19700}
 STACK_DIR=${IMTASK_STACK_DIR:-${TMPDIR:-/tmp}/imtask-stack}
 CACHE_DIR=${IMTASK_CACHE:-$HOME/.cache/imtask}
 TIMEOUT=${IMTASK_STACK_TIMEOUT:-90}
@@ -86,6 +92,10 @@ MODERATION_TENCENT_KEY=imtask-moderation-double-secret
 PUSH_DIR="$STACK_DIR/push"
 PUSH_SRC="$SCRIPT_DIR/../tests/doubles/push/main.js"
 PUSH_ADMIN="http://$HOST:$((PUSH_PORT + 2))"
+S3_DIR="$STACK_DIR/s3"
+S3_ADDR="http://$HOST:$S3_PORT"
+MOTO_VERSION=5.2.1
+MOTO_VENV="$CACHE_DIR/moto-$MOTO_VERSION"
 KAFKA_BOOTSTRAP="$HOST:$KAFKA_PORT"
 ETCD_ENDPOINT="http://$HOST:$ETCD_PORT"
 # Short-lived tool JVMs: favour start-up time over throughput.
@@ -124,6 +134,7 @@ is_ours() { # service pid
     imrepo) [[ $cmd == *imrepo-double*"-state-dir=$IMREPO_DIR"* ]] ;;
     moderation) [[ $cmd == *node*server.js*"--state-dir=$MODERATION_DIR"* ]] ;;
     push) [[ $cmd == *node*push/main.js*"-state-dir=$PUSH_DIR"* ]] ;;
+    s3) [[ $cmd == *moto_server*" -H $HOST -p $S3_PORT"* ]] ;;
     *) return 1 ;;
   esac
 }
@@ -222,7 +233,8 @@ stray_pids() {
       $cmd == *etcd*"--data-dir=$ETCD_DIR/data"* ||
       $cmd == *imrepo-double*"-state-dir=$IMREPO_DIR"* ||
       $cmd == *node*server.js*"--state-dir=$MODERATION_DIR"* ||
-      $cmd == *node*push/main.js*"-state-dir=$PUSH_DIR"* ]]; then
+      $cmd == *node*push/main.js*"-state-dir=$PUSH_DIR"* ||
+      $cmd == *moto_server*" -H $HOST -p $S3_PORT"* ]]; then
       echo "$p"
     fi
   done
@@ -635,6 +647,73 @@ wait_push() {
   log "push: ready (pid $pid) in $(secs_since "$PUSH_STARTED_AT")"
 }
 
+# --------------------------------------------------------------- S3 (moto)
+
+# moto's server mode: an S3 implementation (not ours) for the archive storage
+# tests. moto_server from PATH if there is one, else a virtualenv in the cache
+# with moto[server] from PyPI (once). Without python3 the stack comes up
+# without it, with a warning.
+moto_bin() {
+  if [[ -f $MOTO_VENV/.complete ]]; then
+    echo "$MOTO_VENV/bin/moto_server"
+  elif command -v moto_server >/dev/null; then
+    command -v moto_server
+  fi
+}
+
+# A marker file makes an interrupted install count as missing.
+ensure_moto() {
+  [[ -n $(moto_bin) ]] && return 0
+  command -v python3 >/dev/null || return 0
+  local t0
+  t0=$(now_ms)
+  log "s3: installing moto[server]==$MOTO_VERSION from PyPI into $MOTO_VENV"
+  rm -rf "$MOTO_VENV"
+  mkdir -p "$CACHE_DIR"
+  if python3 -m venv "$MOTO_VENV" >"$MOTO_VENV.log" 2>&1 &&
+    "$MOTO_VENV/bin/pip" install -q "moto[server]==$MOTO_VERSION" >>"$MOTO_VENV.log" 2>&1; then
+    touch "$MOTO_VENV/.complete"
+    rm -f "$MOTO_VENV.log"
+    log "s3: moto installed in $(secs_since "$t0")"
+  else
+    show_log_tail "$MOTO_VENV.log"
+    rm -rf "$MOTO_VENV"
+    err "s3: could not install moto[server] (python3-venv missing?); the S3 server will not run"
+  fi
+}
+
+s3_healthy() {
+  curl -s -o /dev/null --max-time 2 "$S3_ADDR/" 2>/dev/null
+}
+
+start_s3() {
+  local pid t0 bin
+  bin=$(moto_bin)
+  if [[ -z $bin ]]; then
+    err "s3: moto_server is not available; the S3 server will not run (see docs/archive.md)"
+    return 0
+  fi
+  pid=$(running_pid s3)
+  if [[ -n $pid ]]; then
+    log "s3: already running (pid $pid) on $S3_ADDR"
+    return 0
+  fi
+  t0=$(now_ms)
+  mkdir -p "$S3_DIR"
+  log "s3: starting moto on $S3_ADDR"
+  spawn s3 "$S3_DIR/s3.log" "$bin" -H "$HOST" -p "$S3_PORT"
+  S3_STARTED_AT=$t0
+}
+
+wait_s3() {
+  local pid
+  [[ -n ${S3_STARTED_AT:-} ]] || return 0
+  pid=$(pid_of s3)
+  wait_for s3 "$pid" "$S3_DIR/s3.log" "$S3_STARTED_AT" "$S3_ADDR/" s3_healthy
+  is_ours s3 "$pid" || die "s3: pid $pid is not the expected process"
+  log "s3: ready (pid $pid) in $(secs_since "$S3_STARTED_AT")"
+}
+
 # ----------------------------------------------------------------- commands
 
 # Before starting anything: the ports of each service that is not running yet
@@ -659,6 +738,9 @@ check_ports() {
     local j
     for j in 0 1 2 3; do require_free_port $((PUSH_PORT + j)) "push doubles"; done
   fi
+  if [[ -z $(running_pid s3) ]]; then
+    require_free_port "$S3_PORT" "S3 server"
+  fi
 }
 
 # Serialises up/down runs on the same state directory.
@@ -677,6 +759,7 @@ cmd_up() {
   ensure_commands
   ensure_kafka_jars
   build_imrepo
+  ensure_moto
   check_ports
   mkdir -p "$STACK_DIR"
   # Both start in the background; wait for each afterwards.
@@ -686,10 +769,12 @@ cmd_up() {
   start_imrepo
   start_moderation
   start_push
+  start_s3
   wait_kafka
   wait_imrepo
   wait_moderation
   wait_push
+  wait_s3
   create_topics
   log "up in $(secs_since "$t0"): kafka $KAFKA_BOOTSTRAP, etcd $ETCD_ENDPOINT, im-repo $IMREPO_ADDR, moderation $MODERATION_ADDR, push $PUSH_ADMIN (state in $STACK_DIR)"
 }
@@ -707,6 +792,8 @@ cmd_down() {
   stop_service moderation &
   jobs_+=($!)
   stop_service push &
+  jobs_+=($!)
+  stop_service s3 &
   jobs_+=($!)
   for p in "${jobs_[@]}"; do wait "$p" || die "could not stop the stack"; done
   for p in $(stray_pids); do
@@ -765,6 +852,13 @@ cmd_status() {
     log "push  down  ${pid:+pid $pid (not answering)  }admin $PUSH_ADMIN"
     rc=1
   fi
+  pid=$(running_pid s3)
+  if [[ -n $pid ]] && s3_healthy; then
+    log "s3    up    pid $pid  $S3_ADDR"
+  else
+    log "s3    down  ${pid:+pid $pid (not answering)  }$S3_ADDR"
+    rc=1
+  fi
   return $rc
 }
 
@@ -785,6 +879,7 @@ cmd_env() {
   echo "export IMTASK_IMREPO_ADMIN=$IMREPO_ADMIN"
   echo "export IMTASK_MODERATION_ADDR=$MODERATION_ADDR"
   echo "export IMTASK_PUSH_ADMIN=$PUSH_ADMIN"
+  echo "export IMTASK_S3_ENDPOINT=$S3_ADDR"
 }
 
 cmd_imrepo_restart() {
@@ -813,6 +908,15 @@ cmd_push_restart() {
   wait_push
 }
 
+cmd_s3_restart() {
+  lock_stack
+  ensure_moto
+  stop_service s3
+  require_free_port "$S3_PORT" "S3 server"
+  start_s3
+  wait_s3
+}
+
 usage() {
   sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed '$d; s/^# \{0,1\}//'
 }
@@ -827,6 +931,7 @@ main() {
     imrepo-restart) cmd_imrepo_restart ;;
     moderation-restart) cmd_moderation_restart ;;
     push-restart) cmd_push_restart ;;
+    s3-restart) cmd_s3_restart ;;
     -h | --help | help) usage ;;
     *)
       usage >&2

@@ -39,7 +39,8 @@ eval "$(bash scripts/stack.sh env)"
 export IMTASK_STACK_DIR=${IMTASK_STACK_DIR:-${TMPDIR:-/tmp}/imtask-stack}
 envflags=(--test_env=IMTASK_KAFKA_BROKERS --test_env=IMTASK_ETCD_ENDPOINTS
           --test_env=IMTASK_STACK_DIR --test_env=IMTASK_IMREPO_ADDR --test_env=IMTASK_IMREPO_ADMIN
-          --test_env=IMTASK_MODERATION_ADDR --test_env=IMTASK_PUSH_ADMIN)
+          --test_env=IMTASK_MODERATION_ADDR --test_env=IMTASK_PUSH_ADMIN
+          --test_env=IMTASK_S3_ENDPOINT)
 
 status=0
 echo "== bazel test $targets"
