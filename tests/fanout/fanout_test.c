@@ -569,6 +569,11 @@ static void wait_idle(fcase_t *c, const char *what)
     int64_t start = h_mono_ms(), moved = start, prev_high = -1;
     long prev_n = -1;
     for (;;) {
+        /* no transaction open anywhere, checked before the scan: a killed
+         * child's unfinished one hides what comes after it from
+         * read_committed readers (this scan and the runtime's consumers
+         * alike) until the broker aborts it */
+        bool settled = h_open_txns(c->tp, c->parts, NTOPICS, NULL, 0) == 0;
         scan_t s = {.c = c};
         memset(s.last, 0xff, sizeof(s.last));
         const char *tps[2] = {c->tp[T_TASK], c->tp[T_RETRY]};
@@ -581,12 +586,9 @@ static void wait_idle(fcase_t *c, const char *what)
             for (int p = 0; p < parts[t]; p++)
                 idle = idle && (s.last[t][p] < 0 || committed[t][p] > s.last[t][p]);
         }
-        /* and no transaction open anywhere: a killed child's unfinished one
-         * hides what comes after it from read_committed readers (this check
-         * and the runtime's consumers alike) until the broker aborts it */
-        if (idle && s.n == prev_n && h_open_txns(c->tp, c->parts, NTOPICS, NULL, 0) == 0)
+        if (settled && idle && s.n == prev_n)
             return;
-        prev_n = idle ? s.n : -1;
+        prev_n = settled && idle ? s.n : -1;
         case_children_check(c);
         int64_t high = h_high_sum(c->tp, c->parts, NTOPICS);
         if (high != prev_high) {

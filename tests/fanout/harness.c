@@ -456,11 +456,14 @@ int h_open_txns(const char *const *topics, const int *parts, int n, char *where,
         ru = h_kafka_new(RD_KAFKA_CONSUMER, ku);
     for (int i = 0; i < n; i++) {
         for (int p = 0; p < parts[i]; p++) {
-            H_CHECK(rd_kafka_query_watermark_offsets(rc, topics[i], p, &lo, &lso, 5000) ==
-                            RD_KAFKA_RESP_ERR_NO_ERROR &&
-                        rd_kafka_query_watermark_offsets(ru, topics[i], p, &lo, &hw, 5000) ==
-                            RD_KAFKA_RESP_ERR_NO_ERROR,
-                    "ListOffsets %s [%d] failed", topics[i], p);
+            rd_kafka_resp_err_t e;
+            int64_t until = h_mono_ms() + 30000; /* a busy broker may time a call out */
+            while ((e = rd_kafka_query_watermark_offsets(rc, topics[i], p, &lo, &lso, 5000)) ||
+                   (e = rd_kafka_query_watermark_offsets(ru, topics[i], p, &lo, &hw, 5000))) {
+                H_CHECK(h_mono_ms() < until, "ListOffsets %s [%d]: %s", topics[i], p,
+                        rd_kafka_err2str(e));
+                h_sleep_ms(200);
+            }
             if (lso < hw && open++ == 0 && where)
                 snprintf(where, len,
                          "%s [%d]: last stable offset %" PRId64 ", high watermark %" PRId64,

@@ -1787,8 +1787,43 @@ static void test_outputs(void **state)
 
 /* Every committed record of topic (isolation.level=read_committed), read
  * until each partition reports its end. */
+/* Until no transaction is open on the topic: the last stable offset (what
+ * ListOffsets answers a read_committed client) is the high watermark (what
+ * it answers a read_uncommitted one) on every partition. A killed child's
+ * open transaction stays open until the broker aborts it (its
+ * transaction.timeout.ms, checked every 10 s), and a read_committed reader
+ * meets its end of partition at the stable offset: reading before then
+ * misses every record after the open transaction. */
+static void wait_no_open_txn(const char *topic, int nparts, int timeout_s)
+{
+    const char *kc[] = {"isolation.level", "read_committed", NULL};
+    const char *ku[] = {"isolation.level", "read_uncommitted", NULL};
+    rd_kafka_t *rc = kafka_new(RD_KAFKA_CONSUMER, kc, NULL);
+    rd_kafka_t *ru = kafka_new(RD_KAFKA_CONSUMER, ku, NULL);
+    int64_t until = mono_ms() + (int64_t)timeout_s * 1000, lo, lso, hw;
+    for (;;) {
+        int open = 0, where = -1;
+        for (int p = 0; p < nparts; p++) {
+            watermarks(rc, topic, p, &lo, &lso);
+            watermarks(ru, topic, p, &lo, &hw);
+            if (lso < hw && open++ == 0)
+                where = p;
+        }
+        if (!open)
+            break;
+        CHECK(mono_ms() < until,
+              "%s: %d partitions (first %d) still have an open transaction "
+              "after %d s",
+              topic, open, where, timeout_s);
+        sleep_ms(250);
+    }
+    rd_kafka_destroy(rc);
+    rd_kafka_destroy(ru);
+}
+
 static kmsg_t *topic_read_committed(const char *topic, int nparts, int *count)
 {
+    wait_no_open_txn(topic, nparts, 120); /* before the reader's first fetch */
     char group[NAME_MAX_LEN + 32];
     snprintf(group, sizeof(group), "%.*s-rc-%lld", NAME_MAX_LEN, topic, (long long)mono_ms());
     const char *kv[] = {"group.id",
@@ -1813,8 +1848,7 @@ static kmsg_t *topic_read_committed(const char *topic, int nparts, int *count)
         rd_kafka_topic_partition_list_add(l, topic, p)->offset = RD_KAFKA_OFFSET_BEGINNING;
     CHECK(rd_kafka_assign(rk, l) == RD_KAFKA_RESP_ERR_NO_ERROR, "assign %s", topic);
     rd_kafka_topic_partition_list_destroy(l);
-    int64_t until = mono_ms() + 120000; /* an open transaction of the killed child may hold
-                                           the stable offset back until it times out */
+    int64_t until = mono_ms() + 120000;
     while (eofs < nparts) {
         CHECK(mono_ms() < until,
               "reading %s (read_committed): %d records, %d of %d partitions "

@@ -16,10 +16,12 @@
 #include "dispatch/task.h"
 #include "infra/clock.h"
 #include "infra/log.h"
+#include "infra/str.h"
 
 #define DISPATCH_PRODUCE_TIMEOUT_MS 30000
 #define DISPATCH_BLOCK_MS 10000
 #define DISPATCH_NUM_MAX 32
+#define DISPATCH_KNOWN_TYPES_MAX 8 /* entries of task_types[] with a skipped series */
 
 /* ---- configuration ---------------------------------------------------- */
 
@@ -184,6 +186,9 @@ struct dispatch_s {
     mq_consumer_t *consumer;
     pthread_mutex_t ready_lock; /* consumer's set and clear vs the /readyz check */
     metrics_family_t *f_skipped, *f_dead;
+    /* imtask_tasks_skipped_total by known type (task_types order), then
+     * "unknown": looked up once, not per skipped task */
+    _Atomic(metrics_series_t *) skipped[DISPATCH_KNOWN_TYPES_MAX + 1];
     metrics_series_t *unknown_consumed;
     bool eos; /* exactly-once mode: see dispatch_ops_t.exactly_once */
     pthread_mutex_t txn_lock;
@@ -246,6 +251,35 @@ static dispatch_proc_t *dispatch_find(dispatch_t *d, const char *type)
             return &d->procs[i];
     }
     return NULL;
+}
+
+/* The processor of a task_type header value: an exact registered name
+ * first (the common case, no alias table walk), then through the alias. */
+static dispatch_proc_t *dispatch_find_header(dispatch_t *d, const char *type, const char **canon)
+{
+    dispatch_proc_t *p = dispatch_find(d, type);
+    if (p) {
+        *canon = p->type;
+        return p;
+    }
+    *canon = task_type_canonical(type);
+    return *canon && strcmp(*canon, type) != 0 ? dispatch_find(d, *canon) : NULL;
+}
+
+/* The skipped-tasks series of a canonical type (NULL: unknown). */
+static metrics_series_t *dispatch_skipped_series(dispatch_t *d, const char *canon)
+{
+    size_t i = 0;
+    while (canon && task_types[i] && task_types[i] != canon && i < DISPATCH_KNOWN_TYPES_MAX)
+        i++;
+    if (!canon || !task_types[i] || i >= DISPATCH_KNOWN_TYPES_MAX)
+        i = DISPATCH_KNOWN_TYPES_MAX; /* "unknown" */
+    metrics_series_t *s = atomic_load_explicit(&d->skipped[i], memory_order_acquire);
+    if (!s) { /* racing threads get the same series from the registry */
+        s = metrics_series_get1(d->f_skipped, i < DISPATCH_KNOWN_TYPES_MAX ? canon : "unknown");
+        atomic_store_explicit(&d->skipped[i], s, memory_order_release);
+    }
+    return s;
 }
 
 static bool dispatch_type_name_ok(const char *s)
@@ -760,8 +794,7 @@ static mq_verdict_t dispatch_filter(void *opaque, const rd_kafka_message_t *m,
 
     if (mq_header_get(m, HDR_TASK_TYPE, type, sizeof(type)) < 0)
         type[0] = '\0';
-    canon = task_type_canonical(type);
-    p = dispatch_find(d, canon ? canon : type);
+    p = dispatch_find_header(d, type, &canon);
     if (p) {
         metrics_counter_add(p->consumed, 1);
         if (dispatch_from_retry_topic(d, m) &&
@@ -774,7 +807,7 @@ static mq_verdict_t dispatch_filter(void *opaque, const rd_kafka_message_t *m,
         metrics_counter_add(d->unknown_consumed, 1);
         return MQ_ACCEPT; /* the handler dead-letters it */
     }
-    metrics_counter_add(metrics_series_get1(d->f_skipped, canon ? canon : "unknown"), 1);
+    metrics_counter_add(dispatch_skipped_series(d, canon), 1);
     return MQ_SKIP;
 }
 
@@ -795,7 +828,7 @@ static void dispatch_handle(void *opaque, mq_msg_t *msg)
     t.d = d;
     t.proc = mq_msg_user(msg); /* found by the filter; NULL: an unknown type */
     if (t.proc) {
-        snprintf(type, sizeof(type), "%s", t.proc->type);
+        str_copy(type, sizeof(type), t.proc->type);
     } else {
         if (mq_header_get(m, HDR_TASK_TYPE, type, sizeof(type)) < 0)
             type[0] = '\0';
@@ -829,10 +862,10 @@ static void dispatch_handle(void *opaque, mq_msg_t *msg)
                 t.task.attempt = (uint32_t)a; /* deliveries through the retry topic */
         }
     }
-    const char *envtype = task_type_canonical(t.task.task_type);
-    if (!envtype)
-        envtype = t.task.task_type;
-    if (strcmp(envtype, t.proc->type) != 0) {
+    /* the envelope's type must be the header's (an alias counts as its name) */
+    const char *envtype = t.task.task_type;
+    if (strcmp(envtype, t.proc->type) != 0 &&
+        (!(envtype = task_type_canonical(envtype)) || strcmp(envtype, t.proc->type) != 0)) {
         snprintf(err, sizeof(err), "task_type header \"%s\" but envelope says \"%s\"", type,
                  t.task.task_type);
         dispatch_dead_letter(d, msg, t.proc->type, DLQ_KIND_UNDECODABLE, err, t.task.attempt + 1,

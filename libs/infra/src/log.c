@@ -11,6 +11,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "infra/str.h"
+
 static char log_component[64] = "imtask";
 static _Atomic int log_level = LOG_LEVEL_INFO;
 static _Atomic int log_fd = 1;
@@ -106,8 +108,8 @@ void log_clear_secrets(void)
 
 void log_ctx_set(const char *task_id, const char *trace_id)
 {
-    snprintf(log_ctx_task, sizeof(log_ctx_task), "%s", task_id ? task_id : "");
-    snprintf(log_ctx_trace, sizeof(log_ctx_trace), "%s", trace_id ? trace_id : "");
+    str_copy(log_ctx_task, sizeof(log_ctx_task), task_id); /* per task: no snprintf */
+    str_copy(log_ctx_trace, sizeof(log_ctx_trace), trace_id);
 }
 
 void log_ctx_clear(void)

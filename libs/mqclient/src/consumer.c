@@ -86,6 +86,12 @@ struct mq_consumer_s {
     mq_msg_t **heap;
     size_t nheap;
 
+    /* finished mq_msg_t kept for the next message instead of free + calloc
+     * (poll thread only: messages are taken and freed there); at most
+     * max_in_flight of them */
+    mq_msg_t *spare;
+    int nspare;
+
     size_t held;     /* tracker entries over all partitions */
     int outstanding; /* dispatched, not completed (all generations) */
     atomic_int in_flight_gauge;
@@ -137,7 +143,26 @@ static void mq_msg_free(mq_msg_t *m)
     if (!m)
         return;
     rd_kafka_message_destroy(m->rkm);
+    mq_consumer_t *c = m->c;
+    if (c && c->nspare < c->opts.max_in_flight) {
+        m->next = c->spare;
+        c->spare = m;
+        c->nspare++;
+        return;
+    }
     free(m);
+}
+
+/* A zeroed mq_msg_t: a spare one, or a new one (NULL: out of memory). */
+static mq_msg_t *mq_msg_new(mq_consumer_t *c)
+{
+    mq_msg_t *m = c->spare;
+    if (!m)
+        return calloc(1, sizeof(*m));
+    c->spare = m->next;
+    c->nspare--;
+    memset(m, 0, sizeof(*m));
+    return m;
 }
 
 static void mq_update_gauges(mq_consumer_t *c)
@@ -677,7 +702,7 @@ static void mq_take(mq_consumer_t *c, rd_kafka_message_t *rkm)
         rd_kafka_message_destroy(rkm);
         return;
     }
-    mq_msg_t *m = calloc(1, sizeof(*m));
+    mq_msg_t *m = mq_msg_new(c);
     if (!m || mq_offsets_add(p->offsets, rkm->offset) != 0) {
         /* Out of memory or a tracker bound that pausing should have
          * prevented: rewind so the message comes again, never lose it. */
@@ -1064,6 +1089,11 @@ void mq_consumer_destroy(mq_consumer_t **cp)
         free(c->topics[i]);
     free(c->topics);
     free(c->heap);
+    while (c->spare) {
+        mq_msg_t *m = c->spare;
+        c->spare = m->next;
+        free(m);
+    }
     free(c->lanes);
     free(c->group_id);
     pthread_cond_destroy(&c->done_cond);
