@@ -916,7 +916,7 @@ static void test_cert_auth(void **state)
     snprintf(good_key, sizeof(good_key), "%.2047s/client.key", c->dir);
     snprintf(rogue, sizeof(rogue), "%.2047s/rogue.pem", c->dir);
     snprintf(rogue_key, sizeof(rogue_key), "%.2047s/rogue.key", c->dir);
-    snprintf(cn, sizeof(cn), "Apple Push Services: com.test.certok %s", c->tag);
+    snprintf(cn, sizeof(cn), "Apple Push Services: com.test.certok %.23s", c->tag);
     ph_make_client_cert(good, good_key, cn, ph_env.ca_file, ph_env.ca_key);
     ph_make_client_cert(rogue, rogue_key, "rogue push provider", NULL, NULL);
     /* all apps against the certificate-auth port: two with certificates (main
@@ -1041,7 +1041,7 @@ static void test_rate_limit(void **state)
     (void)state;
     ph_case_t *c = &ph_case;
     task_b_t b;
-    char tid[128], sfx[16], extra[4096], url[512];
+    char tid[128], sfx[16], extra[4096], url[1024];
     enum { RATE = 200, N = 1000, JITTER_MS = 200 };
     /* The lane's token bucket holds rate/10 + 1 (h2.c), so imtask-push sends
      * at most RATE + BURST requests in any second. The times are the
@@ -1077,7 +1077,7 @@ static void test_rate_limit(void **state)
     PH_CHECK(ph_metric(c, "imtask_push_followups_total") == 0, "a follow-up");
     static const char *const prov[] = {"apns", "fcm"};
     for (int p = 0; p < 2; p++) {
-        snprintf(url, sizeof(url), "%s/stats?provider=%s&match=%s&arrivals=1", ph_env.push_admin,
+        snprintf(url, sizeof(url), "%s/stats?provider=%s&match=%.23s&arrivals=1", ph_env.push_admin,
                  prov[p], c->tag);
         cJSON *st = ph_json(url, NULL);
         const cJSON *arr = cJSON_GetObjectItem(st, "arrivals");
