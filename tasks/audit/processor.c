@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "breaker.h"
+#include "dispatch/outcome.h"
 #include "http.h"
 #include "infra/clock.h"
 #include "infra/log.h"
@@ -758,7 +759,9 @@ static dispatch_result_t audit_decide(audit_t *a, audit_job_t *j)
         return dispatch_retry(0, "cannot queue the result record to %s", a->conf.result_topic);
 
     {
+        dispatch_outcome_label_t ol[] = {{"decision", decision}}; /* docs/report.md */
         metrics_counter_add(a->m_decisions[v->decision - 1][j->by_policy ? 1 : 0], 1);
+        dispatch_outcome(t, OUTCOME_AUDIT_DECISION, ol, 1, 1);
         for (size_t i = 0; i < v->nlabels; i++)
             audit_count_label(a, v->labels[i].label);
     }

@@ -23,6 +23,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "dispatch/outcome.h"
 #include "dispatch/task.h"
 #include "fanout.h"
 #include "infra/clock.h"
@@ -577,6 +578,11 @@ static dispatch_result_t fanout_slice(fanout_ctx_t *c, const char *cursor)
     metrics_counter_add(m->excluded, (double)c->excluded);
     metrics_counter_add(m->bad_gateway, (double)c->bad_gateway);
     metrics_counter_add(m->slices_done, 1);
+    { /* outcome events for the report (docs/report.md): one per delivery, per slice */
+        dispatch_outcome_label_t on[] = {{"delivery", "online"}}, off[] = {{"delivery", "offline"}};
+        dispatch_outcome(c->t, OUTCOME_FANOUT_RECIPIENTS, on, 1, (int64_t)c->recipients);
+        dispatch_outcome(c->t, OUTCOME_FANOUT_RECIPIENTS, off, 1, (int64_t)c->offline);
+    }
     log_debug("fan-out %s shard %u/%u slice %u: %d pages, %" PRIu64 " online, %" PRIu64
               " offline, %" PRIu64 " excluded, %" PRIu64 " records, %lld ms%s",
               c->fanout_id, c->shard_index, c->shard_count, c->slice, pr.pages, c->recipients,

@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "apns.h"
+#include "dispatch/outcome.h"
 #include "dispatch/task.h"
 #include "fcm.h"
 #include "infra/clock.h"
@@ -598,6 +599,22 @@ static int add_removal(run_t *r, Imtask__V1__PushPlatform platform, const char *
     return 0;
 }
 
+/* Outcome events for the report (docs/report.md): one per provider and
+ * result of this run, not one per device. */
+static void push_outcomes(const run_t *r)
+{
+    int64_t n[NPROV][PUSH_PERMANENT + 1] = {{0}};
+    for (size_t i = 0; i < r->njobs; i++)
+        n[r->prov[i]][r->jobs[i].v.outcome]++;
+    for (int p = 0; p < NPROV; p++) {
+        for (int o = 0; o <= PUSH_PERMANENT; o++) {
+            dispatch_outcome_label_t l[] = {{"provider", prov_names[p]},
+                                            {"result", push_outcome_name((push_outcome_t)o)}};
+            dispatch_outcome(r->t, OUTCOME_PUSH_RESULT, l, 2, n[p][o]);
+        }
+    }
+}
+
 /* Settle every job: ledger, metrics, removals, retries. */
 static void settle(run_t *r)
 {
@@ -640,6 +657,7 @@ static void settle(run_t *r)
             break;
         }
     }
+    push_outcomes(r);
 }
 
 /* RemoveInvalidTokens for what this run found and what the task carried.
