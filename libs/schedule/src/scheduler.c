@@ -247,41 +247,81 @@ static int sched_record(sched_t *s, size_t i)
 }
 
 /* Fire the due slots of job i (catch-up bounded). */
+/* The due slots after `from` up to now into ring (mod max); returns how
+ * many, stopping after limit (*capped then). */
+static size_t sched_scan(const sched_job_t *job, int64_t from, int64_t now, int64_t *ring,
+                         size_t max, size_t limit, bool *capped)
+{
+    size_t count = 0;
+    *capped = false;
+    for (;;) {
+        int64_t n = sched_cron_next(&job->cron, job->tz, from);
+        if (n < 0 || n > now)
+            break;
+        if (count == limit) {
+            *capped = true;
+            break;
+        }
+        ring[count % max] = n;
+        count++;
+        from = n;
+    }
+    return count;
+}
+
+size_t sched_due_slots(const sched_job_t *job, int64_t last, int64_t now, size_t max, int64_t *out,
+                       uint64_t *skipped)
+{
+    int64_t ring[SCHED_MAX_CATCH_UP];
+    bool capped = false;
+    *skipped = 0;
+    if (max == 0 || max > SCHED_MAX_CATCH_UP)
+        return 0;
+    size_t count = sched_scan(job, last, now, ring, max, SCHED_MAX_SCAN, &capped);
+    if (capped) {
+        /* Too many missed slots to walk (a frequent job, a long outage): take
+         * the newest from a window before now that doubles until it holds max
+         * of them; everything before it is skipped (counted as a lower bound). */
+        for (int64_t back = 60000;; back *= 2) {
+            int64_t start = now - back > last ? now - back : last;
+            count = sched_scan(job, start, now, ring, max, SCHED_MAX_SCAN, &capped);
+            if ((count >= max && !capped) || start == last)
+                break;
+        }
+        *skipped = SCHED_MAX_SCAN;
+    }
+    size_t first = count > max ? count - max : 0;
+    *skipped += first;
+    for (size_t k = first; k < count; k++)
+        out[k - first] = ring[k % max];
+    return count - first;
+}
+
+/* Fire the due slots of job i (catch-up bounded). */
 static void sched_fire_job(sched_t *s, size_t i)
 {
     const sched_conf_t *c = s->conf;
     const sched_job_t *job = &c->jobs[i];
     sched_jobstate_t *st = &s->js[i];
-    size_t max = (size_t)c->catch_up_max;
-    int64_t ring[SCHED_MAX_CATCH_UP];
-    size_t count = 0;
-    int64_t t = st->last, now = clock_wall_ms();
+    int64_t due[SCHED_MAX_CATCH_UP];
+    uint64_t skipped = 0;
 
     if (clock_mono_ms() < st->retry_at_mono)
         return;
     if (st->unrecorded && sched_record(s, i))
         return;
-    for (;;) {
-        int64_t n = sched_cron_next(&job->cron, job->tz, t);
-        if (n < 0 || n > now)
-            break;
-        ring[count % max] = n;
-        count++;
-        t = n;
-    }
-    if (count == 0)
-        return;
-    if (count > max) {
-        size_t skipped = count - max;
-        log_warn("schedule: job %s: %zu missed slot(s) from %lld beyond catch_up_max %zu skipped; "
-                 "firing the newest %zu",
-                 job->name, skipped, (long long)sched_cron_next(&job->cron, job->tz, st->last), max,
-                 max);
+    size_t count =
+        sched_due_slots(job, st->last, clock_wall_ms(), (size_t)c->catch_up_max, due, &skipped);
+    if (skipped) {
+        log_warn("schedule: job %s: %s%llu missed slot(s) after %lld beyond catch_up_max %lld "
+                 "skipped; firing the newest %zu",
+                 job->name, skipped >= SCHED_MAX_SCAN ? "at least " : "",
+                 (unsigned long long)skipped, (long long)st->last, (long long)c->catch_up_max,
+                 count);
         metrics_counter_add(st->skipped, (double)skipped);
     }
-    size_t first = count > max ? count - max : 0;
-    for (size_t k = first; k < count; k++) {
-        int64_t slot = ring[k % max];
+    for (size_t k = 0; k < count; k++) {
+        int64_t slot = due[k];
         char task_id[TASK_ID_MAX], err[1024];
         if (!sched_safe(s))
             return;

@@ -149,12 +149,53 @@ static void test_no_jobs(void **state)
     cfg_destroy(cfg);
 }
 
+/* Catch-up: the newest catch_up_max due slots, oldest first, the rest skipped;
+ * a long outage of a frequent job is bounded (SCHED_MAX_SCAN). */
+static void test_due_slots(void **state)
+{
+    sched_conf_t c;
+    cfg_t *cfg = NULL;
+    char err[CFG_ERR_MAX] = "";
+    int64_t out[SCHED_MAX_CATCH_UP];
+    uint64_t skipped = 0;
+    (void)state;
+    assert_int_equal(bind_yaml("schedule:\n  jobs: [s, d]\n"
+                               "schedule_job_s:\n  cron: '*/2 * * * * *'\n  task_type: report\n"
+                               "schedule_job_d:\n  cron: '0 3 * * *'\n  task_type: archive\n"
+                               "  time_zone: Asia/Shanghai\n",
+                               &c, err, sizeof(err), &cfg),
+                     0);
+    int64_t now = 1795888801500; /* 2026-11-28T..:01.5 UTC, an odd second */
+    /* nothing due: last is the newest slot */
+    assert_int_equal(sched_due_slots(&c.jobs[0], now - 1500, now, 3, out, &skipped), 0);
+    assert_true(skipped == 0);
+    /* 10 s missed: 5 slots, the newest 3 fired, 2 skipped */
+    assert_int_equal(sched_due_slots(&c.jobs[0], now - 10500, now, 3, out, &skipped), 3);
+    assert_true(skipped == 2);
+    assert_true(out[0] == now - 5500 && out[1] == now - 3500 && out[2] == now - 1500);
+    /* within the bound: all of them, oldest first */
+    assert_int_equal(sched_due_slots(&c.jobs[0], now - 10500, now, 10, out, &skipped), 5);
+    assert_true(skipped == 0 && out[0] == now - 9500 && out[4] == now - 1500);
+    /* 30 days of a job every 2 s (1.3M slots): bounded, the newest are fired */
+    assert_int_equal(sched_due_slots(&c.jobs[0], now - 30LL * 86400000, now, 4, out, &skipped), 4);
+    assert_true(skipped >= SCHED_MAX_SCAN);
+    assert_true(out[3] == now - 1500 && out[0] == now - 7500);
+    /* a daily job in Shanghai after a 3-day outage: 3 slots at 19:00 UTC */
+    int64_t day = 86400000, last = 1795888800000 - 3 * day;
+    assert_int_equal(sched_due_slots(&c.jobs[1], last, 1795888800000, 10, out, &skipped), 3);
+    for (int i = 0; i < 3; i++)
+        assert_true(out[i] % day == 19 * 3600000);
+    sched_conf_free(&c);
+    cfg_destroy(cfg);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_errors),
         cmocka_unit_test(test_valid_and_env),
         cmocka_unit_test(test_no_jobs),
+        cmocka_unit_test(test_due_slots),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -90,6 +90,13 @@ int sched_firing_produce(mq_producer_t *p, const char *topic, const sched_job_t 
                          int64_t slot_ms, bool manual, int timeout_ms, char *task_id, char *err,
                          size_t errlen);
 
+/* The slots of job due after `last` up to `now` (ms), at most max of them
+ * (the newest), oldest first into out (>= max entries). Returns how many;
+ * *skipped gets how many older ones were left out, a lower bound
+ * (SCHED_MAX_SCAN) when more than that were due. */
+size_t sched_due_slots(const sched_job_t *job, int64_t last, int64_t now, size_t max, int64_t *out,
+                       uint64_t *skipped);
+
 /* ---- the running scheduler ---------------------------------------------- */
 
 typedef struct sched_s sched_t;
