@@ -16,7 +16,18 @@ PACKAGES=(
     python3-venv
     # Test: the headless browser that checks the report's HTML page (tests/report).
     chromium
+    # Test: PyYAML for //tests/deploy and deploy/tools/k8s_schemas.py.
+    python3-yaml
 )
+
+# Test: kubeconform, kustomize (Go module proxy) and the Kubernetes/KEDA JSON
+# schemas that //tests/deploy:k8s_test validates deploy/k8s with, offline,
+# cached under ~/.cache/imtask/k8s-tools (docs/deploy.md; about a minute the
+# first time, instant after).
+k8s_tools() {
+    bash "$(dirname "${BASH_SOURCE[0]}")/../deploy/tools/fetch-k8s-tools.sh" ||
+        echo "install-deps: warning: deploy/tools/fetch-k8s-tools.sh failed: //tests/deploy:k8s_test fails until it succeeds" >&2
+}
 
 missing=()
 for p in "${PACKAGES[@]}"; do
@@ -24,6 +35,7 @@ for p in "${PACKAGES[@]}"; do
 done
 if [ ${#missing[@]} -eq 0 ]; then
     echo "install-deps: all ${#PACKAGES[@]} packages present"
+    k8s_tools
     exit 0
 fi
 echo "install-deps: installing ${missing[*]}"
@@ -33,3 +45,4 @@ export DEBIAN_FRONTEND=noninteractive
 $SUDO apt-get update -qq
 $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 echo "install-deps: done"
+k8s_tools
