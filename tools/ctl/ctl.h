@@ -75,5 +75,6 @@ int ctl_cmd_dlq_replay(ctl_env_t *env, int argc, char **argv);
 int ctl_cmd_lag(ctl_env_t *env, int argc, char **argv);
 int ctl_cmd_topics(ctl_env_t *env, int argc, char **argv);
 int ctl_cmd_schedule(ctl_env_t *env, int argc, char **argv); /* list | run */
+int ctl_cmd_archive(ctl_env_t *env, int argc, char **argv);  /* ls | verify | cat */
 
 #endif

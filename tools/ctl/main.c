@@ -24,6 +24,7 @@ static const ctl_entry_t ctl_entries[] = {
     {"lag", "committed offset, end and lag of the task consumer groups", ctl_cmd_lag},
     {"topics", "list the topics of the broker with their partition counts", ctl_cmd_topics},
     {"schedule", "scheduled jobs: list with next runs and leader, run one now", ctl_cmd_schedule},
+    {"archive", "the message archive: list segments, verify them, cat messages", ctl_cmd_archive},
     {"version", "print the version of imtask-ctl and its libraries", ctl_cmd_version},
     {"help", "help COMMAND: the usage of a command", ctl_cmd_help},
 };
