@@ -11,6 +11,8 @@ PACKAGES=(
     libcurl4-openssl-dev libcjson-dev libyaml-dev libcmocka-dev libmicrohttpd-dev
     libjwt-dev libssl-dev libzstd-dev
     openjdk-17-jre-headless maven etcd-server etcd-client
+    # Run: the IANA zones the scheduler reads (/usr/share/zoneinfo, docs/schedule.md).
+    tzdata
     clang-format valgrind curl ca-certificates python3
     # Test: a virtualenv for moto[server], the S3 server of the stack (scripts/stack.sh).
     python3-venv
