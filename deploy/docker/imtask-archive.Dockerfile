@@ -29,7 +29,8 @@ COPY libs/ libs/
 COPY tasks/archive/ tasks/archive/
 RUN --mount=type=cache,target=/root/.cache/bazel \
     bazel build -c opt //tasks/archive:imtask-archive \
- && install -D -m 0755 bazel-bin/tasks/archive/imtask-archive /out/imtask-archive
+ && install -D -m 0755 bazel-bin/tasks/archive/imtask-archive /out/imtask-archive \
+ && bazel shutdown
 
 FROM debian:12-slim
 # Runtime libraries: exactly the packages that provide the binary's DT_NEEDED

@@ -29,7 +29,8 @@ COPY libs/ libs/
 COPY tasks/audit/ tasks/audit/
 RUN --mount=type=cache,target=/root/.cache/bazel \
     bazel build -c opt //tasks/audit:imtask-audit \
- && install -D -m 0755 bazel-bin/tasks/audit/imtask-audit /out/imtask-audit
+ && install -D -m 0755 bazel-bin/tasks/audit/imtask-audit /out/imtask-audit \
+ && bazel shutdown
 
 FROM debian:12-slim
 # Runtime libraries: exactly the packages that provide the binary's DT_NEEDED

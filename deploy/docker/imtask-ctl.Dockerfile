@@ -26,18 +26,20 @@ COPY third_party/ third_party/
 COPY tools/ tools/
 COPY proto/ proto/
 COPY libs/ libs/
-COPY tools/ctl/ tools/ctl/
+# imtask-ctl archive ls|verify|cat reads archives with the archive job's code.
+COPY tasks/archive/ tasks/archive/
 RUN --mount=type=cache,target=/root/.cache/bazel \
     bazel build -c opt //tools/ctl:imtask-ctl \
- && install -D -m 0755 bazel-bin/tools/ctl/imtask-ctl /out/imtask-ctl
+ && install -D -m 0755 bazel-bin/tools/ctl/imtask-ctl /out/imtask-ctl \
+ && bazel shutdown
 
 FROM debian:12-slim
 # Runtime libraries: exactly the packages that provide the binary's DT_NEEDED
 # libraries (libc6 is in the base image), plus ca-certificates for TLS.
 RUN apt-get update \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
-      ca-certificates libcjson1 libcurl4 libmicrohttpd12 libprotobuf-c1 librdkafka1 libssl3 \
-      libstdc++6 libyaml-0-2 \
+      ca-certificates libcjson1 libcurl4 libmicrohttpd12 libnghttp2-14 libprotobuf-c1 \
+      librdkafka1 libssl3 libstdc++6 libyaml-0-2 libzstd1 \
  && rm -rf /var/lib/apt/lists/*
 RUN groupadd --system --gid 10001 imtask \
  && useradd --system --uid 10001 --gid imtask --no-create-home --home-dir /nonexistent \

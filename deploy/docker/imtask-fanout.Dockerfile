@@ -29,7 +29,8 @@ COPY libs/ libs/
 COPY tasks/fanout/ tasks/fanout/
 RUN --mount=type=cache,target=/root/.cache/bazel \
     bazel build -c opt //tasks/fanout:imtask-fanout \
- && install -D -m 0755 bazel-bin/tasks/fanout/imtask-fanout /out/imtask-fanout
+ && install -D -m 0755 bazel-bin/tasks/fanout/imtask-fanout /out/imtask-fanout \
+ && bazel shutdown
 
 FROM debian:12-slim
 # Runtime libraries: exactly the packages that provide the binary's DT_NEEDED

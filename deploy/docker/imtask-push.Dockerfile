@@ -29,7 +29,8 @@ COPY libs/ libs/
 COPY tasks/push/ tasks/push/
 RUN --mount=type=cache,target=/root/.cache/bazel \
     bazel build -c opt //tasks/push:imtask-push \
- && install -D -m 0755 bazel-bin/tasks/push/imtask-push /out/imtask-push
+ && install -D -m 0755 bazel-bin/tasks/push/imtask-push /out/imtask-push \
+ && bazel shutdown
 
 FROM debian:12-slim
 # Runtime libraries: exactly the packages that provide the binary's DT_NEEDED
