@@ -29,6 +29,7 @@
 #include <unistd.h>
 
 #include "dispatch/outcome.h"
+#include "proto/outcome.pb-c.h"
 #include "proto/schedule.pb-c.h"
 #include "tests/fanout/harness.h"
 
@@ -153,6 +154,28 @@ static void wait_succeeded(h_child_t *ch, int port, double n)
         }
         h_sleep_ms(200);
     }
+}
+
+static int dead_seen;
+
+static void find_dead(void *ctx, const rd_kafka_message_t *m)
+{
+    (void)ctx;
+    Imtask__V1__OutcomeEvent *e =
+        imtask__v1__outcome_event__unpack(NULL, m->len, (const uint8_t *)m->payload);
+    if (!e)
+        return; /* the junk record of the test */
+    if (strcmp(e->kind, OUTCOME_DEAD_LETTERED) == 0 && strcmp(e->task_id, "bad-report-1") == 0) {
+        assert_string_equal(e->task_type, "report");
+        assert_string_equal(e->binary, "archive");
+        assert_int_equal(e->n_labels, 1);
+        assert_string_equal(e->labels[0]->name, "error_kind");
+        assert_string_equal(e->labels[0]->value, "permanent");
+        assert_int_equal(e->count, 1);
+        assert_true(e->ts_ms > h_wall_ms() - 600000);
+        dead_seen++;
+    }
+    imtask__v1__outcome_event__free_unpacked(e, NULL);
 }
 
 static void test_report_end_to_end(void **st)
@@ -407,6 +430,23 @@ static void test_report_end_to_end(void **st)
     assert_int_equal(jnum(j, "outcomes.fanout_recipients"), 1700);
     cJSON_Delete(j);
     free(text);
+
+    /* the runtime's outcome hook: a malformed report task is dead-lettered
+     * and a dead_lettered event reaches the (private) outcome topic */
+    h_prod_open(&p);
+    h_prod_task(&p, tasks, "bad", "report", "bad-report-1", "\x01\x02junk", 6);
+    h_prod_close(&p);
+    int64_t until = h_mono_ms() + 60000;
+    while (h_metric(port, "imtask_outcomes_emitted_total ") < 1) {
+        h_child_check(&ch);
+        H_CHECK(h_mono_ms() < until, "no outcome event emitted for the dead-lettered task");
+        h_sleep_ms(200);
+    }
+    dead_seen = 0;
+    const char *ot[] = {otopic};
+    const int op[] = {3};
+    h_read_all(ot, op, 1, find_dead, NULL, 30);
+    assert_int_equal(dead_seen, 1);
 
     assert_int_equal(h_child_stop(&ch, SIGTERM), 0);
     h_double_stop(&dbl);
