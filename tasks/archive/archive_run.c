@@ -5,6 +5,7 @@
 
 #include <cjson/cJSON.h>
 #include <inttypes.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -152,25 +153,126 @@ static archive_rc_t repo_fail(const char *what, const repo_status_t *st, char *e
     return repo_err_is_retriable(st->code) ? ARCHIVE_TRANSIENT : ARCHIVE_FATAL;
 }
 
-/* Delete ids[0..n) in batches. */
+/* A call waited for: repo_call_async's callback (I/O thread) hands the
+ * result over. */
+typedef struct {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    bool active; /* started, not yet taken by call_wait */
+    bool done;
+    repo_status_t st;
+    ProtobufCMessage *resp;
+} call_t;
+
+static void call_init(call_t *c)
+{
+    memset(c, 0, sizeof(*c));
+    pthread_mutex_init(&c->mu, NULL);
+    pthread_cond_init(&c->cv, NULL);
+}
+
+static void call_fini(call_t *c)
+{
+    pthread_mutex_destroy(&c->mu);
+    pthread_cond_destroy(&c->cv);
+}
+
+static void call_done(void *opaque, const repo_status_t *st, ProtobufCMessage *resp)
+{
+    call_t *c = opaque;
+    pthread_mutex_lock(&c->mu);
+    c->st = *st;
+    c->resp = resp;
+    c->done = true;
+    pthread_cond_signal(&c->cv);
+    pthread_mutex_unlock(&c->mu);
+}
+
+static repo_err_t call_start(call_t *c, repo_client_t *r, const repo_method_t *m,
+                             const ProtobufCMessage *req, const repo_call_opts_t *opts)
+{
+    c->done = false;
+    c->resp = NULL;
+    repo_err_t e = repo_call_async(r, m, req, opts, call_done, c);
+    if (e != REPO_ERR_OK) {
+        c->st.code = e;
+        snprintf(c->st.message, sizeof(c->st.message), "%s", repo_err_str(e));
+        c->done = true;
+    }
+    c->active = true;
+    return e;
+}
+
+/* Waits for the call; returns its code (resp set on OK, the caller frees). */
+static repo_err_t call_wait(call_t *c, ProtobufCMessage **resp, repo_status_t *st)
+{
+    pthread_mutex_lock(&c->mu);
+    while (!c->done)
+        pthread_cond_wait(&c->cv, &c->mu);
+    pthread_mutex_unlock(&c->mu);
+    c->active = false;
+    *st = c->st;
+    *resp = c->resp;
+    c->resp = NULL;
+    return c->st.code;
+}
+
+/* Waits for a call still running (an error path) and drops its result. */
+static void call_drain(call_t *c)
+{
+    if (!c->active)
+        return;
+    ProtobufCMessage *resp;
+    repo_status_t st;
+    call_wait(c, &resp, &st);
+    repo_response_free(resp);
+}
+
+#define ARCHIVE_DELETES_IN_FLIGHT 4
+
+/* Delete ids[0..n) in batches, up to ARCHIVE_DELETES_IN_FLIGHT at a time. */
 static archive_rc_t delete_ids(const archive_env_t *env, const archive_limits_t *lim,
                                const char *const *ids, size_t n, archive_counts_t *counts,
                                char *err, size_t errlen)
 {
     repo_call_opts_t opts = {.timeout_ms = lim->call_timeout_ms};
-    for (size_t off = 0; off < n; off += (size_t)lim->delete_batch) {
-        size_t k = n - off < (size_t)lim->delete_batch ? n - off : (size_t)lim->delete_batch;
-        ImRepo__V1__DeleteMessagesRequest req = IM_REPO__V1__DELETE_MESSAGES_REQUEST__INIT;
-        req.n_message_ids = k;
-        req.message_ids = (char **)(ids + off);
-        ImRepo__V1__DeleteMessagesResponse *resp = NULL;
-        repo_status_t st;
-        if (repo_delete_messages(env->repo, &req, &opts, &resp, &st) != REPO_ERR_OK)
-            return repo_fail("DeleteMessages", &st, err, errlen);
-        counts->deleted += resp->deleted > 0 ? (uint64_t)resp->deleted : 0;
-        repo_response_free(&resp->base);
+    call_t calls[ARCHIVE_DELETES_IN_FLIGHT];
+    archive_rc_t arc = ARCHIVE_OK;
+    size_t batch = (size_t)lim->delete_batch, off = 0;
+    for (int i = 0; i < ARCHIVE_DELETES_IN_FLIGHT; i++)
+        call_init(&calls[i]);
+    for (int slot = 0;; slot = (slot + 1) % ARCHIVE_DELETES_IN_FLIGHT) {
+        call_t *c = &calls[slot];
+        if (c->active) {
+            ProtobufCMessage *resp;
+            repo_status_t st;
+            if (call_wait(c, &resp, &st) != REPO_ERR_OK) {
+                if (arc == ARCHIVE_OK)
+                    arc = repo_fail("DeleteMessages", &st, err, errlen);
+            } else {
+                const ImRepo__V1__DeleteMessagesResponse *d = (const void *)resp;
+                counts->deleted += d->deleted > 0 ? (uint64_t)d->deleted : 0;
+                repo_response_free(resp);
+            }
+        }
+        if (off < n && arc == ARCHIVE_OK) {
+            size_t k = n - off < batch ? n - off : batch;
+            ImRepo__V1__DeleteMessagesRequest req = IM_REPO__V1__DELETE_MESSAGES_REQUEST__INIT;
+            req.n_message_ids = k;
+            req.message_ids = (char **)(ids + off);
+            call_start(c, env->repo, &repo_method_delete_messages, &req.base, &opts);
+            off += k;
+            continue;
+        }
+        bool any = false;
+        for (int i = 0; i < ARCHIVE_DELETES_IN_FLIGHT; i++)
+            any = any || calls[i].active;
+        if (!any)
+            break;
     }
-    return ARCHIVE_OK;
+    for (int i = 0; i < ARCHIVE_DELETES_IN_FLIGHT; i++)
+        call_fini(&calls[i]);
+    return arc;
 }
 
 /* ---- finishing a committed segment (crash recovery) --------------------- */
@@ -285,6 +387,18 @@ static bool cancelled(const archive_env_t *env)
     return env->cancelled && env->cancelled(env->opaque);
 }
 
+/* Start the listing of up to limit messages (at most a page) from cursor. */
+static void list_start(call_t *c, const archive_env_t *env, const archive_limits_t *lim,
+                       const repo_call_opts_t *opts, int64_t cutoff_ms, const char *cursor,
+                       int64_t limit)
+{
+    ImRepo__V1__ListMessagesBeforeRequest req = IM_REPO__V1__LIST_MESSAGES_BEFORE_REQUEST__INIT;
+    req.before = cutoff_ms;
+    req.cursor = (char *)cursor;
+    req.limit = (int32_t)(limit < lim->page_size ? limit : lim->page_size);
+    call_start(c, env->repo, &repo_method_list_messages_before, &req.base, opts);
+}
+
 archive_rc_t archive_run(const archive_env_t *env, const archive_limits_t *lim, const char *job,
                          const char *run_id, int64_t cutoff_ms, archive_counts_t *counts, char *err,
                          size_t errlen)
@@ -318,6 +432,8 @@ archive_rc_t archive_run(const archive_env_t *env, const archive_limits_t *lim, 
         return ARCHIVE_TRANSIENT;
     }
     repo_call_opts_t opts = {.timeout_ms = lim->call_timeout_ms};
+    call_t pf; /* the next ListMessagesBefore page, fetched ahead */
+    call_init(&pf);
 
     for (;;) {
         report(env, counts, &reported);
@@ -378,19 +494,36 @@ archive_rc_t archive_run(const archive_env_t *env, const archive_limits_t *lim, 
                 arc = ARCHIVE_CANCELLED;
                 goto out;
             }
-            int64_t left = lim->segment_max_messages - (int64_t)seg_writer_count(w);
-            ImRepo__V1__ListMessagesBeforeRequest req =
-                IM_REPO__V1__LIST_MESSAGES_BEFORE_REQUEST__INIT;
-            req.before = cutoff_ms;
-            req.cursor = cursor;
-            req.limit = (int32_t)(left < lim->page_size ? left : lim->page_size);
-            ImRepo__V1__ListMessagesBeforeResponse *resp = NULL;
+            int64_t have = (int64_t)seg_writer_count(w);
+            if (!pf.active)
+                list_start(&pf, env, lim, &opts, cutoff_ms, cursor,
+                           lim->segment_max_messages - have);
+            ProtobufCMessage *pm;
             repo_status_t st;
-            if (repo_list_messages_before(env->repo, &req, &opts, &resp, &st) != REPO_ERR_OK) {
+            if (call_wait(&pf, &pm, &st) != REPO_ERR_OK) {
                 arc = repo_fail("ListMessagesBefore", &st, err, errlen);
                 goto out;
             }
+            ImRepo__V1__ListMessagesBeforeResponse *resp = (void *)pm;
             counts->pages++;
+            more = resp->has_more;
+            if (more && (!resp->next_cursor || !resp->next_cursor[0] ||
+                         strlen(resp->next_cursor) > SEG_CURSOR_MAX)) {
+                snprintf(err, errlen,
+                         "im-repo ListMessagesBefore: has_more without a usable next_cursor "
+                         "(empty or over %d bytes)",
+                         SEG_CURSOR_MAX);
+                repo_response_free(pm);
+                arc = ARCHIVE_FATAL;
+                goto out;
+            }
+            /* the next page is fetched while this one is encoded: for this
+             * segment if it has room after this page, else for the next */
+            if (more) {
+                int64_t room = lim->segment_max_messages - have - (int64_t)resp->n_messages;
+                list_start(&pf, env, lim, &opts, cutoff_ms, resp->next_cursor,
+                           room > 0 ? room : lim->segment_max_messages);
+            }
             for (size_t i = 0; i < resp->n_messages; i++) {
                 const ImRepo__V1__Message *msg = resp->messages[i];
                 if (msg->created_at >= cutoff_ms || !msg->id || !msg->id[0]) {
@@ -399,31 +532,20 @@ archive_rc_t archive_run(const archive_env_t *env, const archive_limits_t *lim, 
                              ") returned message \"%.100s\" created at %" PRId64
                              ": expected a non-empty id and created_at < before",
                              cutoff_ms, msg->id ? msg->id : "", msg->created_at);
-                    repo_response_free(&resp->base);
+                    repo_response_free(pm);
                     arc = ARCHIVE_FATAL;
                     goto out;
                 }
                 if (seg_writer_add(w, msg, why, sizeof(why))) {
                     snprintf(err, errlen, "segment %" PRIu64 ": %s", cp.next_seq, why);
-                    repo_response_free(&resp->base);
+                    repo_response_free(pm);
                     arc = ARCHIVE_TRANSIENT;
                     goto out;
                 }
             }
-            more = resp->has_more;
-            if (more && (!resp->next_cursor || !resp->next_cursor[0] ||
-                         strlen(resp->next_cursor) > SEG_CURSOR_MAX)) {
-                snprintf(err, errlen,
-                         "im-repo ListMessagesBefore: has_more without a usable next_cursor "
-                         "(empty or over %d bytes)",
-                         SEG_CURSOR_MAX);
-                repo_response_free(&resp->base);
-                arc = ARCHIVE_FATAL;
-                goto out;
-            }
             /* no more: the next listing starts from the oldest message left */
             snprintf(cursor, sizeof(cursor), "%s", more ? resp->next_cursor : "");
-            repo_response_free(&resp->base);
+            repo_response_free(pm);
         }
         uint64_t n = seg_writer_count(w);
         if (n == 0) {
@@ -524,6 +646,8 @@ archive_rc_t archive_run(const archive_env_t *env, const archive_limits_t *lim, 
         counts->zst_bytes += m.zst_bytes;
     }
 out:
+    call_drain(&pf);
+    call_fini(&pf);
     report(env, counts, &reported);
     free(ids);
     seg_writer_destroy(w);
