@@ -309,6 +309,8 @@ def main():
          "maxReplicaCount: 6", 'maxReplicaCount: "six"'),
         ("a missing required field (the archive container's name)", "base/archive/deployment.yaml",
          "        - name: imtask-archive\n", "        - stdin: false\n"),
+        ("an apiVersion no schema knows (apps/v2)", "base/push/deployment.yaml",
+         "apiVersion: apps/v1", "apiVersion: apps/v2"),
     ]
     for what, rel, old, new in schema_cases:
         d = mutate(rel, old, new)
