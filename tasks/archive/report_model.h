@@ -28,12 +28,11 @@ typedef enum { REPORT_HOUR = 0, REPORT_DAY = 1 } report_period_t;
 
 /* ---- periods (report_period.c) ----------------------------------------- */
 
-/* Before any thread starts (configure): make sure TZ is set (to the
- * system's zone when it was not), so later switches never grow the
- * environment. */
+/* Kept for callers: zones come from libs/schedule's TZif reader (no
+ * process-wide TZ), so there is nothing to prepare. */
 void report_tz_init(void);
 /* 1 when tz is "UTC" or a zone of the system's tz database (TZDIR or
- * /usr/share/zoneinfo) with a safe name ([A-Za-z0-9_+-/], no ".."). */
+ * /usr/share/zoneinfo), read with schedule/tz.h. */
 int report_tz_ok(const char *tz);
 /* "hour" | "day" -> *out; -1 otherwise. */
 int report_period_parse(const char *s, report_period_t *out);

@@ -1,48 +1,35 @@
 /* report_period.c: the period of a report slot in a time zone, and local
- * time labels.
- *
- * The C library converts in a time zone only through the process-wide TZ
- * variable, so each conversion sets TZ, converts and restores it under one
- * lock (report_tz_init makes sure TZ exists before any thread runs, so
- * setting it later never reallocates the environment under another thread's
- * getenv). */
-/* tm_gmtoff: _GNU_SOURCE comes from the build flags */
-#include <pthread.h>
+ * time labels, on libs/schedule's TZif reader (schedule/tz.h): immutable
+ * zone objects, safe from any thread, no process-wide TZ. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
-#include <unistd.h>
 
 #include "report_model.h"
-
-static pthread_mutex_t report_tz_lock = PTHREAD_MUTEX_INITIALIZER;
+#include "schedule/tz.h"
 
 void report_tz_init(void)
 {
-    pthread_mutex_lock(&report_tz_lock);
-    if (!getenv("TZ"))
-        setenv("TZ", ":/etc/localtime", 0); /* what an unset TZ means to glibc */
-    pthread_mutex_unlock(&report_tz_lock);
+    /* nothing process-wide to prepare: zones are loaded per use */
+}
+
+static sched_tz_t *report_tz_open(const char *tz)
+{
+    char err[256];
+    sched_tz_t *z = NULL;
+    if (!tz || !*tz || strlen(tz) >= REPORT_TZ_MAX || tz[0] == '/' || strstr(tz, ".."))
+        return NULL;
+    if (sched_tz_load(tz, &z, err, sizeof(err)))
+        return NULL;
+    return z;
 }
 
 int report_tz_ok(const char *tz)
 {
-    char path[512];
-    const char *dir = getenv("TZDIR");
-    if (!tz || !*tz || strlen(tz) >= REPORT_TZ_MAX)
-        return 0;
-    if (strcmp(tz, "UTC") == 0)
-        return 1;
-    if (tz[0] == '/' || strstr(tz, ".."))
-        return 0;
-    for (const char *p = tz; *p; p++) {
-        if (!((*p >= 'A' && *p <= 'Z') || (*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9') ||
-              *p == '_' || *p == '+' || *p == '-' || *p == '/'))
-            return 0;
-    }
-    snprintf(path, sizeof(path), "%s/%s", dir && *dir ? dir : "/usr/share/zoneinfo", tz);
-    return access(path, R_OK) == 0;
+    sched_tz_t *z = report_tz_open(tz);
+    int ok = z != NULL;
+    sched_tz_destroy(&z);
+    return ok;
 }
 
 int report_period_parse(const char *s, report_period_t *out)
@@ -56,115 +43,94 @@ int report_period_parse(const char *s, report_period_t *out)
     return 0;
 }
 
-typedef struct {
-    char saved[256];
-    bool had;
-} report_tz_t;
-
-static void report_tz_enter(const char *tz, report_tz_t *st)
+static int64_t report_floor_div(int64_t a, int64_t b)
 {
-    char val[REPORT_TZ_MAX + 2];
-    pthread_mutex_lock(&report_tz_lock);
-    const char *old = getenv("TZ");
-    st->had = old != NULL;
-    snprintf(st->saved, sizeof(st->saved), "%s", old ? old : "");
-    snprintf(val, sizeof(val), ":%s", tz); /* ":" : a file of the tz database */
-    setenv("TZ", strcmp(tz, "UTC") == 0 ? "UTC0" : val, 1);
-    tzset();
+    return a >= 0 ? a / b : -((-a + b - 1) / b);
 }
 
-static void report_tz_leave(report_tz_t *st)
+/* The instant whose local time is local_s (seconds since the epoch in local
+ * wall time). On a gap (the local time does not exist) the later candidate:
+ * the first instant after the gap. */
+static int64_t report_instant_of_local(const sched_tz_t *z, int64_t local_s, int64_t hint_s)
 {
-    if (st->had)
-        setenv("TZ", st->saved, 1);
-    else
-        unsetenv("TZ");
-    tzset();
-    pthread_mutex_unlock(&report_tz_lock);
+    int64_t u0 = local_s - sched_tz_offset(z, hint_s);
+    int64_t u1 = local_s - sched_tz_offset(z, u0);
+    if (u1 == u0)
+        return u0;
+    int64_t u2 = local_s - sched_tz_offset(z, u1);
+    if (u2 == u1)
+        return u1;
+    return u1 > u2 ? u1 : u2; /* no such local time: the two sides of the gap */
 }
 
-static time_t report_floor_day(time_t t)
+/* The start of the local hour (or day) holding the instant t. */
+static int64_t report_floor_local(const sched_tz_t *z, int64_t t, report_period_t period)
 {
-    struct tm tm;
-    localtime_r(&t, &tm);
-    tm.tm_hour = tm.tm_min = tm.tm_sec = 0;
-    tm.tm_isdst = -1;
-    return mktime(&tm);
-}
-
-static time_t report_floor_hour(time_t t)
-{
-    struct tm tm;
-    localtime_r(&t, &tm);
-    return t - tm.tm_min * 60 - tm.tm_sec; /* local hours, also in :30/:45 zones */
+    int64_t local = t + sched_tz_offset(z, t);
+    if (period == REPORT_HOUR)
+        return t - (local - report_floor_div(local, 3600) * 3600); /* :30/:45 zones too */
+    return report_instant_of_local(z, report_floor_div(local, 86400) * 86400, t);
 }
 
 int report_period_bounds(int64_t slot_ms, report_period_t period, const char *tz, int64_t *start_ms,
                          int64_t *end_ms, char *err, size_t errlen)
 {
-    report_tz_t st;
-    time_t slot, end, start;
-    if (!report_tz_ok(tz)) {
+    sched_tz_t *z = report_tz_open(tz);
+    if (!z) {
         snprintf(err, errlen, "time zone \"%s\": expected UTC or a name of the tz database",
                  tz ? tz : "");
         return -1;
     }
     if (slot_ms <= 0) {
+        sched_tz_destroy(&z);
         snprintf(err, errlen, "scheduled_at_ms %lld: expected a positive Unix ms time",
                  (long long)slot_ms);
         return -1;
     }
-    slot = (time_t)(slot_ms / 1000);
-    report_tz_enter(tz, &st);
-    if (period == REPORT_DAY) {
-        end = report_floor_day(slot);
-        start = report_floor_day(end - 1);
-    } else {
-        end = report_floor_hour(slot);
-        start = report_floor_hour(end - 1);
-    }
-    report_tz_leave(&st);
-    if (end == (time_t)-1 || start == (time_t)-1 || start >= end) {
+    int64_t end = report_floor_local(z, slot_ms / 1000, period);
+    int64_t start = report_floor_local(z, end - 1, period);
+    sched_tz_destroy(&z);
+    if (start >= end) {
         snprintf(err, errlen, "no %s period before %lld in %s",
                  period == REPORT_DAY ? "day" : "hour", (long long)slot_ms, tz);
         return -1;
     }
-    *start_ms = (int64_t)start * 1000;
-    *end_ms = (int64_t)end * 1000;
+    *start_ms = start * 1000;
+    *end_ms = end * 1000;
     return 0;
 }
 
 int report_local_time(int64_t ms, const char *tz, bool hm_only, char *out, size_t outlen)
 {
-    report_tz_t st;
-    struct tm tm;
-    time_t t = (time_t)(ms >= 0 ? ms / 1000 : (ms - 999) / 1000);
-    if (!report_tz_ok(tz))
+    sched_tz_t *z = report_tz_open(tz);
+    int64_t y, t = report_floor_div(ms, 1000);
+    unsigned mo, d;
+    if (!z)
         return -1;
-    report_tz_enter(tz, &st);
-    localtime_r(&t, &tm);
-    report_tz_leave(&st);
+    int32_t off = sched_tz_offset(z, t);
+    sched_tz_destroy(&z);
+    int64_t local = t + off, days = report_floor_div(local, 86400), sod = local - days * 86400;
+    int hh = (int)(sod / 3600), mi = (int)(sod % 3600 / 60), ss = (int)(sod % 60);
     if (hm_only) {
-        snprintf(out, outlen, "%02d:%02d", tm.tm_hour, tm.tm_min);
+        snprintf(out, outlen, "%02d:%02d", hh, mi);
         return 0;
     }
-    long off = tm.tm_gmtoff;
+    sched_civil_from_days(days, &y, &mo, &d);
     char sign = off < 0 ? '-' : '+';
-    if (off < 0)
-        off = -off;
-    snprintf(out, outlen, "%04d-%02d-%02dT%02d:%02d:%02d%c%02ld:%02ld", tm.tm_year + 1900,
-             tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, sign, off / 3600,
-             (off % 3600) / 60);
+    int32_t a = off < 0 ? -off : off;
+    snprintf(out, outlen, "%04lld-%02u-%02uT%02d:%02d:%02d%c%02d:%02d", (long long)y, mo, d, hh, mi,
+             ss, sign, (int)(a / 3600), (int)(a % 3600 / 60));
     return 0;
 }
 
 void report_utc_stamp(int64_t ms, char *out, size_t outlen)
 {
-    struct tm tm;
-    time_t t = (time_t)(ms / 1000);
-    gmtime_r(&t, &tm);
-    snprintf(out, outlen, "%04d%02d%02dT%02d%02d%02dZ", tm.tm_year + 1900, tm.tm_mon + 1,
-             tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec);
+    int64_t t = report_floor_div(ms, 1000), days = report_floor_div(t, 86400), y;
+    int64_t sod = t - days * 86400;
+    unsigned mo, d;
+    sched_civil_from_days(days, &y, &mo, &d);
+    snprintf(out, outlen, "%04lld%02u%02uT%02d%02d%02dZ", (long long)y, mo, d, (int)(sod / 3600),
+             (int)(sod % 3600 / 60), (int)(sod % 60));
 }
 
 void report_buckets_init(report_t *r)

@@ -200,6 +200,10 @@ static void test_periods(void **st)
          "2026-10-25T00:00:00+02:00", 25},
         /* New York, the hour after the 2026-03-08 jump (03:00 EDT is 07:00Z):
          * slot 04:00 EDT -> 03:00..04:00 EDT */
+        /* Santiago skips midnight on 2026-09-06 (00:00 -> 01:00): the day
+         * starts at 01:00 -03 and has 23 hours */
+        {"America/Santiago", REPORT_DAY, 1788750000000, 1788667200000, 1788750000000,
+         "2026-09-06T01:00:00-03:00", 23},
         {"America/New_York", REPORT_HOUR, 1772956800000, 1772953200000, 1772956800000,
          "2026-03-08T03:00:00-04:00", 12},
     };
