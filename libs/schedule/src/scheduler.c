@@ -47,6 +47,9 @@ struct sched_s {
     int64_t next_keepalive_mono;
     sched_jobstate_t *js;
     metrics_series_t *m_leader, *m_etcd_errors;
+    char last_error[640]; /* the last etcd error logged */
+    int64_t last_error_mono;
+    long errors_quiet; /* not logged since */
 };
 
 static bool sched_cancel_io(void *opaque)
@@ -84,11 +87,27 @@ static bool sched_wait(sched_t *s, int64_t ms)
     return st;
 }
 
+/* Count every failed etcd request; log a repeated one at most every 10 s
+ * (a follower retries every second while etcd is away). */
 static void sched_etcd_error(sched_t *s, const char *what, const char *err)
 {
+    char line[sizeof(s->last_error)];
+    int64_t now = clock_mono_ms();
     metrics_counter_add(s->m_etcd_errors, 1);
-    if (!atomic_load(&s->cancel_io))
-        log_warn("schedule: etcd %s: %s", what, err);
+    if (atomic_load(&s->cancel_io))
+        return;
+    snprintf(line, sizeof(line), "%s: %s", what, err);
+    if (strcmp(line, s->last_error) == 0 && now - s->last_error_mono < 10000) {
+        s->errors_quiet++;
+        return;
+    }
+    if (s->errors_quiet)
+        log_warn("schedule: etcd %s (and %ld more failed requests)", line, s->errors_quiet);
+    else
+        log_warn("schedule: etcd %s", line);
+    memcpy(s->last_error, line, sizeof(line));
+    s->last_error_mono = now;
+    s->errors_quiet = 0;
 }
 
 /* ---- election ----------------------------------------------------------- */
