@@ -114,7 +114,7 @@ static void write_config(int i, int catch_up_max, bool jobs)
             "consumer:\n  group_id: %s-group\n  topic: %s\n  retry_topic: %s-retry\n"
             "  dlq_topic: %s-dlq\n"
             "schedule:\n  jobs: [%s]\n  etcd_endpoints: %s\n  etcd_prefix: %s\n"
-            "  lease_ttl: 3s\n  catch_up_max: %d\n  topic: %s\n",
+            "  lease_ttl: 3s\n  produce_timeout: 1s\n  catch_up_max: %d\n  topic: %s\n",
             g_ports[i], g_brokers, g_in, g_in, g_in, g_in, jobs ? "tick" : "", g_etcd, g_prefix,
             catch_up_max, g_topic);
     if (jobs)

@@ -58,10 +58,10 @@ static const cfg_field_t sched_fields[] = {
     {.key = "produce_timeout",
      .type = CFG_DURATION,
      .offset = SC_OFF(produce_timeout_ms),
-     .def = "10s",
+     .def = "3s",
      .min = 100,
-     .max = 300000,
-     .help = "how long a firing waits for Kafka's acknowledgement"},
+     .max = 100000,
+     .help = "how long a firing waits for Kafka's acknowledgement (at most lease_ttl/3)"},
 };
 
 typedef struct {
@@ -112,6 +112,15 @@ int sched_conf_bind(cfg_t *cfg, sched_conf_t *out, char *err, size_t errlen)
         snprintf(err, errlen,
                  "schedule.lease_ttl: expected whole seconds (etcd leases), got %lld ms",
                  (long long)out->lease_ttl_ms);
+        return -1;
+    }
+    /* the leader's one thread keeps the lease alive between firings: a firing
+     * must not outlast a keep-alive period */
+    if (out->produce_timeout_ms * 3 > out->lease_ttl_ms) {
+        snprintf(err, errlen,
+                 "schedule.produce_timeout (%lld ms) must be at most a third of "
+                 "schedule.lease_ttl (%lld ms)",
+                 (long long)out->produce_timeout_ms, (long long)out->lease_ttl_ms);
         return -1;
     }
     size_t pl = strlen(out->etcd_prefix);

@@ -63,6 +63,9 @@ static void test_errors(void **state)
     expect_error("schedule:\n  lease_ttl: 2500ms\n", "schedule.lease_ttl: expected whole seconds");
     expect_error("schedule:\n  lease_ttl: 1s\n", "schedule.lease_ttl");
     expect_error("schedule:\n  etcd_prefix: /x\n", "ending with '/'");
+    expect_error("schedule:\n  lease_ttl: 6s\n  produce_timeout: 3s\n",
+                 "schedule.produce_timeout (3000 ms) must be at most a third of "
+                 "schedule.lease_ttl (6000 ms)");
     expect_error("schedule:\n  catch_up_max: 0\n", "schedule.catch_up_max");
     expect_error("schedule:\n  jobs: [a]\nschedule_job_a:\n  cron: '@daily'\n"
                  "  task_type: report\n  crno: x\n",
@@ -76,7 +79,7 @@ static void test_valid_and_env(void **state)
     char err[CFG_ERR_MAX] = "";
     (void)state;
     setenv("IMTASK_SCHEDULE_JOB_NIGHTLY_TIME_ZONE", "Asia/Shanghai", 1);
-    assert_int_equal(bind_yaml("schedule:\n  jobs: [nightly, hourly]\n  lease_ttl: 5s\n"
+    assert_int_equal(bind_yaml("schedule:\n  jobs: [nightly, hourly]\n  lease_ttl: 9s\n"
                                "schedule_job_nightly:\n  cron: '0 3 * * *'\n"
                                "  time_zone: Europe/Berlin\n  task_type: archive\n"
                                "schedule_params_nightly:\n  retention: 30d\n  batch: '1000'\n"
@@ -85,7 +88,7 @@ static void test_valid_and_env(void **state)
                      0);
     unsetenv("IMTASK_SCHEDULE_JOB_NIGHTLY_TIME_ZONE");
     assert_int_equal(c.njobs, 2);
-    assert_true(c.lease_ttl_ms == 5000);
+    assert_true(c.lease_ttl_ms == 9000);
     assert_true(c.catch_up_max == 10);
     assert_string_equal(c.topic, "im-task-topic");
     assert_string_equal(c.jobs[0].time_zone, "Asia/Shanghai"); /* the environment wins */
@@ -143,7 +146,9 @@ static void test_no_jobs(void **state)
     assert_int_equal(bind_yaml("log:\n  level: info\n", &c, err, sizeof(err), &cfg), -1);
     /* (log: is nobody's here, so cfg_finish fails; without it:) */
     cfg_destroy(cfg);
-    assert_int_equal(bind_yaml("schedule:\n  lease_ttl: 3s\n", &c, err, sizeof(err), &cfg), 0);
+    assert_int_equal(bind_yaml("schedule:\n  lease_ttl: 3s\n  produce_timeout: 1s\n", &c, err,
+                               sizeof(err), &cfg),
+                     0);
     assert_int_equal(c.njobs, 0);
     sched_conf_free(&c);
     cfg_destroy(cfg);
