@@ -231,19 +231,19 @@ static size_t report_group(const report_t *r, const char *kind, const char *la, 
         snprintf(key, sizeof(key), "%s%s%s", a, lb ? " / " : "", b);
         for (k = 0; k < ng && strcmp(g[k].key, key) != 0; k++)
             ;
+        if (k == ng && ng >= REPORT_GROUP_MAX - 1) { /* the last slot sums the rest */
+            snprintf(key, sizeof(key), "(other)");
+            snprintf(a, sizeof(a), "(other)");
+            b[0] = '\0';
+            for (k = 0; k < ng && strcmp(g[k].key, key) != 0; k++)
+                ;
+        }
         if (k == ng) {
-            if (ng == REPORT_GROUP_MAX) {
-                k = ng - 1;
-                snprintf(g[k].key, sizeof(g[k].key), "(other)");
-                snprintf(g[k].a, sizeof(g[k].a), "(other)");
-                g[k].b[0] = '\0';
-            } else {
-                ng++;
-                snprintf(g[k].key, sizeof(g[k].key), "%s", key);
-                snprintf(g[k].a, sizeof(g[k].a), "%s", a);
-                snprintf(g[k].b, sizeof(g[k].b), "%s", b);
-                g[k].count = 0;
-            }
+            ng++;
+            snprintf(g[k].key, sizeof(g[k].key), "%s", key);
+            snprintf(g[k].a, sizeof(g[k].a), "%s", a);
+            snprintf(g[k].b, sizeof(g[k].b), "%s", b);
+            g[k].count = 0;
         }
         g[k].count += s[i].count;
     }

@@ -362,6 +362,43 @@ static void test_render_csv_html(void **st)
     report_agg_destroy(&r.agg);
 }
 
+/* More dead-letter task types than a chart has rows: the rest is summed
+ * as "(other)", nothing is lost or written out of bounds. */
+static void test_group_bound(void **st)
+{
+    (void)st;
+    report_t r;
+    char type[32], *text;
+    size_t len;
+    memset(&r, 0, sizeof(r));
+    snprintf(r.job, sizeof(r.job), "j");
+    snprintf(r.tz, sizeof(r.tz), "UTC");
+    r.period = REPORT_HOUR;
+    r.start_ms = 1795824000000 - 3600000;
+    r.end_ms = 1795824000000;
+    report_buckets_init(&r);
+    r.agg = report_agg_new(1000);
+    for (int i = 0; i < 200; i++) {
+        snprintf(type, sizeof(type), "type%03d", i);
+        add(r.agg, ev_new(type, OUTCOME_DEAD_LETTERED, 1, 0, 1, "error_kind", "permanent"));
+    }
+    assert_int_equal(report_render_json(&r, &text, &len), 0);
+    cJSON *j = cJSON_Parse(text);
+    cJSON *g =
+        cJSON_GetObjectItem(cJSON_GetObjectItem(j, "outcomes"), "dead_lettered_by_task_type");
+    double sum = 0;
+    for (cJSON *e = g->child; e; e = e->next)
+        sum += e->valuedouble;
+    assert_true(sum == 200);
+    assert_int_equal(cJSON_GetArraySize(g), 64);
+    assert_true(cJSON_GetObjectItem(g, "(other)")->valuedouble == 200 - 63);
+    cJSON_Delete(j);
+    free(text);
+    assert_int_equal(report_render_html(&r, &text, &len), 0);
+    free(text);
+    report_agg_destroy(&r.agg);
+}
+
 static void test_outcome_encode(void **st)
 {
     (void)st;
@@ -393,6 +430,7 @@ int main(void)
         cmocka_unit_test(test_svg_scale),          cmocka_unit_test(test_periods),
         cmocka_unit_test(test_bad_time_zones),     cmocka_unit_test(test_render_json),
         cmocka_unit_test(test_render_csv_html),    cmocka_unit_test(test_outcome_encode),
+        cmocka_unit_test(test_group_bound),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
