@@ -10,7 +10,12 @@
 #      topic and hands the offline members to imtask-push as push tasks;
 #   2. imtask-push sends those members' devices to the APNs and FCM doubles;
 #   3. a content audit of another message through the moderation double;
-#   4. archive and report runs: PENDING (see below);
+#   4. an archive run and a report run, fired with `imtask-ctl schedule run` as
+#      an operator would: the archive job moves the double's oldest messages
+#      into zstd segments in a local store and deletes them from im-repo; the
+#      report job writes the previous hour's activity and outcomes as JSON,
+#      CSV and HTML. Both talk to a private im-repo double started by the demo
+#      (the archive deletes messages: the stack's shared double keeps them);
 #
 # waits until all of it is done (bounded), prints what happened, and leaves
 # everything running for you to play with.
@@ -26,7 +31,9 @@
 #   IMTASK_DEMO_MEMBERS [100000]  group size (--members wins)
 #   IMTASK_DEMO_TIMEOUT [300]     seconds the job may take before the demo fails
 #   IMTASK_DEMO_PORT [19191]      HTTP (metrics, health) of fanout; push, audit and
-#                                 archive on the next three ports
+#                                 archive on the next three ports; the private
+#                                 im-repo double on that port + 10 .. + 13; the private
+#                                 im-repo double on that port + 10 .. + 13
 #   IMTASK_DEMO_NS []             run on topics and consumer groups of its own
 #                                 (im-task-topic-NS, im-task-fanout-NS, ...), made
 #                                 by the demo: how tests/demo runs it
@@ -35,11 +42,6 @@
 #   IMTASK_DEMO_DIR [$IMTASK_STACK_DIR/demo]  configs, logs, pid files
 #   and the stack's: IMTASK_KAFKA_BROKERS, IMTASK_ETCD_ENDPOINTS, IMTASK_IMREPO_ADMIN,
 #   IMTASK_MODERATION_ADDR, IMTASK_PUSH_ADMIN (default: `scripts/stack.sh env`).
-#
-# Archive and report: imtask-archive starts and serves health and metrics, but
-# its processors are still placeholders that dead-letter every task (the
-# archive/report jobs are being written in tasks/archive), so the demo does not
-# enqueue them and says so in the summary.
 set -euo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -91,13 +93,14 @@ stop_demo() {
         [ -e "$f" ] || continue
         pid=$(cat "$f")
         name=$(basename "$f" .pid)
-        # only our own process: the pid file's pid running our binary
-        if kill -0 "$pid" 2>/dev/null && grep -q "imtask-$name" "/proc/$pid/cmdline" 2>/dev/null; then
-            say "stopping imtask-$name (pid $pid)"
+        # only our own process: the pid file's pid, with this demo's directory
+        # in its command line (its config or state directory)
+        if kill -0 "$pid" 2>/dev/null && tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -qF "$demo/"; then
+            say "stopping $name (pid $pid)"
             kill -TERM "$pid"
             for _ in $(seq 1 150); do kill -0 "$pid" 2>/dev/null || break; sleep 0.2; done
             if kill -0 "$pid" 2>/dev/null; then
-                say "imtask-$name did not stop in 30 s: KILL"
+                say "$name did not stop in 30 s: KILL"
                 kill -KILL "$pid" 2>/dev/null || true
             fi
         fi
@@ -109,7 +112,7 @@ status_demo() {
     local i name pid code
     for i in "${!BINS[@]}"; do
         name=${BINS[$i]}
-        pid=$(cat "$demo/$name.pid" 2>/dev/null || true)
+        pid=$(cat "$demo/imtask-$name.pid" 2>/dev/null || true)
         if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then
             code=$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$((port + i))/readyz" || true)
             printf 'demo: imtask-%-8s pid %-7s http://127.0.0.1:%s  readyz %s\n' "$name" "$pid" "$((port + i))" "$code"
@@ -194,16 +197,42 @@ t_task=im-task-topic$sfx
 t_retry=im-task-retry-topic$sfx
 t_dlq=im-task-dlq-topic$sfx
 t_result=im-audit-result-topic$sfx
+t_outcome=im-task-outcome-topic$sfx
 gateways=$(curl -sf "$IMTASK_IMREPO_ADMIN/config" | python3 -c 'import json,sys; print(json.load(sys.stdin)["gateways"])') ||
     fail "cannot read the im-repo double's data knobs from $IMTASK_IMREPO_ADMIN/config"
 gw_topics=()
 for i in $(seq 1 "$gateways"); do gw_topics+=("${gw_template/\{gateway_id\}/gw-$i}"); done
 if [ -n "$ns" ]; then
     say "creating the topics of namespace $ns"
-    specs=("$t_task:6" "$t_retry:3" "$t_dlq:3" "$t_result:3")
+    specs=("$t_task:6" "$t_retry:3" "$t_dlq:3" "$t_result:3" "$t_outcome:3")
     for t in "${gw_topics[@]}"; do specs+=("$t:3"); done
     probe topics-create "${specs[@]}" >/dev/null || fail "could not create the demo's topics"
 fi
+
+# A private im-repo double for imtask-archive (its archive job deletes
+# messages; the stack's shared double must keep them for everyone else): the
+# stack's own build of the double, on ports of the demo, not in etcd.
+repo_port=$((port + 10))
+stack_repo_pid=$(curl -sf "$IMTASK_IMREPO_ADMIN/info" | python3 -c 'import json,sys; print(json.load(sys.stdin)["pid"])') ||
+    fail "no /info from the im-repo double at $IMTASK_IMREPO_ADMIN"
+repo_bin=$(readlink "/proc/$stack_repo_pid/exe") || fail "cannot find the im-repo double's binary (pid $stack_repo_pid)"
+for i in 0 1 2 3; do
+    if (exec 3<>"/dev/tcp/127.0.0.1/$((repo_port + i))") 2>/dev/null; then
+        fail "127.0.0.1:$((repo_port + i)) (the private im-repo double) is in use: pick other ports with IMTASK_DEMO_PORT"
+    fi
+done
+rm -rf "${demo:?}/imrepo" "${demo:?}/store"
+mkdir -p "$demo/imrepo" "$demo/store"
+setsid "$repo_bin" -host 127.0.0.1 -port "$repo_port" -etcd "" -state-dir="$demo/imrepo" \
+    >"$demo/logs/imrepo-double.log" 2>&1 </dev/null &
+echo $! >"$demo/imrepo-double.pid"
+for _ in $(seq 1 100); do
+    curl -sf "http://127.0.0.1:$((repo_port + 1))/healthz" >/dev/null 2>&1 && break
+    kill -0 "$(cat "$demo/imrepo-double.pid")" 2>/dev/null ||
+        { tail -20 "$demo/logs/imrepo-double.log" >&2; fail "the private im-repo double exited"; }
+    sleep 0.2
+done
+curl -sf "http://127.0.0.1:$((repo_port + 1))/healthz" >/dev/null || fail "the private im-repo double does not answer"
 
 # ---------------------------------------------------------------- configs
 
@@ -229,6 +258,8 @@ kafka:
   client.id: imtask-$1-demo
 ${3:-}shutdown:
   grace: 10s
+outcomes:
+  topic: $t_outcome
 consumer:
   group_id: im-task-$1$sfx
   topic: $t_task
@@ -330,9 +361,41 @@ audit_generic:
 EOF
 } >"$demo/conf/audit.yaml"
 
+# The double's messages are m<i>, one a minute from 2025-01-01T00:00:00Z: a
+# retention reaching back to 30 s before 01:40 that day archives m0..m99.
+retention_ms=$(($(date +%s%3N) - (1735689600000 + 100 * 60000 - 30000)))
 {
     common archive 3
-    echo "  workers: 2"
+    cat <<EOF
+  workers: 2
+imrepo:
+  endpoints: 127.0.0.1:$repo_port
+  default_timeout: 5s
+storage:
+  kind: local
+  dir: $demo/store
+archive:
+  page_size: 50
+report:
+  settle: 1s
+# The scheduler: jobs fired by the elected leader on their cron; the demo
+# fires them at once with imtask-ctl schedule run.
+schedule:
+  jobs: [demo_archive, demo_report]
+  etcd_endpoints: $IMTASK_ETCD_ENDPOINTS
+  etcd_prefix: /imtask/schedule/demo$sfx/
+  topic: $t_task
+schedule_job_demo_archive:
+  cron: "0 3 * * *"
+  task_type: archive
+schedule_params_demo_archive:
+  retention: ${retention_ms}ms
+schedule_job_demo_report:
+  cron: "@hourly"
+  task_type: report
+schedule_params_demo_report:
+  period: hour
+EOF
 } >"$demo/conf/archive.yaml"
 
 for i in "${!BINS[@]}"; do
@@ -349,11 +412,11 @@ for i in "${!BINS[@]}"; do
         fail "127.0.0.1:$((port + i)) (imtask-$name's HTTP) is in use: pick other ports with IMTASK_DEMO_PORT"
     fi
     setsid "$bindir/imtask-$name" --config "$demo/conf/$name.yaml" >"$demo/logs/$name.log" 2>&1 </dev/null &
-    echo $! >"$demo/$name.pid"
+    echo $! >"$demo/imtask-$name.pid"
 done
 
 alive() { # name
-    kill -0 "$(cat "$demo/$1.pid")" 2>/dev/null
+    kill -0 "$(cat "$demo/imtask-$1.pid")" 2>/dev/null
 }
 check_alive() {
     local name
@@ -390,8 +453,10 @@ run=$(date +%s)$$
 group="g$members-demo-$run"
 # The fan-out's message and the audited message are different ones: a blocked
 # message is not fanned out (im-repo keeps its audit status).
-fan_msg="m$((1 + (RANDOM * 32768 + RANDOM) % 49999))"
-audit_msg="m$((50000 + (RANDOM * 32768 + RANDOM) % 49999))"
+# Both from the newest of the double's 100,000 messages: the oldest are what
+# archive jobs delete.
+fan_msg="m$((60000 + (RANDOM * 32768 + RANDOM) % 30000))"
+audit_msg="m$((90000 + (RANDOM * 32768 + RANDOM) % 9999))"
 trace=$(head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \n')
 span=$(head -c 8 /dev/urandom | od -An -tx1 | tr -d ' \n')
 since_ms=$(($(date +%s%3N) - 2000))
@@ -408,7 +473,25 @@ say "2. content audit of message $audit_msg"
 ctl enqueue --type content_audit --id "demo-audit-$run" --key "$audit_msg" \
     --payload-json "{\"message_id\":\"$audit_msg\",\"content\":\"there is a bomb in the lobby\",\"kind\":\"CONTENT_KIND_TEXT\",\"sender_id\":\"u7\",\"conversation_id\":\"group:$group\"}" \
     2>&1 | grep -v '^imtask-ctl: note' | sed 's/^/     /' || fail "imtask-ctl enqueue (content_audit) failed"
-say "3. archive and report runs: PENDING, imtask-archive's processors are placeholders (tasks/archive)"
+# Activity of the previous hour in the private double: what the report reads
+# from im-repo (GetActivityStats), beside the outcome events of the binaries.
+seeded_hour_ms=$(python3 - "http://127.0.0.1:$((repo_port + 1))/activity" <<'PY'
+
+import json, random, sys, time, urllib.request
+hour = int(time.time()) // 3600 * 3600 - 3600
+print(hour * 1000)
+ev = [{"ts": (hour + random.randrange(3600)) * 1000, "message_type": random.choice([1, 1, 1, 2]),
+       "sender_id": "u%d" % random.randrange(40), "conversation_id": "group:g%d" % random.randrange(6),
+       "new_user": random.random() < 0.05} for _ in range(500)]
+req = urllib.request.Request(sys.argv[1], json.dumps({"events": ev}).encode(), {"Content-Type": "application/json"})
+urllib.request.urlopen(req, timeout=10).read()
+PY
+) || fail "cannot seed activity into the private im-repo double"
+say "3. archive run (the private double's 100 oldest messages) and report run (the previous hour): imtask-ctl schedule run"
+for job in demo_archive demo_report; do
+    ctl schedule run "$job" --config "$demo/conf/archive.yaml" 2>&1 | sed 's/^/     /'
+    [ "${PIPESTATUS[0]}" -eq 0 ] || fail "imtask-ctl schedule run $job failed"
+done
 
 say "waiting until the fan-out, its push tasks and the audit are done (at most $timeout_s s)"
 deadline=$(($(date +%s) + timeout_s))
@@ -417,7 +500,7 @@ last=""
 while :; do
     check_alive
     dead=0
-    for i in 0 1 2; do dead=$((dead + $(metric $i imtask_tasks_dead_lettered_total))); done
+    for i in 0 1 2 3; do dead=$((dead + $(metric $i imtask_tasks_dead_lettered_total))); done
     if [ "$dead" -gt 0 ]; then
         ctl dlq list --since "$since_ms" >&2 || true
         fail "$dead task(s) were dead-lettered (above)"
@@ -432,14 +515,17 @@ while :; do
     push_done=$(metric 1 imtask_tasks_succeeded_total 'task_type="push"')
     push_busy=$(metric 1 imtask_consumer_in_flight)
     audit_done=$(metric 2 imtask_tasks_succeeded_total 'task_type="content_audit"')
+    archive_done=$(metric 3 imtask_tasks_succeeded_total 'task_type="archive"')
+    report_done=$(metric 3 imtask_tasks_succeeded_total 'task_type="report"')
     need_shards=$((shards > 0 ? shards : 1))
     if [ "$shards_done" -ge "$need_shards" ] && [ "$fan_busy" -eq 0 ]; then
         phase=push
-        if [ "$push_done" -ge $((push_tasks + followups)) ] && [ "$push_busy" -eq 0 ] && [ "$audit_done" -ge 1 ]; then
+        if [ "$push_done" -ge $((push_tasks + followups)) ] && [ "$push_busy" -eq 0 ] && [ "$audit_done" -ge 1 ] &&
+            [ "$archive_done" -ge 1 ] && [ "$report_done" -ge 1 ]; then
             break
         fi
     fi
-    now="fanout shards $shards_done/$need_shards, push tasks $push_done/$((push_tasks + followups)), audit $audit_done/1"
+    now="fanout shards $shards_done/$need_shards, push tasks $push_done/$((push_tasks + followups)), audit $audit_done/1, archive $archive_done/1, report $report_done/1"
     if [ "$now" != "$last" ]; then
         say "  $(($(date +%s) - t_enqueue)) s: $now"
         last=$now
@@ -488,7 +574,25 @@ echo "  push: $push_done push tasks done ($followups follow-ups)"
 echo "    sent (imtask_push_sent_total): $(metric 1 imtask_push_sent_total)   failed: $(metric 1 imtask_push_failed_total)"
 echo "    APNs double: $apns_ok of $apns_req requests answered 200;  FCM double: $fcm_ok of $fcm_req"
 echo "  content audit of $audit_msg: $audit_out"
-echo "  archive and report: PENDING (tasks/archive's processors are placeholders; not enqueued)"
+echo "  archive run: $(metric 3 imtask_archive_messages_total) messages archived in $(metric 3 imtask_archive_segments_total) segment(s) ($(metric 3 imtask_archive_bytes_total 'form="zst"') bytes of zstd), deleted from the private im-repo double:"
+find "$demo/store/archive" -type f 2>/dev/null | sort | sed 's/^/    /'
+echo "  report run (the previous hour, UTC; 500 messages of activity seeded into it from $seeded_hour_ms):"
+find "$demo/store/reports" -type f 2>/dev/null | sort | sed 's/^/    /'
+report_json=$(find "$demo/store/reports" -name '*.json' 2>/dev/null | head -1)
+if [ -n "$report_json" ]; then
+    python3 - "$report_json" <<'PY' || true
+import json, sys
+j = json.load(open(sys.argv[1]))
+def walk(o, path=""):
+    if isinstance(o, dict):
+        for k, v in o.items():
+            p = path + "." + k if path else k
+            if isinstance(v, (int, float)) and not isinstance(v, bool) and path.count(".") < 1:
+                print("      %s: %s" % (p, v))
+            walk(v, p)
+walk(j)
+PY
+fi
 echo "  dead-letter queue since the start (imtask-ctl dlq list --since $since_ms): ${dlq_n:-?} records"
 
 problems=()
@@ -499,6 +603,15 @@ problems=()
 [ "$(metric 1 imtask_push_tasks_expired_total)" -eq 0 ] || problems+=("$(metric 1 imtask_push_tasks_expired_total) push tasks expired before they were sent")
 [ "${dlq_n:-x}" = 0 ] || problems+=("the dead-letter queue is not empty: $dlq_out")
 case $audit_out in decision=BLOCK*) ;; *) problems+=("the audit decision is not BLOCK") ;; esac
+[ "$(metric 3 imtask_archive_messages_total)" -eq 100 ] || problems+=("the archive run archived $(metric 3 imtask_archive_messages_total) messages, not the 100 oldest")
+if [ -z "$report_json" ]; then
+    problems+=("the report run wrote no JSON under $demo/store/reports")
+else
+    got=$(python3 -c 'import json,sys; j=json.load(open(sys.argv[1])); print(j["start_ms"], j["activity"]["messages"])' "$report_json")
+    # (unless the hour turned between the seeding and the firing)
+    [ "${got% *}" != "$seeded_hour_ms" ] || [ "${got#* }" = 500 ] ||
+        problems+=("the report counts ${got#* } messages in the seeded hour, not 500")
+fi
 if [ ${#problems[@]} -gt 0 ]; then
     for p in "${problems[@]}"; do echo "demo: problem: $p" >&2; done
     fail "${#problems[@]} check(s) of the summary failed"
@@ -507,6 +620,7 @@ fi
 echo
 say "everything is still running (configs in $demo/conf, logs in $demo/logs):"
 status_demo
-say "try: $bindir/imtask-ctl --task-topic $t_task enqueue --type fanout --payload-json '{\"group_id\":\"g5000\",\"message_id\":\"m42\"}'"
+say "this run's outcome events are in the next hour's report: the scheduler (leader in etcd) fires demo_report @hourly"
+say "try: $bindir/imtask-ctl --task-topic $t_task enqueue --type fanout --payload-json '{\"group_id\":\"g5000\",\"message_id\":\"m95000\"}'"
 say "     $bindir/imtask-ctl --dlq-topic $t_dlq dlq list;  $bindir/imtask-ctl lag;  curl http://127.0.0.1:$port/metrics"
 say "stop it all with: bash scripts/demo.sh down   (only the task binaries: bash scripts/demo.sh stop)"

@@ -30,22 +30,26 @@ done
 tmp=${TEST_TMPDIR:-$(mktemp -d)}
 bin="$tmp/bin"
 mkdir -p "$bin"
-demo_sh=
+demo_sh= gen_docs= ops_doc=
 for a in "$@"; do
     case $a in
         *.sh) demo_sh=$a ;;
+        *.py) gen_docs=$a ;;
+        *.md) ops_doc=$a ;;
         *) ln -sf "$(cd "$(dirname "$a")" && pwd)/$(basename "$a")" "$bin/$(basename "$a")" ;;
     esac
 done
-[ -n "$demo_sh" ] || { echo "demo_test: no demo.sh among the arguments" >&2; exit 1; }
+[ -n "$demo_sh" ] && [ -n "$gen_docs" ] && [ -n "$ops_doc" ] ||
+    { echo "demo_test: expected demo.sh, gen_docs.py and operations.md among the arguments" >&2; exit 1; }
 
-# Four consecutive free ports for the binaries' HTTP.
+# Free ports: four for the binaries' HTTP, four (base + 10..13) for the
+# demo's private im-repo double.
 port=$(python3 - <<'PY'
 import random, socket
 for _ in range(200):
     base = random.randint(20000, 29000)
     ok = True
-    for p in range(base, base + 4):
+    for p in list(range(base, base + 4)) + list(range(base + 10, base + 14)):
         s = socket.socket()
         try:
             s.bind(("127.0.0.1", p))
@@ -80,9 +84,17 @@ if [ $rc -ne 0 ]; then
     exit 1
 fi
 
+# The metrics the binaries expose after the run against the metrics reference
+# of docs/operations.md (type, help, labels): the demo's run is where most
+# metrics have their first samples.
+urls=()
+for i in 0 1 2 3; do urls+=("http://127.0.0.1:$((port + i))/metrics"); done
+python3 "$gen_docs" --check-scrape "$ops_doc" "${urls[@]}"
+docs_rc=$?
+
 # The summary against the im-repo double's own data.
-python3 - "$tmp/out" "$IMTASK_IMREPO_ADMIN" "$members" <<'PY'
-import json, re, sys, urllib.request
+python3 - "$tmp/out" "$IMTASK_IMREPO_ADMIN" "$members" "$docs_rc" <<'PY'
+import json, os, re, sys, urllib.request
 
 out = open(sys.argv[1]).read()
 admin, members = sys.argv[2], int(sys.argv[3])
@@ -147,6 +159,18 @@ check("pushes counted by imtask-push", num(r"sent \(imtask_push_sent_total\): (\
 check("audit decision", bool(re.search(r"content audit of m\d+: decision=BLOCK provider=generic", out)), True)
 check("dead-letter queue empty", num(r"dead-letter queue since the start .*: (\d+) records")[0], 0)
 check("the system left running", "everything is still running" in out, True)
+check("metrics after the run match docs/operations.md", int(sys.argv[4]), 0)
+check("archive run: the private double's 100 oldest messages", num(r"archive run: (\d+) messages archived")[0], 100)
+man = re.search(r"^\s+(\S+\.manifest\.json)$", out, re.M)
+mj = json.load(open(man.group(1))) if man else {}
+check("archive manifest: m0..m99 in one zstd segment", [mj.get("count"), mj.get("first_id"), mj.get("last_id"), mj.get("compression")], [100, "m0", "m99", "zstd"])
+rj = re.search(r"^\s+(\S+/reports/demo_report/\S+\.json)$", out, re.M)
+rep_j = json.load(open(rj.group(1))) if rj else {}
+seeded = num(r"500 messages of activity seeded into it from (\d+)")[0]
+for ext in ("csv", "html"):
+    check("report written as " + ext, bool(rj) and os.path.exists(rj.group(1)[:-4] + ext), True)
+if rep_j.get("start_ms") == seeded:
+    check("report: the 500 seeded messages of the previous hour", rep_j["activity"]["messages"], 500)
 bad = [n for n, ok in checks if not ok]
 print("demo_test: %d passed, %d failed" % (len(checks) - len(bad), len(bad)))
 sys.exit(1 if bad else 0)
