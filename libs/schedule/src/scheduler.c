@@ -342,7 +342,8 @@ static void sched_fire_job(sched_t *s, size_t i)
     for (size_t k = 0; k < count; k++) {
         int64_t slot = due[k];
         char task_id[TASK_ID_MAX], err[1024];
-        if (!sched_safe(s))
+        /* a long catch-up keeps the lease alive between its firings */
+        if (!sched_keepalive(s) || !sched_safe(s))
             return;
         if (sched_firing_produce(s->producer, c->topic, job, slot, false,
                                  (int)c->produce_timeout_ms, task_id, err, sizeof(err))) {
