@@ -8,7 +8,8 @@ that the per-app sections show too. Metrics: every metric name compiled into
 each binary (its strings), with type, help and labels from its /metrics page
 (the binary started against an unreachable broker, so nothing runs) and from
 any --scrape URL given (e.g. the demo's binaries after a run, where metrics
-that appear only with their first sample are present too).
+that appear only with their first sample are present too); a metric no
+source shows keeps the type, help and labels its row already had.
 
   gen_docs.py --bin fanout=PATH ... [--scrape URL ...] [--repo-conf FILE] --write docs/operations.md
   gen_docs.py --bin fanout=PATH ... --check docs/operations.md
@@ -308,8 +309,14 @@ def metric_doc(fam):
     return "[runtime.md](runtime.md)"
 
 
-def metrics_block(binaries, scrapes):
+def metrics_block(binaries, scrapes, previous=None):
     where, info = metrics_rows(binaries, scrapes)
+    # Families no source showed this time keep what the previous table knew
+    # (from an earlier run with traffic); //tests/demo checks those rows
+    # against a live run.
+    for fam, r in (previous or {}).items():
+        if fam in where and not info.get(fam, {}).get("type") and r["known"]:
+            info[fam] = {"type": r["type"], "help": r["help"], "labels": set(r["labels"])}
     allnames = [n for n, _ in binaries]
     out = [MET_BEGIN, "", "| metric | type | labels | binaries | help |", "|---|---|---|---|---|"]
     for fam in sorted(where):
@@ -416,7 +423,8 @@ def main():
     if a.write:
         doc = open(a.write).read()
         doc = replace(doc, CFG_BEGIN, CFG_END, config_block(binaries, read_repo_defaults(a.repo_conf)))
-        doc = replace(doc, MET_BEGIN, MET_END, metrics_block(binaries, [fetch(u) for u in a.scrape]))
+        doc = replace(doc, MET_BEGIN, MET_END,
+                      metrics_block(binaries, [fetch(u) for u in a.scrape], doc_metric_rows(doc)))
         open(a.write, "w").write(doc)
         print(f"gen_docs: wrote {a.write}")
         return
