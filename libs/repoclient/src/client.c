@@ -16,6 +16,7 @@
 #include <openssl/err.h>
 
 #include "infra/clock.h"
+#include "arena.h"
 #include "internal.h"
 
 #define LOOP_MAX_WAIT_MS 250
@@ -1023,6 +1024,5 @@ repo_err_t repo_call(repo_client_t *c, const repo_method_t *m, const ProtobufCMe
 
 void repo_response_free(ProtobufCMessage *resp)
 {
-    if (resp)
-        protobuf_c_message_free_unpacked(resp, NULL);
+    arena_free(resp);
 }

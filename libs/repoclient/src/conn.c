@@ -14,6 +14,7 @@
 
 #include <openssl/err.h>
 
+#include "arena.h"
 #include "internal.h"
 
 #define OUT_HIGH_WATER (256 * 1024) /* stop asking nghttp2 for more output */
@@ -109,7 +110,7 @@ static void stream_result(conn_t *k, call_t *call, uint32_t h2err)
         set_status(r, REPO_ERR_INTERNAL, "no response message from %s", k->ep->addr);
         return;
     }
-    call->resp = protobuf_c_message_unpack(call->m->resp, NULL, len, msg);
+    call->resp = arena_unpack(call->m->resp, len, msg);
     free(msg);
     if (!call->resp) {
         set_status(r, REPO_ERR__DECODE, "undecodable %s from %s", call->m->resp->name, k->ep->addr);
