@@ -89,6 +89,8 @@ typedef struct {
     repo_client_t *rc;
     const char *brokers;
     const cfg_kvs_t *kafka_props;
+    /* imtask_report_runs_total{result}: written, retry, dead */
+    metrics_series_t *runs[3], *events, *seconds;
 } report_state_t;
 
 static int report_configure(void **state, cfg_t *cfg, char *err, size_t errlen)
@@ -140,6 +142,20 @@ static int report_start(void *state, app_t *app, char *err, size_t errlen)
         return -1;
     }
     s->rconf = NULL;
+    static const char *const lr[] = {"result"};
+    metrics_registry_t *reg = app_metrics(app);
+    metrics_family_t *runs = metrics_counter_new(
+        reg, "imtask_report_runs_total",
+        "Report tasks by result: written, retry (tried again later), dead (dead-lettered)", 1, lr);
+    s->runs[0] = metrics_series_get1(runs, "written");
+    s->runs[1] = metrics_series_get1(runs, "retry");
+    s->runs[2] = metrics_series_get1(runs, "dead");
+    s->events = metrics_series_get0(
+        metrics_counter_new(reg, "imtask_report_outcome_events_total",
+                            "Outcome events counted into written reports", 0, NULL));
+    s->seconds = metrics_series_get0(
+        metrics_histogram_new(reg, "imtask_report_seconds", "Time to compute and write one report",
+                              0, NULL, metrics_latency_nbounds, metrics_latency_bounds));
     s->brokers = app_config(app)->kafka_brokers;
     s->kafka_props = &app_config(app)->kafka_props;
     log_info("report: writing %s/<job>/..., outcomes from %s", s->conf.prefix,
@@ -278,8 +294,10 @@ static dispatch_result_t report_process(void *state, dispatch_task_t *task)
     const char *p, *tz;
 
     memset(&r, 0, sizeof(r));
-    if (!run)
-        return dispatch_dead("payload: not an imtask.v1.ScheduledRun (%zu bytes)", plen);
+    if (!run) {
+        res = dispatch_dead("payload: not an imtask.v1.ScheduledRun (%zu bytes)", plen);
+        goto out;
+    }
     if (!run->job || !*run->job || strlen(run->job) >= sizeof(r.job)) {
         res = dispatch_dead("ScheduledRun.job: expected a job name of 1..%zu bytes",
                             sizeof(r.job) - 1);
@@ -333,10 +351,18 @@ static dispatch_result_t report_process(void *state, dispatch_task_t *task)
         res = dispatch_retry(0, "%s", err);
         goto out;
     }
-    report_write(s, &r, &res);
+    if (report_write(s, &r, &res) == 0) {
+        metrics_counter_add(s->events, (double)r.outcome_events);
+        metrics_histogram_observe(s->seconds, (double)(clock_wall_ms() - now) / 1000.0);
+    }
 out:
+    metrics_counter_add(s->runs[res.status == DISPATCH_DONE    ? 0
+                                : res.status == DISPATCH_RETRY ? 1
+                                                               : 2],
+                        1);
     report_agg_destroy(&r.agg);
-    imtask__v1__scheduled_run__free_unpacked(run, NULL);
+    if (run)
+        imtask__v1__scheduled_run__free_unpacked(run, NULL);
     return res;
 }
 

@@ -453,6 +453,9 @@ static void test_report_end_to_end(void **st)
         h_sleep_ms(200);
     }
     assert_int_equal(dead_seen, 1);
+    assert_true(h_metric(port, "imtask_report_runs_total{result=\"written\"} ") == 2);
+    assert_true(h_metric(port, "imtask_report_runs_total{result=\"dead\"} ") == 1);
+    assert_true(h_metric(port, "imtask_report_outcome_events_total ") == 22);
 
     assert_int_equal(h_child_stop(&ch, SIGTERM), 0);
     h_double_stop(&dbl);
