@@ -1,7 +1,8 @@
 """dockerfile_test.py: each Dockerfile of deploy/docker against the binary the
 Bazel build really produces, since no container engine runs here.
 
-For every binary (name=label=path-of-the-built-file=path-of-its-genquery):
+For every binary (name=label=path-of-the-built-file=path-of-its-genquery; the
+file is the -c opt build the images make, tests/deploy/opt.bzl):
   - deploy/docker/<name>.Dockerfile exists; stage 1 is `FROM debian:12 AS
     build`, the last stage `FROM debian:12-slim` (this machine's release, whose
     packages the mapping below reads);
@@ -229,7 +230,7 @@ def covered(path, sources):
 
 
 def check_binary(name, label, binary, depsfile, dockerfile, args, srcroot):
-    print("# %s (%s)" % (name, label))
+    print("# %s (%s): %s" % (name, label, binary))
     instrs = parse_dockerfile(dockerfile)
     st = stages(instrs)
     if not check(len(st) >= 2, "%s: a multi-stage Dockerfile" % name, "%d stage(s)" % len(st)):
