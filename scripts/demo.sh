@@ -32,11 +32,13 @@
 #   IMTASK_DEMO_TIMEOUT [300]     seconds the job may take before the demo fails
 #   IMTASK_DEMO_PORT [19191]      HTTP (metrics, health) of fanout; push, audit and
 #                                 archive on the next three ports; the private
-#                                 im-repo double on that port + 10 .. + 13; the private
 #                                 im-repo double on that port + 10 .. + 13
-#   IMTASK_DEMO_NS []             run on topics and consumer groups of its own
-#                                 (im-task-topic-NS, im-task-fanout-NS, ...), made
-#                                 by the demo: how tests/demo runs it
+#   IMTASK_DEMO_NS [d<unix time>] the run's topics and consumer groups are its own
+#                                 (im-task-topic-NS, im-downstream-NS-gw-1,
+#                                 im-task-fanout-NS, ...), made by the demo: what
+#                                 other users of the stack left on its topics never
+#                                 mixes into the run. "none": the stack's own topics
+#                                 (im-task-topic, ...) and groups (im-task-fanout, ...)
 #   IMTASK_DEMO_BIN_DIR []        take the binaries from this directory instead of
 #                                 building them with bazel
 #   IMTASK_DEMO_DIR [$IMTASK_STACK_DIR/demo]  configs, logs, pid files
@@ -74,7 +76,8 @@ stack_dir=${IMTASK_STACK_DIR:-${TMPDIR:-/tmp}/imtask-stack}
 demo=${IMTASK_DEMO_DIR:-$stack_dir/demo}
 timeout_s=${IMTASK_DEMO_TIMEOUT:-300}
 port=${IMTASK_DEMO_PORT:-19191}
-ns=${IMTASK_DEMO_NS:-}
+ns=${IMTASK_DEMO_NS:-d$(date +%s)}
+[ "$ns" != none ] || ns=""
 BINS=(fanout push audit archive)
 
 say() { echo "demo: $*"; }
@@ -515,8 +518,8 @@ while :; do
     push_done=$(metric 1 imtask_tasks_succeeded_total 'task_type="push"')
     push_busy=$(metric 1 imtask_consumer_in_flight)
     audit_done=$(metric 2 imtask_tasks_succeeded_total 'task_type="content_audit"')
-    archive_done=$(metric 3 imtask_tasks_succeeded_total 'task_type="archive"')
-    report_done=$(metric 3 imtask_tasks_succeeded_total 'task_type="report"')
+    archive_done=$(find "$demo/store/archive/demo_archive" -name '*.manifest.json' 2>/dev/null | wc -l)
+    report_done=$(find "$demo/store/reports/demo_report" -name '*.json' 2>/dev/null | wc -l)
     need_shards=$((shards > 0 ? shards : 1))
     if [ "$shards_done" -ge "$need_shards" ] && [ "$fan_busy" -eq 0 ]; then
         phase=push
@@ -577,8 +580,8 @@ echo "  content audit of $audit_msg: $audit_out"
 echo "  archive run: $(metric 3 imtask_archive_messages_total) messages archived in $(metric 3 imtask_archive_segments_total) segment(s) ($(metric 3 imtask_archive_bytes_total 'form="zst"') bytes of zstd), deleted from the private im-repo double:"
 find "$demo/store/archive" -type f 2>/dev/null | sort | sed 's/^/    /'
 echo "  report run (the previous hour, UTC; 500 messages of activity seeded into it from $seeded_hour_ms):"
-find "$demo/store/reports" -type f 2>/dev/null | sort | sed 's/^/    /'
-report_json=$(find "$demo/store/reports" -name '*.json' 2>/dev/null | head -1)
+find "$demo/store/reports/demo_report" -type f 2>/dev/null | sort | sed 's/^/    /'
+report_json=$(find "$demo/store/reports/demo_report" -name '*.json' 2>/dev/null | head -1)
 if [ -n "$report_json" ]; then
     python3 - "$report_json" <<'PY' || true
 import json, sys
@@ -593,6 +596,7 @@ def walk(o, path=""):
 walk(j)
 PY
 fi
+echo "  topics of this run: $t_task, $t_retry, $t_dlq, $t_result, $t_outcome, ${gw_template/\{gateway_id\}/gw-N}"
 echo "  dead-letter queue since the start (imtask-ctl dlq list --since $since_ms): ${dlq_n:-?} records"
 
 problems=()
@@ -622,5 +626,6 @@ say "everything is still running (configs in $demo/conf, logs in $demo/logs):"
 status_demo
 say "this run's outcome events are in the next hour's report: the scheduler (leader in etcd) fires demo_report @hourly"
 say "try: $bindir/imtask-ctl --task-topic $t_task enqueue --type fanout --payload-json '{\"group_id\":\"g5000\",\"message_id\":\"m95000\"}'"
-say "     $bindir/imtask-ctl --dlq-topic $t_dlq dlq list;  $bindir/imtask-ctl lag;  curl http://127.0.0.1:$port/metrics"
+say "     $bindir/imtask-ctl --dlq-topic $t_dlq dlq list;  curl http://127.0.0.1:$port/metrics"
+say "     $bindir/imtask-ctl --task-topic $t_task --retry-topic $t_retry lag --group im-task-fanout$sfx --group im-task-push$sfx"
 say "stop it all with: bash scripts/demo.sh down   (only the task binaries: bash scripts/demo.sh stop)"
