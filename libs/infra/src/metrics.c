@@ -41,7 +41,8 @@ struct metrics_family_s {
     char *label_names[METRICS_MAX_LABELS];
     size_t nbounds;
     double bounds[METRICS_MAX_BUCKETS];
-    metrics_series_t **series; /* creation order */
+    char bound_text[METRICS_MAX_BUCKETS][METRICS_NUM_MAX]; /* le="..." values, made once */
+    metrics_series_t **series;                             /* creation order */
     size_t nseries;
     size_t cap;
 };
@@ -150,6 +151,8 @@ static bool metrics_labels_valid(metrics_type_t type, size_t nlabels,
     }
     return true;
 }
+
+static void metrics_format_double(double v, char out[METRICS_NUM_MAX]);
 
 static bool metrics_bounds_valid(size_t nbounds, const double *bounds)
 {
@@ -264,6 +267,8 @@ static metrics_family_t *metrics_family_alloc(metrics_registry_t *reg, metrics_t
     fam->nbounds = nbounds;
     if (nbounds > 0)
         memcpy(fam->bounds, bounds, nbounds * sizeof(bounds[0]));
+    for (size_t i = 0; i < nbounds; i++)
+        metrics_format_double(bounds[i], fam->bound_text[i]);
     return fam;
 fail:
     metrics_family_free(fam);
@@ -547,6 +552,22 @@ static void metrics_buf_put_escaped(metrics_buf_t *b, const char *s, bool quote)
     metrics_buf_puts(b, run);
 }
 
+/* v in decimal; returns the length. Scrapes render every series: printf's
+ * "%.0f" and "%llu" were most of a render's cost (callgrind). */
+static size_t metrics_format_u64(uint64_t v, char out[METRICS_NUM_MAX])
+{
+    char rev[24];
+    size_t n = 0;
+    do {
+        rev[n++] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v);
+    for (size_t i = 0; i < n; i++)
+        out[i] = rev[n - 1 - i];
+    out[n] = '\0';
+    return n;
+}
+
 /* Integral values as integers, others with the first of %.15g/%.16g/%.17g that reads back
  * exactly: "0.1", not %.17g's "0.10000000000000001" (le="0.1" must stay le="0.1"). */
 static void metrics_format_double(double v, char out[METRICS_NUM_MAX])
@@ -558,7 +579,8 @@ static void metrics_format_double(double v, char out[METRICS_NUM_MAX])
     } else if (v == 0.0) {
         snprintf(out, METRICS_NUM_MAX, "0"); /* also for -0.0 */
     } else if (v == trunc(v) && fabs(v) < METRICS_EXACT_INT) {
-        snprintf(out, METRICS_NUM_MAX, "%.0f", v);
+        out[0] = '-';
+        metrics_format_u64((uint64_t)fabs(v), v < 0 ? out + 1 : out);
     } else {
         for (int prec = 15; prec <= 17; prec++) {
             snprintf(out, METRICS_NUM_MAX, "%.*g", prec, v);
@@ -583,8 +605,7 @@ static void metrics_buf_put_double(metrics_buf_t *b, double v)
 static void metrics_buf_put_u64(metrics_buf_t *b, uint64_t v)
 {
     char num[METRICS_NUM_MAX];
-    snprintf(num, sizeof(num), "%" PRIu64, v);
-    metrics_buf_puts(b, num);
+    metrics_buf_append(b, num, metrics_format_u64(v, num));
 }
 
 /* "{a="x",b="y"}" plus le="..." when le is not NULL; nothing without labels. */
@@ -616,17 +637,12 @@ static void metrics_render_histogram(metrics_buf_t *b, const metrics_family_t *f
                                      const metrics_series_t *s)
 {
     uint64_t cumulative = 0;
-    char le[METRICS_NUM_MAX];
     for (size_t i = 0; i < s->nbuckets; i++) {
         cumulative +=
             atomic_load_explicit((_Atomic uint64_t *)&s->buckets[i], memory_order_relaxed);
-        if (i < fam->nbounds)
-            metrics_format_double(fam->bounds[i], le);
-        else
-            snprintf(le, sizeof(le), "+Inf");
         metrics_buf_puts(b, fam->name);
         metrics_buf_puts(b, "_bucket");
-        metrics_buf_put_labels(b, fam, s, le);
+        metrics_buf_put_labels(b, fam, s, i < fam->nbounds ? fam->bound_text[i] : "+Inf");
         metrics_buf_puts(b, " ");
         metrics_buf_put_u64(b, cumulative);
         metrics_buf_puts(b, "\n");
