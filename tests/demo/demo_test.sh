@@ -92,8 +92,21 @@ for i in 0 1 2 3; do urls+=("http://127.0.0.1:$((port + i))/metrics"); done
 python3 "$gen_docs" --check-scrape "$ops_doc" "${urls[@]}"
 docs_rc=$?
 
+# Every binary stops cleanly on SIGTERM (under --config=asan: no leak, no
+# sanitizer report).
+bash "$demo_sh" stop >/dev/null 2>&1
+stopped_ok=1
+for name in fanout push audit archive; do
+    log="$tmp/demo/logs/$name.log"
+    if ! grep -q "imtask-$name stopped (status 0)" "$log" || grep -q 'Sanitizer' "$log"; then
+        echo "demo_test: imtask-$name did not stop cleanly; last lines of its log:"
+        tail -20 "$log"
+        stopped_ok=0
+    fi
+done
+
 # The summary against the im-repo double's own data.
-python3 - "$tmp/out" "$IMTASK_IMREPO_ADMIN" "$members" "$docs_rc" <<'PY'
+python3 - "$tmp/out" "$IMTASK_IMREPO_ADMIN" "$members" "$docs_rc" "$stopped_ok" <<'PY'
 import json, os, re, sys, urllib.request
 
 out = open(sys.argv[1]).read()
@@ -159,6 +172,7 @@ check("pushes counted by imtask-push", num(r"sent \(imtask_push_sent_total\): (\
 check("audit decision", bool(re.search(r"content audit of m\d+: decision=BLOCK provider=generic", out)), True)
 check("dead-letter queue empty", num(r"dead-letter queue since the start .*: (\d+) records")[0], 0)
 check("the system left running", "everything is still running" in out, True)
+check("the four binaries stop cleanly on SIGTERM (exit 0, no sanitizer report)", int(sys.argv[5]), 1)
 check("metrics after the run match docs/operations.md", int(sys.argv[4]), 0)
 check("archive run: the private double's 100 oldest messages", num(r"archive run: (\d+) messages archived")[0], 100)
 man = re.search(r"^\s+(\S+\.manifest\.json)$", out, re.M)
