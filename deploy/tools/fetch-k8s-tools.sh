@@ -7,7 +7,8 @@
 #   schemas/<k8s>-<keda>-<gen>/*.json        JSON schemas made by k8s_schemas.py
 #                                            from the OpenAPI spec in the
 #                                            k8s.io/kubernetes module zip and the
-#                                            KEDA CRDs in the keda module zip
+#                                            KEDA CRDs (and the kafka scaler's
+#                                            parameters) in the keda module zip
 # Idempotent: what is there is kept (about 0.1 s then). The first run takes
 # about a minute and a half (docs/deploy.md). Needs go and python3 with PyYAML.
 set -euo pipefail
@@ -49,7 +50,8 @@ if [ ! -f "$dir/.complete" ]; then
     kedazip=$(zipof "github.com/kedacore/keda/v2@$KEDA_VERSION")
     rm -rf "$dir.tmp"
     python3 "$here/k8s_schemas.py" "$dir.tmp" --swagger-zip "$k8szip" \
-        --crd-zip "$kedazip" --crd-glob '*/config/crd/bases/keda.sh_*.yaml'
+        --crd-zip "$kedazip" --crd-glob '*/config/crd/bases/keda.sh_*.yaml' \
+        --scaler 'kafka=*/pkg/scalers/kafka_scaler.go'
     touch "$dir.tmp/.complete"
     rm -rf "$dir"
     mv "$dir.tmp" "$dir"

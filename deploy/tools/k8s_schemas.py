@@ -18,7 +18,15 @@ Files are named the way kubeconform's schema-location template
 '{{ .ResourceKind }}{{ .KindSuffix }}.json' asks for them:
 deployment-apps-v1.json, configmap-v1.json, scaledobject-keda-v1alpha1.json.
 
+A ScaledObject's trigger metadata is a free string map in KEDA's CRD, so a
+misspelt trigger parameter would pass: --scaler TYPE=GLOB also writes
+_keda-trigger-TYPE.json, the parameters that scaler reads, from the
+`keda:"name=...,order=...,optional|default=...,enum=..."` tags of its Go
+source in the KEDA module (those read from triggerMetadata; one read from the
+target's environment too may be given as <name>FromEnv).
+
 usage: k8s_schemas.py OUTDIR --swagger-zip ZIP [--crd-zip ZIP --crd-glob GLOB]...
+                     [--scaler TYPE=GLOB]... (members of --crd-zip)
        (a plain file instead of a zip: --swagger FILE, --crd FILE)
 """
 import argparse
@@ -26,6 +34,7 @@ import copy
 import fnmatch
 import json
 import os
+import re
 import sys
 import zipfile
 
@@ -126,6 +135,39 @@ def from_crd(text, outdir):
     return count
 
 
+KEDA_TAG = re.compile(r'keda:"([^"]*)"')
+
+
+def from_scaler(source, scaler_type, outdir):
+    """The trigger-metadata parameters of one KEDA scaler, as a JSON schema."""
+    props, required = {}, []
+    for tag in KEDA_TAG.findall(source):
+        fields = dict(f.split("=", 1) if "=" in f else (f, True) for f in tag.split(","))
+        orders = str(fields.get("order", "")).split(";")
+        if "name" not in fields or "triggerMetadata" not in orders:
+            continue
+        name = fields["name"]
+        prop = {"type": "string"}
+        if "enum" in fields:
+            prop["enum"] = fields["enum"].split(";")
+        props[name] = prop
+        if "resolvedEnv" in orders:
+            props[name + "FromEnv"] = {"type": "string"}
+        if "optional" not in fields and "default" not in fields:
+            if "resolvedEnv" in orders:
+                required.append({"anyOf": [{"required": [name]}, {"required": [name + "FromEnv"]}]})
+            else:
+                required.append({"required": [name]})
+    if not props:
+        sys.exit("k8s_schemas: no keda:\"name=...\" tags read for scaler %s" % scaler_type)
+    schema = {"$schema": "http://json-schema.org/draft-07/schema#", "type": "object",
+              "properties": props, "additionalProperties": False}
+    if required:
+        schema["allOf"] = required
+    write(outdir, "_keda-trigger-%s.json" % scaler_type, schema)
+    return 1
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("outdir")
@@ -135,6 +177,9 @@ def main():
     p.add_argument("--crd-zip", help="a module zip holding CRD YAML files")
     p.add_argument("--crd-glob", action="append", default=[],
                    help="members of --crd-zip to read, e.g. '*/config/crd/bases/keda.sh_*.yaml'")
+    p.add_argument("--scaler", action="append", default=[],
+                   help="TYPE=GLOB: a KEDA scaler's Go source in --crd-zip, e.g. "
+                        "'kafka=*/pkg/scalers/kafka_scaler.go'")
     a = p.parse_args()
     os.makedirs(a.outdir, exist_ok=True)
     n = 0
@@ -158,6 +203,13 @@ def main():
                 sys.exit("k8s_schemas: %s: no member matches %s" % (a.crd_zip, a.crd_glob))
             for m in sorted(members):
                 n += from_crd(z.read(m).decode(), a.outdir)
+            for spec in a.scaler:
+                stype, _, glob = spec.partition("=")
+                found = [m for m in z.namelist() if fnmatch.fnmatch(m, glob)]
+                if len(found) != 1:
+                    sys.exit("k8s_schemas: %s: expected one member matching %s, found %d"
+                             % (a.crd_zip, glob, len(found)))
+                n += from_scaler(z.read(found[0]).decode(), stype, a.outdir)
     print("k8s_schemas: wrote %d schemas to %s" % (n, a.outdir))
 
 

@@ -13,14 +13,18 @@ For the base and every overlay:
     consumer group and topic with at most as many replicas as partitions;
   - probes, resources, non-root read-only containers, PodDisruptionBudgets,
     Secrets referenced and never inlined, the archive's two replicas.
+  - the KEDA trigger's parameters against those its scaler reads (KEDA's CRD
+    leaves trigger metadata a free string map).
 Then deliberately broken copies (a misspelt field, a wrong type, too many
-replicas, a short grace period, a config typo) must fail, so the checks bite.
+replicas, a short grace period, a config typo, a misspelt trigger parameter)
+must fail, so the checks bite.
 
 usage: k8s_test.py --k8s FILES... --versions versions.env --schemagen k8s_schemas.py
                    --binary task=path ...
 """
 import argparse
 import hashlib
+import json
 import os
 import pwd
 import re
@@ -248,6 +252,36 @@ def invariants(objs, binaries, tmp):
     return problems
 
 
+def trigger_problems(objs, schemas):
+    """KEDA trigger metadata against the parameters its scaler reads
+    (_keda-trigger-<type>.json from k8s_schemas.py): unknown names, values
+    outside an enum, required ones missing."""
+    problems = []
+    for o in objs:
+        if o.get("kind") != "ScaledObject":
+            continue
+        for t in o.get("spec", {}).get("triggers", []):
+            path = os.path.join(schemas, "_keda-trigger-%s.json" % t.get("type"))
+            if not os.path.isfile(path):
+                problems.append("%s: no parameter list for trigger type %s" % (o["metadata"]["name"], t.get("type")))
+                continue
+            schema = json.load(open(path))
+            md = t.get("metadata", {})
+            where = "%s: %s trigger" % (o["metadata"]["name"], t["type"])
+            unknown = sorted(k for k in md if k not in schema["properties"])
+            if unknown:
+                problems.append("%s: unknown parameter(s) %s" % (where, ", ".join(unknown)))
+            for k, v in md.items():
+                enum = schema["properties"].get(k, {}).get("enum")
+                if enum and v not in enum:
+                    problems.append("%s: %s: %r is not one of %s" % (where, k, v, enum))
+            for group in schema.get("allOf", []):
+                alts = [a["required"] for a in group.get("anyOf", [group])]
+                if not any(all(k in md for k in alt) for alt in alts):
+                    problems.append("%s: missing %s" % (where, " or ".join("+".join(a) for a in alts)))
+    return problems
+
+
 # ---------------------------------------------------------------- main
 
 
@@ -259,7 +293,7 @@ def validate(t, root, binaries, label):
     krc, kout = kubeconform(t, out)
     objs = [o for o in yaml.safe_load_all(out) if o]
     tmp = tempfile.mkdtemp(prefix="cfg-", dir=os.environ.get("TEST_TMPDIR"))
-    probs = invariants(objs, binaries, tmp)
+    probs = invariants(objs, binaries, tmp) + trigger_problems(objs, t["schemas"])
     return True, krc == 0, kout, probs
 
 
@@ -326,14 +360,19 @@ def main():
          "  on_exhausted: review\n", "  on_exhausted: review\n  on_exausted: review\n", "accepts the ConfigMap"),
         ("a KEDA trigger on another consumer group", "base/fanout/scaledobject.yaml",
          "consumerGroup: im-task-fanout", "consumerGroup: im-task-push", "KEDA watches"),
+        ("a misspelt KEDA trigger parameter (lagTreshold)", "base/fanout/scaledobject.yaml",
+         "lagThreshold:", "lagTreshold:", "unknown parameter(s) lagTreshold"),
+        ("a KEDA trigger value its scaler refuses (offsetResetPolicy: oldest)", "base/fanout/scaledobject.yaml",
+         "offsetResetPolicy: earliest", "offsetResetPolicy: oldest", "offsetResetPolicy: 'oldest' is not one of"),
     ]
     for what, rel, old, new, expect in rule_cases:
         d = mutate(rel, old, new)
         built, valid, out, probs = validate(t, os.path.join(d, "base"), binaries, "broken")
         check(built and any(expect in pr for pr in probs), "a broken manifest fails the rules: %s" % what,
               "problems: %s" % probs)
-        if probs:
-            print("  (as expected: %s)" % "; ".join(probs)[:300])
+        for pr in probs:
+            if expect in pr:
+                print("  (as expected: %s)" % pr[:300])
 
     print("k8s_test: %d passed, %d failed" % (len(passes), len(failures)))
     sys.exit(1 if failures else 0)
