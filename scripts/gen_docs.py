@@ -132,9 +132,23 @@ def read_repo_defaults(path):
     return out
 
 
+# Keys the generator's example config sets that are not required: what they
+# default to (their binaries print "not set" when the file has no value).
+OPTIONAL_SET = {
+    ("apns", "apps"): "(empty: no APNs app)",
+    ("fcm", "apps"): "(empty: no FCM app)",
+    ("schedule", "jobs"): "(empty: no scheduler)",
+    (f"apns_app_{APP}", "team_id"): "(required with token auth)",
+    (f"apns_app_{APP}", "key_id"): "(required with token auth)",
+    (f"apns_app_{APP}", "key_file"): "(required with token auth)",
+}
+
+
 def render_value(section, key, value, origin, binary):
     if origin == f"env IMTASK_KAFKA_BROKERS":
         return "(required)"
+    if (section, key) in OPTIONAL_SET and origin not in ("default",):
+        return OPTIONAL_SET[(section, key)]
     if origin == "not set":
         return "(none)"
     if origin != "default":  # set by the file above: keys an app must have
@@ -161,7 +175,7 @@ def config_block(binaries, repo_defaults):
             for key, value, origin in keys:
                 d = render_value(section, key, value, origin, name)
                 if ds == "retry_<task_type>":
-                    d = "`retry`'s"
+                    d = "(the `retry` value)"
                 if ds == "imrepo" and d == "(none)" and repo_defaults.get(key, "") != "":
                     d = repo_defaults[key]
                 rows[ds].setdefault(key, {})[name] = d
