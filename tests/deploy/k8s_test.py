@@ -131,7 +131,7 @@ def effective(check_output):
 def invariants(objs, binaries, tmp):
     """Problems found in one build output; [] when all is well. Prints what
     it checked."""
-    problems, seen = [], []
+    problems, seen, dead_letterers = [], [], []
 
     def need(cond, what, detail=""):
         if cond:
@@ -191,6 +191,8 @@ def invariants(objs, binaries, tmp):
                     % name, "exit %d: %s" % (r.returncode, (r.stderr or r.stdout).strip()[-600:])):
             continue
         eff = effective(r.stdout)
+        if eff.get("consumer.unknown_tasks") == "dead_letter":
+            dead_letterers.append(name)
         need(eff.get("kafka.brokers") == env.get("IMTASK_KAFKA_BROKERS") and "brokers" in r.stdout,
              "%s: kafka.brokers is the cluster's, from imtask-cluster" % name,
              "%s vs %s" % (eff.get("kafka.brokers"), env.get("IMTASK_KAFKA_BROKERS")))
@@ -247,6 +249,8 @@ def invariants(objs, binaries, tmp):
             need(str(parts).isdigit() and isinstance(mn, int) and isinstance(mx, int)
                  and 1 <= mn <= mx <= int(parts),
                  "%s: 1 <= minReplicaCount %s <= maxReplicaCount %s <= partitions %s" % (name, mn, mx, parts))
+    need(len(dead_letterers) == 1, "exactly one Deployment dead-letters tasks of unknown types "
+         "(consumer.unknown_tasks: dead_letter)", "found %s" % dead_letterers)
     for s in seen:
         print("  checked: " + s)
     return problems
@@ -360,6 +364,9 @@ def main():
          "  on_exhausted: review\n", "  on_exhausted: review\n  on_exausted: review\n", "accepts the ConfigMap"),
         ("a KEDA trigger on another consumer group", "base/fanout/scaledobject.yaml",
          "consumerGroup: im-task-fanout", "consumerGroup: im-task-push", "KEDA watches"),
+        ("a second Deployment dead-lettering unknown task types", "base/push/config.yaml",
+         "  max_in_flight: 1000\n", "  max_in_flight: 1000\n  unknown_tasks: dead_letter\n",
+         "exactly one Deployment dead-letters"),
         ("a misspelt KEDA trigger parameter (lagTreshold)", "base/fanout/scaledobject.yaml",
          "lagThreshold:", "lagTreshold:", "unknown parameter(s) lagTreshold"),
         ("a KEDA trigger value its scaler refuses (offsetResetPolicy: oldest)", "base/fanout/scaledobject.yaml",
