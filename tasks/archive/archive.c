@@ -94,6 +94,7 @@ typedef struct {
     repo_conf_t *repo_conf;
     repo_client_t *repo;
     store_t *store;
+    app_t *app;
     metrics_series_t *m_messages, *m_segments, *m_ndjson, *m_zst, *m_deletes, *m_verify_fail,
         *m_recovered, *m_pages;
     metrics_family_t *f_runs;
@@ -160,6 +161,7 @@ static int archive_start(void *state, app_t *app, char *err, size_t errlen)
         return -1;
     }
     a->repo_conf = NULL; /* the client owns it */
+    a->app = app;
     metrics_registry_t *reg = app ? app_metrics(app) : NULL;
     if (reg) {
         static const char *const form[] = {"form"};
@@ -218,9 +220,17 @@ static void on_progress(void *opaque, const archive_counts_t *d)
     add(a->m_pages, d->pages);
 }
 
+/* A run stops at its next safe point as soon as the binary is asked to stop
+ * (it resumes from the checkpoint when the task comes again), rather than
+ * only once the grace is over. app_stopping() stays true from then on, so
+ * dispatch_task_cancelled() is not asked while the runtime is taking its
+ * consumer down (it reads the consumer pointer the runtime clears then). */
 static bool task_cancelled(void *opaque)
 {
-    return dispatch_task_cancelled(((run_ctx_t *)opaque)->task);
+    run_ctx_t *ctx = opaque;
+    if (ctx->a->app && app_stopping(ctx->a->app))
+        return true;
+    return dispatch_task_cancelled(ctx->task);
 }
 
 /* One run per job at a time in this process. */
@@ -378,6 +388,9 @@ static dispatch_result_t archive_process(void *state, dispatch_task_t *task)
         res = dispatch_done();
         break;
     case ARCHIVE_CANCELLED:
+        log_info("archive %s: run %s stopped at a safe point after %" PRIu64
+                 " messages; it resumes from the checkpoint",
+                 job, dispatch_task_id(task), c.messages);
         count_run(a, "cancelled");
         res = dispatch_retry(1000,
                              "archive %s: stopping; %" PRIu64

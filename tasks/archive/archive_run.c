@@ -230,6 +230,8 @@ static void call_drain(call_t *c)
 
 #define ARCHIVE_DELETES_IN_FLIGHT 4
 
+static bool cancelled(const archive_env_t *env);
+
 /* Delete ids[0..n) in batches, up to ARCHIVE_DELETES_IN_FLIGHT at a time. */
 static archive_rc_t delete_ids(const archive_env_t *env, const archive_limits_t *lim,
                                const char *const *ids, size_t n, archive_counts_t *counts,
@@ -255,6 +257,10 @@ static archive_rc_t delete_ids(const archive_env_t *env, const archive_limits_t 
                 repo_response_free(resp);
             }
         }
+        /* a stop between batches is safe: the segment is committed, the
+         * next run deletes its ids again */
+        if (off < n && arc == ARCHIVE_OK && cancelled(env))
+            arc = ARCHIVE_CANCELLED;
         if (off < n && arc == ARCHIVE_OK) {
             size_t k = n - off < batch ? n - off : batch;
             ImRepo__V1__DeleteMessagesRequest req = IM_REPO__V1__DELETE_MESSAGES_REQUEST__INIT;

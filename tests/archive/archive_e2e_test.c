@@ -10,8 +10,10 @@
  *              manifest (a corrupt leftover), a stop through cancellation;
  *              the next run finishes with nothing lost and nothing twice
  *   kill9      imtask-archive killed with SIGKILL twice in the middle of a
- *              run (slowed by the double's latency) and started again: the
- *              run resumes from the checkpoint; nothing lost, nothing twice
+ *              run (slowed by the double's latency) and started again, then
+ *              stopped with SIGTERM (exits 0 within the grace) and started
+ *              again: the run resumes from the checkpoint each time; nothing
+ *              lost, nothing twice
  *
  * Usage: archive_e2e_test <imtask-archive> [s3]   (s3: e2e and kill9 with
  * storage kind s3 against IMTASK_S3_ENDPOINT). Tagged integration and
@@ -122,6 +124,18 @@ static double metric(const h_child_t *c, const char *series)
         p = p ? p + 1 : NULL;
     }
     return -1;
+}
+
+static bool log_has(const char *path, const char *what)
+{
+    FILE *f = fopen(path, "r");
+    char line[4096];
+    bool found = false;
+    while (f && !found && fgets(line, sizeof(line), f))
+        found = strstr(line, what) != NULL;
+    if (f)
+        fclose(f);
+    return found;
 }
 
 static int teardown(void **state)
@@ -328,7 +342,7 @@ static void test_windows(void **state)
     /* a stop (cancellation) in the middle, then the rest */
     const char *job2 = "cancelled";
     h_double_seed(total);
-    int left = 5;
+    int left = 12; /* cancelled() is asked per segment, page and delete batch */
     CHECK(run(s, r, job2, "c@1", cutoff, &c, &left) == ARCHIVE_CANCELLED, "cancel");
     CHECK(c.segments > 0 && c.segments < nsegs, "cancelled after %" PRIu64 " segments", c.segments);
     CHECK(run(s, r, job2, "c@1", cutoff, &c, NULL) == ARCHIVE_OK, "after the cancel");
@@ -366,6 +380,16 @@ static void test_kill9(void **state)
     wait_checkpoint(s, &c, "kill9", run_id, 11, 120);
     h_child_kill9(&c);
     print_message("killed at segment >= 11\n");
+    h_child_start(&c, &t, yaml, ay, dir);
+    /* SIGTERM in the middle, with im-repo slow enough that the rest cannot be
+     * done within the 5 s grace: the run stops at a safe point (cancelled),
+     * the binary exits 0, the task is consumed again after the restart */
+    wait_checkpoint(s, &c, "kill9", run_id, 15, 120);
+    h_double_latency(500);
+    h_child_stop(&c);
+    print_message("stopped with SIGTERM at segment >= 15 (%s)\n",
+                  log_has(c.log, "resumes from the checkpoint") ? "the run was cancelled"
+                                                                : "the run ended in the grace");
     h_double_latency(0);
     h_child_start(&c, &t, yaml, ay, dir);
     wait_checkpoint(s, &c, "kill9", run_id, 0, 180);
