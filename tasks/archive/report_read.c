@@ -67,6 +67,11 @@ int report_read_outcomes(const report_read_opts_t *o, report_t *r, char *err, si
                            "imtask-report-reader",
                            "client.id",
                            "imtask-report-reader",
+                           /* librdkafka's prefetch is the reader's memory: keep it small */
+                           "queued.max.messages.kbytes",
+                           "4096",
+                           "fetch.max.bytes",
+                           "8388608",
                            NULL};
     rd_kafka_conf_t *conf = mq_conf_build(o->brokers, o->kafka_props, extra, err, errlen);
     rd_kafka_t *rk = NULL;

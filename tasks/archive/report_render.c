@@ -582,7 +582,8 @@ static void report_group_chart(report_buf_t *b, const report_t *r, const char *i
     report_bar_t bars[REPORT_GROUP_MAX];
     size_t n = report_group(r, kind, la, lb, g);
     for (size_t i = 0; i < n; i++) {
-        snprintf(bars[i].label, sizeof(bars[i].label), "%s", g[i].key);
+        _Static_assert(sizeof(bars[i].label) == sizeof(g[i].key), "same label size");
+        memcpy(bars[i].label, g[i].key, sizeof(bars[i].label)); /* NUL-terminated, same size */
         bars[i].v = g[i].count;
         bars[i].cls = report_result_class(lb ? g[i].b : g[i].a);
         if (!la) /* dead letters by task type: all bad */
