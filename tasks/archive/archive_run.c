@@ -507,6 +507,23 @@ archive_rc_t archive_run(const archive_env_t *env, const archive_limits_t *lim, 
             ProtobufCMessage *pm;
             repo_status_t st;
             if (call_wait(&pf, &pm, &st) != REPO_ERR_OK) {
+                if (st.code == REPO_ERR_INVALID_ARGUMENT && cursor[0]) {
+                    /* a cursor im-repo no longer takes (expired, or from
+                     * another im-repo): start over from the oldest message
+                     * left, which is always safe since everything archived
+                     * is deleted. The messages of this segment so far are
+                     * not deleted yet, so the segment ends here (with an
+                     * end cursor of "") rather than list them again. */
+                    log_warn("archive %s: im-repo refused the cursor (%s); listing again from the "
+                             "oldest message left",
+                             job, st.message);
+                    cursor[0] = '\0';
+                    if (have == 0) {
+                        m.start_cursor[0] = '\0';
+                        continue;
+                    }
+                    break;
+                }
                 arc = repo_fail("ListMessagesBefore", &st, err, errlen);
                 goto out;
             }

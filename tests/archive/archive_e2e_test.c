@@ -8,7 +8,8 @@
  *              after the manifest before the deletes, after part of the
  *              deletes before the checkpoint, after the segment before its
  *              manifest (a corrupt leftover), a stop through cancellation;
- *              the next run finishes with nothing lost and nothing twice
+ *              the next run finishes with nothing lost and nothing twice;
+ *              a checkpoint cursor im-repo refuses
  *   kill9      imtask-archive killed with SIGKILL twice in the middle of a
  *              run (slowed by the double's latency) and started again, then
  *              stopped with SIGTERM (exits 0 within the grace) and started
@@ -347,6 +348,20 @@ static void test_windows(void **state)
     CHECK(c.segments > 0 && c.segments < nsegs, "cancelled after %" PRIu64 " segments", c.segments);
     CHECK(run(s, r, job2, "c@1", cutoff, &c, NULL) == ARCHIVE_OK, "after the cancel");
     check_final(s, job2, old, total);
+
+    /* a checkpoint whose cursor im-repo refuses: the run starts over from the
+     * oldest message left */
+    const char *job3 = "badcursor";
+    h_double_seed(total);
+    archive_checkpoint_t cp = {.next_seq = 0};
+    snprintf(cp.cursor, sizeof(cp.cursor), "not-a-cursor");
+    char key[300], err[512];
+    char *json = archive_checkpoint_to_json(job3, &cp);
+    seg_key_checkpoint(key, sizeof(key), "archive", job3);
+    CHECK(store_put(s, key, json, strlen(json), NULL, err, sizeof(err)) == 0, "%s", err);
+    free(json);
+    CHECK(run(s, r, job3, "b@1", cutoff, &c, NULL) == ARCHIVE_OK, "with a refused cursor");
+    check_final(s, job3, old, total);
 
     repo_client_destroy(&r);
     store_close(s);
