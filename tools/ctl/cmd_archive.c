@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "ctl.h"
 #include "infra/clock.h"
@@ -94,6 +95,11 @@ static int arch_open(const char *cmdname, arch_ctx_t *c)
         return -1;
     }
     if (c->dir) {
+        struct stat st;
+        if (stat(c->dir, &st) || !S_ISDIR(st.st_mode)) {
+            ctl_fail(cmdname, "--dir %s: not a directory", c->dir); /* read-only: never create it */
+            return -1;
+        }
         c->store = store_open_local(c->dir, err, sizeof(err));
     } else {
         store_config_t sc;
