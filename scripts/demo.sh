@@ -84,7 +84,9 @@ say() { echo "demo: $*"; }
 t_start=$(date +%s)
 fail() {
     echo "demo: FAILED after $(($(date +%s) - t_start)) s: $*" >&2
-    echo "demo: logs of the task binaries are in $demo/logs; the system is left up (bash scripts/demo.sh down stops it)" >&2
+    if compgen -G "$demo/*.pid" >/dev/null; then
+        echo "demo: logs of the task binaries are in $demo/logs; what runs is left up to look at (bash scripts/demo.sh stop: the binaries; down: everything)" >&2
+    fi
     exit 1
 }
 
@@ -155,6 +157,9 @@ for v in IMTASK_KAFKA_BROKERS IMTASK_ETCD_ENDPOINTS IMTASK_IMREPO_ADMIN IMTASK_M
     [ -n "${!v:-}" ] || fail "$v is not set and scripts/stack.sh env does not give it"
 done
 brokers=$IMTASK_KAFKA_BROKERS
+b1=${brokers%%,*}
+(exec 3<>"/dev/tcp/${b1%:*}/${b1##*:}") 2>/dev/null ||
+    fail "Kafka does not answer on $b1: is the stack up? (bash scripts/stack.sh up, or bash scripts/demo.sh)"
 curl -sf --max-time 5 "$IMTASK_IMREPO_ADMIN/healthz" >/dev/null ||
     fail "the im-repo double does not answer on $IMTASK_IMREPO_ADMIN (is go installed? see scripts/stack.sh status)"
 curl -sf --max-time 5 "$IMTASK_MODERATION_ADDR/healthz" >/dev/null ||
