@@ -150,6 +150,9 @@ void report_buf_csv(report_buf_t *b, const char *s);
 /* The top of a chart axis for a maximum value: the next 1, 2, 5 x 10^k at or
  * above max (1 for max <= 0). */
 int64_t report_scale_top(int64_t max);
+/* Grid steps for an axis top from report_scale_top: every step an integer
+ * (1 -> 1 step, 2 -> 2, 5 and 10 -> 5, 20 -> 4, ...). */
+int report_scale_ticks(int64_t top);
 /* The pixel offset from the chart's bottom for v on a height-px axis to top. */
 double report_scale_px(int64_t v, int64_t top, double height);
 

@@ -171,6 +171,20 @@ int64_t report_scale_top(int64_t max)
     }
 }
 
+int report_scale_ticks(int64_t top)
+{
+    int64_t m = top;
+    while (m >= 10 && m % 10 == 0)
+        m /= 10;
+    if (m == 2)
+        return top >= 20 ? 4 : 2; /* 20, 200, ...: steps of 5, 50, ... */
+    if (m == 5)
+        return 5; /* steps of 1, 10, ... */
+    if (m == 1)
+        return top >= 10 ? 5 : 1; /* 10, 100, ...: steps of 2, 20, ... */
+    return 1;
+}
+
 double report_scale_px(int64_t v, int64_t top, double height)
 {
     if (top <= 0 || v <= 0)
@@ -489,8 +503,9 @@ static void report_line_chart(report_buf_t *b, const report_t *r)
                       "aria-label=\"messages per %s\">\n",
                       SVG_W, base + 40, SVG_W, base + 40,
                       r->period == REPORT_DAY ? "hour" : "5 minutes");
-    for (int k = 0; k <= 4; k++) { /* grid and y labels at 0, 1/4 .. top */
-        int64_t v = top * k / 4;
+    int nticks = report_scale_ticks(top);
+    for (int k = 0; k <= nticks; k++) { /* grid and y labels at even integer steps */
+        int64_t v = top / nticks * k;
         double y = base - report_scale_px(v, top, h);
         report_buf_printf(b,
                           "<line class=\"grid\" x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\"/>"

@@ -161,6 +161,16 @@ static void test_svg_scale(void **st)
     static const int64_t top[] = {1, 1, 1, 2, 5, 5, 10, 10, 20, 200, 1000, 2000, 50000};
     for (size_t i = 0; i < sizeof(in) / sizeof(in[0]); i++)
         assert_int_equal(report_scale_top(in[i]), top[i]);
+    for (size_t i = 0; i < sizeof(in) / sizeof(in[0]); i++) { /* integer grid steps */
+        int n = report_scale_ticks(top[i]);
+        assert_true(n >= 1 && n <= 5);
+        assert_int_equal(top[i] % n, 0);
+    }
+    assert_int_equal(report_scale_ticks(1), 1);
+    assert_int_equal(report_scale_ticks(2), 2);
+    assert_int_equal(report_scale_ticks(5), 5);
+    assert_int_equal(report_scale_ticks(20), 4);
+    assert_int_equal(report_scale_ticks(1000), 5);
     assert_true(report_scale_px(0, 10, 180) == 0);
     assert_true(report_scale_px(5, 10, 180) == 90);
     assert_true(report_scale_px(10, 10, 180) == 180);
