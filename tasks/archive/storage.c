@@ -163,7 +163,16 @@ int store_put(store_t *s, const char *key, const void *data, size_t len, const c
     if (!store_key_ok(key))
         return bad_key(key, err, errlen);
     return s->ops->put(s->b, key, data, len,
-                       content_type ? content_type : "application/octet-stream", err, errlen);
+                       content_type ? content_type : "application/octet-stream", 0, err, errlen);
+}
+
+int store_put_new(store_t *s, const char *key, const void *data, size_t len,
+                  const char *content_type, char *err, size_t errlen)
+{
+    if (!store_key_ok(key))
+        return bad_key(key, err, errlen);
+    return s->ops->put(s->b, key, data, len,
+                       content_type ? content_type : "application/octet-stream", 1, err, errlen);
 }
 
 int store_get(store_t *s, const char *key, void **data, size_t *len, char *err, size_t errlen)

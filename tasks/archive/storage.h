@@ -69,6 +69,11 @@ const char *store_describe(const store_t *s);
  * object is replaced. */
 int store_put(store_t *s, const char *key, const void *data, size_t len, const char *content_type,
               char *err, size_t errlen);
+/* The same, but only if the key does not exist yet (local: link(2) of the
+ * written temporary file; S3: If-None-Match: *). Returns 0 when created, 1
+ * when the key existed (nothing written), -1 on error. */
+int store_put_new(store_t *s, const char *key, const void *data, size_t len,
+                  const char *content_type, char *err, size_t errlen);
 /* Returns 0 and a malloc'd copy (caller frees *data; one extra NUL byte
  * after len, not counted); 1 when the key does not exist; -1 on error
  * (including an object larger than max_object_bytes). */

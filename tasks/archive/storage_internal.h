@@ -6,8 +6,9 @@
 #include "storage.h"
 
 typedef struct {
+    /* only_new: create only if absent (0 created, 1 existed) */
     int (*put)(void *b, const char *key, const void *data, size_t len, const char *content_type,
-               char *err, size_t errlen);
+               int only_new, char *err, size_t errlen);
     int (*get)(void *b, const char *key, size_t max, void **data, size_t *len, char *err,
                size_t errlen);
     int (*list)(void *b, const char *prefix,

@@ -1,7 +1,9 @@
 /* storage_local.c: the local-directory backend of storage.h. A put writes a
  * temporary file beside the target (".<name>.tmp.<pid>.<n>"), fsyncs it,
  * renames it over the target and fsyncs the directory, so after a crash the
- * key holds either the old object or the new one, never a part. */
+ * key holds either the old object or the new one, never a part. A put of a
+ * new key only (store_put_new) links the temporary file to the target
+ * instead, which fails when the target exists. */
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -134,7 +136,7 @@ static int write_all(int fd, const void *data, size_t len)
 }
 
 static int local_put(void *b, const char *key, const void *data, size_t len,
-                     const char *content_type, char *err, size_t errlen)
+                     const char *content_type, int only_new, char *err, size_t errlen)
 {
     (void)content_type;
     local_t *l = b;
@@ -163,7 +165,18 @@ static int local_put(void *b, const char *key, const void *data, size_t len,
         unlink(tmp);
         return -1;
     }
-    if (rename(tmp, path)) {
+    if (only_new) {
+        /* link(2) fails with EEXIST instead of replacing: create-if-absent */
+        int rc = link(tmp, path);
+        int e = errno;
+        unlink(tmp);
+        if (rc && e == EEXIST)
+            return 1;
+        if (rc) {
+            snprintf(err, errlen, "storage: link %s to %s: %s", tmp, path, strerror(e));
+            return -1;
+        }
+    } else if (rename(tmp, path)) {
         snprintf(err, errlen, "storage: rename %s to %s: %s", tmp, path, strerror(errno));
         unlink(tmp);
         return -1;

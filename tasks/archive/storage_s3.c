@@ -1,7 +1,8 @@
 /* storage_s3.c: the S3-compatible backend of storage.h, on libcurl: requests
  * signed with AWS SigV4 by libcurl itself (CURLOPT_AWS_SIGV4), path-style
  * URLs (<endpoint>/<bucket>/<prefix><key>), PUT with Content-MD5 (the server
- * refuses a body that does not match) and x-amz-content-sha256, GET bounded
+ * refuses a body that does not match) and x-amz-content-sha256 (a create-only
+ * PUT adds If-None-Match: *, S3's conditional write: 412 = the key exists), GET bounded
  * by max_object_bytes, ListObjectsV2 pages, DELETE. One easy handle per
  * request, so a store may be used from several threads. The ListObjectsV2
  * answer is scanned for its few elements by hand rather than with an XML
@@ -135,7 +136,8 @@ static void hexs(const unsigned char *d, size_t n, char *out)
 /* One request. body/len: for PUT. resp: the answer (bounded by max). Returns
  * the HTTP status, or -1 with err (transport, or an answer over max). */
 static long s3_request(const s3_t *s, const char *method, const char *url, const void *body,
-                       size_t len, const char *content_type, buf_t *resp, char *err, size_t errlen)
+                       size_t len, const char *content_type, int only_new, buf_t *resp, char *err,
+                       size_t errlen)
 {
     CURL *c = curl_easy_init();
     if (!c) {
@@ -160,6 +162,8 @@ static long s3_request(const s3_t *s, const char *method, const char *url, const
         snprintf(line, sizeof(line), "Content-Type: %s", content_type);
         h = curl_slist_append(h, line);
         h = curl_slist_append(h, "Expect:");
+        if (only_new)
+            h = curl_slist_append(h, "If-None-Match: *");
     }
     curl_easy_setopt(c, CURLOPT_URL, url);
     curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
@@ -205,7 +209,7 @@ static void http_fail(const char *method, const char *url, long status, const bu
 }
 
 static int s3_put(void *bk, const char *key, const void *data, size_t len, const char *content_type,
-                  char *err, size_t errlen)
+                  int only_new, char *err, size_t errlen)
 {
     s3_t *s = bk;
     char url[S3_URL_MAX];
@@ -215,10 +219,13 @@ static int s3_put(void *bk, const char *key, const void *data, size_t len, const
     }
     buf_t b = {.max = 1 << 20};
     /* a zero-length body still goes as a body (Content-Length: 0) */
-    long st = s3_request(s, "PUT", url, data ? data : "", len, content_type, &b, err, errlen);
+    long st =
+        s3_request(s, "PUT", url, data ? data : "", len, content_type, only_new, &b, err, errlen);
     int rc = 0;
     if (st < 0) {
         rc = -1;
+    } else if (only_new && st == 412) {
+        rc = 1; /* PreconditionFailed: the key exists */
     } else if (st != 200) {
         http_fail("PUT", url, st, &b, err, errlen);
         rc = -1;
@@ -237,7 +244,7 @@ static int s3_get(void *bk, const char *key, size_t max, void **data, size_t *le
         return -1;
     }
     buf_t b = {.max = max};
-    long st = s3_request(s, "GET", url, NULL, 0, NULL, &b, err, errlen);
+    long st = s3_request(s, "GET", url, NULL, 0, NULL, 0, &b, err, errlen);
     if (st == 200) {
         if (!b.data) {
             b.data = malloc(1);
@@ -269,7 +276,7 @@ static int s3_del(void *bk, const char *key, char *err, size_t errlen)
         return -1;
     }
     buf_t b = {.max = 1 << 20};
-    long st = s3_request(s, "DELETE", url, NULL, 0, NULL, &b, err, errlen);
+    long st = s3_request(s, "DELETE", url, NULL, 0, NULL, 0, &b, err, errlen);
     int rc = 0;
     if (st < 0) {
         rc = -1;
@@ -346,7 +353,7 @@ static int s3_list(void *bk, const char *prefix,
                      eprefix);
         }
         buf_t b = {.max = S3_LIST_PAGE_MAX};
-        long st = s3_request(s, "GET", url, NULL, 0, NULL, &b, err, errlen);
+        long st = s3_request(s, "GET", url, NULL, 0, NULL, 0, &b, err, errlen);
         if (st != 200) {
             if (st > 0)
                 http_fail("GET", url, st, &b, err, errlen);

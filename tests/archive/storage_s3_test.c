@@ -1,6 +1,6 @@
 /* storage_s3_test.c: the S3 backend of storage.h against the stack's S3
  * server (moto, IMTASK_S3_ENDPOINT): put/get/delete, a missing key, an empty
- * object, keys with every allowed punctuation, the get bound, a listing over
+ * object, create-only puts, keys with every allowed punctuation, the get bound, a listing over
  * several ListObjectsV2 pages (1100 keys) in order and within its prefix, and
  * a bucket that does not exist. */
 #include <setjmp.h>
@@ -80,6 +80,12 @@ static void test_s3(void **state)
     assert_int_equal(len, 0);
     free(data);
     assert_int_equal(store_get(s, "missing/key", &data, &len, err, sizeof(err)), 1);
+    /* create only if absent (If-None-Match: *) */
+    assert_int_equal(store_put_new(s, "once", "first", 5, NULL, err, sizeof(err)), 0);
+    assert_int_equal(store_put_new(s, "once", "second", 6, NULL, err, sizeof(err)), 1);
+    assert_int_equal(store_get(s, "once", &data, &len, err, sizeof(err)), 0);
+    assert_memory_equal(data, "first", 5);
+    free(data);
     assert_int_equal(store_delete(s, key, err, sizeof(err)), 0);
     assert_int_equal(store_get(s, key, &data, &len, err, sizeof(err)), 1);
     assert_int_equal(store_delete(s, key, err, sizeof(err)), 0); /* again: fine */

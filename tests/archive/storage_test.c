@@ -109,6 +109,17 @@ static void test_put_get_list_delete(void **state)
     assert_int_equal(store_list(s, "nothing/", collect, &seen, err, sizeof(err)), 0);
     assert_int_equal(seen.n, 0);
 
+    /* create only if absent */
+    assert_int_equal(store_put_new(s, "job/new.json", "first", 5, NULL, err, sizeof(err)), 0);
+    assert_int_equal(store_put_new(s, "job/new.json", "second", 6, NULL, err, sizeof(err)), 1);
+    assert_int_equal(store_get(s, "job/new.json", &data, &len, err, sizeof(err)), 0);
+    assert_int_equal(len, 5);
+    assert_memory_equal(data, "first", 5);
+    free(data);
+    assert_int_equal(store_put_new(s, "fresh/dir/k", "x", 1, NULL, err, sizeof(err)), 0);
+    assert_int_equal(store_delete(s, "job/new.json", err, sizeof(err)), 0);
+    assert_int_equal(store_delete(s, "fresh/dir/k", err, sizeof(err)), 0);
+
     assert_int_equal(store_delete(s, "job/seg/000001.zst", err, sizeof(err)), 0);
     assert_int_equal(store_delete(s, "job/seg/000001.zst", err, sizeof(err)), 0);
     assert_int_equal(store_delete(s, "zzz/none", err, sizeof(err)), 0);
