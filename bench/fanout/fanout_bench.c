@@ -19,6 +19,7 @@
  *                [--procs 1] [--workers 4] [--format recipient|batch]
  *                [--batch-size 200] [--slice-pages 50] [--shard-members 50000]
  *                [--max-shards 16] [--kafka "key: value;..."] [--no-ceiling]
+ *                [--imrepo-latency-ms 0]
  * FANOUT_BENCH_METRICS=1 prints the fan-out's slice and im-repo metrics,
  * FANOUT_BENCH_LOG=debug sets the processes' log level.
  *
@@ -52,6 +53,7 @@ typedef struct {
     const char *format;
     const char *kafka; /* extra kafka: lines, "key: value" separated by ';' */
     bool ceiling;
+    int imrepo_latency_ms; /* added by the double to every call after the warm-up */
 } opts_t;
 
 typedef struct {
@@ -261,6 +263,9 @@ static void run_scenario(const opts_t *o, h_double_t *dbl, int64_t n, double rat
     tail_count(tail, o, want_warm, &warm, ch, "warm-up");
 
     cJSON_Delete(h_double_admin(dbl, true, "/stats/reset"));
+    /* im-repo across a network: every call answers after this long, so a
+     * worker waits on round trips rather than on the CPU */
+    cJSON_Delete(h_double_admin(dbl, true, "/faults?latency_ms=%d", o->imrepo_latency_ms));
     double cpu0[MAX_PROCS], dcpu0 = h_cpu_seconds(dbl->pid);
     for (int i = 0; i < o->procs; i++)
         cpu0[i] = h_cpu_seconds(ch[i].pid);
@@ -322,6 +327,8 @@ static void run_scenario(const opts_t *o, h_double_t *dbl, int64_t n, double rat
     r->calls_status = h_double_calls(dbl, "/im_repo.v1.GroupService/GetMembersOnlineStatus", NULL);
     r->calls_count = h_double_calls(dbl, "/im_repo.v1.GroupService/GetGroupMemberCount", NULL);
     r->calls_msg = h_double_calls(dbl, "/im_repo.v1.MessageService/GetMessage", NULL);
+    if (o->imrepo_latency_ms)
+        cJSON_Delete(h_double_admin(dbl, true, "/faults?latency_ms=0"));
     if (getenv("FANOUT_BENCH_METRICS")) { /* diagnostics: the fan-out's own metrics */
         for (int i = 0; i < o->procs; i++) {
             char *txt = h_metrics_text(ports[i]);
@@ -470,6 +477,8 @@ int main(int argc, char **argv)
             o.kafka = v, i++;
         else if (!strcmp(a, "--no-ceiling"))
             o.ceiling = false;
+        else if (!strcmp(a, "--imrepo-latency-ms"))
+            o.imrepo_latency_ms = atoi(v), i++;
         else {
             fprintf(stderr, "fanout_bench: unknown option %s\n", a);
             return 2;
