@@ -334,7 +334,7 @@ static archive_rc_t finish_committed(const archive_env_t *env, const archive_lim
                                      archive_counts_t *counts, char *err, size_t errlen)
 {
     char key[ARCHIVE_KEY_MAX], why[512];
-    seg_key_data(key, sizeof(key), lim->prefix, job, m->seq);
+    seg_key_data(key, sizeof(key), lim->prefix, job, m->object);
     void *data;
     size_t len;
     int rc = store_get(env->store, key, &data, &len, why, sizeof(why));
@@ -382,6 +382,7 @@ static void report(const archive_env_t *env, const archive_counts_t *c, archive_
         .deleted = c->deleted - last->deleted,
         .verify_failures = c->verify_failures - last->verify_failures,
         .recovered = c->recovered - last->recovered,
+        .conflicts = c->conflicts - last->conflicts,
         .pages = c->pages - last->pages,
     };
     *last = *c;
@@ -438,7 +439,8 @@ archive_rc_t archive_run(const archive_env_t *env, const archive_limits_t *lim, 
         return ARCHIVE_TRANSIENT;
     }
     repo_call_opts_t opts = {.timeout_ms = lim->call_timeout_ms};
-    call_t pf; /* the next ListMessagesBefore page, fetched ahead */
+    call_t pf; /* the next ListMessagesBefore page, fetched ahead ... */
+    char pf_cursor[SEG_CURSOR_MAX + 1] = ""; /* ... from this cursor */
     call_init(&pf);
 
     for (;;) {
@@ -501,9 +503,15 @@ archive_rc_t archive_run(const archive_env_t *env, const archive_limits_t *lim, 
                 goto out;
             }
             int64_t have = (int64_t)seg_writer_count(w);
-            if (!pf.active)
+            /* a page fetched ahead from another cursor (the checkpoint moved
+             * to another run's committed segment meanwhile) is not used */
+            if (pf.active && strcmp(pf_cursor, cursor) != 0)
+                call_drain(&pf);
+            if (!pf.active) {
+                snprintf(pf_cursor, sizeof(pf_cursor), "%s", cursor);
                 list_start(&pf, env, lim, &opts, cutoff_ms, cursor,
                            lim->segment_max_messages - have);
+            }
             ProtobufCMessage *pm;
             repo_status_t st;
             if (call_wait(&pf, &pm, &st) != REPO_ERR_OK) {
@@ -544,6 +552,7 @@ archive_rc_t archive_run(const archive_env_t *env, const archive_limits_t *lim, 
              * segment if it has room after this page, else for the next */
             if (more) {
                 int64_t room = lim->segment_max_messages - have - (int64_t)resp->n_messages;
+                snprintf(pf_cursor, sizeof(pf_cursor), "%s", resp->next_cursor);
                 list_start(&pf, env, lim, &opts, cutoff_ms, resp->next_cursor,
                            room > 0 ? room : lim->segment_max_messages);
             }
@@ -598,8 +607,16 @@ archive_rc_t archive_run(const archive_env_t *env, const archive_limits_t *lim, 
             goto out;
         }
 
-        /* 2. put, read back, verify */
-        seg_key_data(key, sizeof(key), lim->prefix, job, m.seq);
+        /* 2. put (an object of this try's own), read back, verify */
+        char token[SEG_TOKEN_LEN + 1], dkey[ARCHIVE_KEY_MAX];
+        seg_token_new(token);
+        if (seg_object_name(m.object, sizeof(m.object), m.seq, token) ||
+            seg_key_data(key, sizeof(key), lim->prefix, job, m.object)) {
+            snprintf(err, errlen, "segment key too long");
+            arc = ARCHIVE_FATAL;
+            goto out;
+        }
+        snprintf(dkey, sizeof(dkey), "%s", key);
         if (store_put(env->store, key, zst, zlen, "application/zstd", why, sizeof(why))) {
             snprintf(err, errlen, "write %s: %s", key, why);
             arc = ARCHIVE_TRANSIENT;
@@ -631,12 +648,25 @@ archive_rc_t archive_run(const archive_env_t *env, const archive_limits_t *lim, 
             goto out;
         }
         seg_key_manifest(key, sizeof(key), lim->prefix, job, m.seq);
-        rc = store_put(env->store, key, mj, strlen(mj), "application/json", why, sizeof(why));
+        rc = store_put_new(env->store, key, mj, strlen(mj), "application/json", why, sizeof(why));
         free(mj);
-        if (rc) {
+        if (rc < 0) {
             snprintf(err, errlen, "write %s: %s", key, why);
             arc = ARCHIVE_TRANSIENT;
             goto out;
+        }
+        if (rc == 1) {
+            /* another run of this job committed segment seq meanwhile (two
+             * runners at once, e.g. a task redelivered after a rebalance while
+             * the first still ran): ours never counted; drop it and finish
+             * theirs (the loop's next pass finds their manifest) */
+            log_warn("archive %s: segment %" PRIu64 " was committed by another run meanwhile; "
+                     "dropping this try (%s) and finishing theirs",
+                     job, m.seq, m.object);
+            if (store_delete(env->store, dkey, why, sizeof(why)))
+                log_warn("archive %s: %s", job, why);
+            counts->conflicts++;
+            continue;
         }
 
         /* 4. delete from im-repo */

@@ -7,14 +7,16 @@
  *      segment writer until the segment is full or nothing is left;
  *   2. put the segment, read it back and verify it (size, sha256 of the
  *      compressed bytes, decompress: count, size, sha256 of the NDJSON);
- *   3. put its manifest: from here on the segment is committed;
+ *   3. create its manifest (only if absent): from here on the segment is
+ *      committed; if another run of the job committed it first, this try is
+ *      dropped and theirs finished as after a crash;
  *   4. delete its messages from im-repo in batches (DeleteMessages);
  *   5. put the checkpoint (next seq, the cursor after the segment).
  * Before 1, a committed segment at the checkpoint's seq (a crash between 3
  * and 5) is verified again, its ids are deleted again (idempotent) and the
- * checkpoint advanced past it. Segment keys come from the seq, so a segment
- * written again after a crash before 3 replaces the first try. docs/archive.md
- * has the argument in full. */
+ * checkpoint advanced past it. Each try writes its own segment object
+ * (<seq>.<token>.ndjson.zst) and the manifest names it, so no try overwrites
+ * a committed segment. docs/archive.md has the argument in full. */
 #ifndef IMTASK_ARCHIVE_ARCHIVE_RUN_H
 #define IMTASK_ARCHIVE_ARCHIVE_RUN_H
 
@@ -43,6 +45,7 @@ typedef struct {
     uint64_t deleted; /* ids im-repo said it deleted now */
     uint64_t verify_failures;
     uint64_t recovered; /* committed segments finished after a crash */
+    uint64_t conflicts; /* tries dropped: another run committed the segment first */
     uint64_t pages;
 } archive_counts_t;
 

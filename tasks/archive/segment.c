@@ -5,6 +5,7 @@
 #include <cjson/cJSON.h>
 #include <inttypes.h>
 #include <openssl/evp.h>
+#include <openssl/rand.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -503,6 +504,7 @@ char *seg_manifest_to_json(const seg_manifest_t *m)
     cJSON_AddStringToObject(o, "job", m->job);
     cJSON_AddStringToObject(o, "run", m->run);
     cJSON_AddNumberToObject(o, "seq", (double)m->seq);
+    cJSON_AddStringToObject(o, "object", m->object);
     cJSON_AddNumberToObject(o, "count", (double)m->count);
     cJSON_AddStringToObject(o, "first_id", m->first_id);
     cJSON_AddStringToObject(o, "last_id", m->last_id);
@@ -574,6 +576,7 @@ int seg_manifest_parse(const char *json, size_t len, seg_manifest_t *m, char *er
     m->version = (int)v;
     if (get_str(o, "job", m->job, sizeof(m->job), err, errlen) ||
         get_str(o, "run", m->run, sizeof(m->run), err, errlen) ||
+        get_str(o, "object", m->object, sizeof(m->object), err, errlen) ||
         get_str(o, "first_id", m->first_id, sizeof(m->first_id), err, errlen) ||
         get_str(o, "last_id", m->last_id, sizeof(m->last_id), err, errlen) ||
         get_str(o, "start_cursor", m->start_cursor, sizeof(m->start_cursor), err, errlen) ||
@@ -604,6 +607,15 @@ int seg_manifest_parse(const char *json, size_t len, seg_manifest_t *m, char *er
         else
             *(uint64_t *)nums[i].p = (uint64_t)v;
     }
+    int is_manifest = 1;
+    if (seg_key_seq(m->object, &is_manifest) != (int64_t)m->seq || is_manifest ||
+        strchr(m->object, '/')) {
+        snprintf(err, errlen,
+                 "manifest: \"object\": expected <seq>.<token>.ndjson.zst of seq %" PRIu64
+                 ", got \"%s\"",
+                 m->seq, m->object);
+        goto out;
+    }
     if (strlen(m->zst_sha256) != 64 || strlen(m->ndjson_sha256) != 64) {
         snprintf(err, errlen, "manifest: sha256 fields must be 64 hex digits");
         goto out;
@@ -633,10 +645,27 @@ static int fits(int n, size_t cap)
     return n > 0 && (size_t)n < cap ? 0 : -1;
 }
 
-int seg_key_data(char *out, size_t cap, const char *prefix, const char *job, uint64_t seq)
+void seg_token_new(char token[SEG_TOKEN_LEN + 1])
 {
-    return fits(snprintf(out, cap, "%s/%s/segments/%012" PRIu64 ".ndjson.zst", prefix, job, seq),
-                cap);
+    unsigned char r[SEG_TOKEN_LEN / 2];
+    if (RAND_bytes(r, sizeof(r)) != 1) {
+        /* no entropy from OpenSSL: time and address, still distinct per try */
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        uint64_t v = (uint64_t)ts.tv_nsec ^ ((uint64_t)ts.tv_sec << 30) ^ (uint64_t)(uintptr_t)r;
+        memcpy(r, &v, sizeof(r));
+    }
+    hex(r, sizeof(r), token);
+}
+
+int seg_object_name(char *out, size_t cap, uint64_t seq, const char *token)
+{
+    return fits(snprintf(out, cap, "%012" PRIu64 ".%s.ndjson.zst", seq, token), cap);
+}
+
+int seg_key_data(char *out, size_t cap, const char *prefix, const char *job, const char *object)
+{
+    return fits(snprintf(out, cap, "%s/%s/segments/%s", prefix, job, object), cap);
 }
 
 int seg_key_manifest(char *out, size_t cap, const char *prefix, const char *job, uint64_t seq)
@@ -653,9 +682,7 @@ int seg_key_checkpoint(char *out, size_t cap, const char *prefix, const char *jo
 int64_t seg_key_seq(const char *key, int *is_manifest)
 {
     const char *p = strstr(key, "/segments/");
-    if (!p)
-        return -1;
-    p += strlen("/segments/");
+    p = p ? p + strlen("/segments/") : key;
     int64_t seq = 0;
     int digits = 0;
     while (*p >= '0' && *p <= '9' && digits < 18) {
@@ -665,7 +692,11 @@ int64_t seg_key_seq(const char *key, int *is_manifest)
     }
     if (digits != 12)
         return -1;
-    if (strcmp(p, ".ndjson.zst") == 0) {
+    if (*p == '.' && strlen(p) == 1 + SEG_TOKEN_LEN + strlen(".ndjson.zst") &&
+        strcmp(p + 1 + SEG_TOKEN_LEN, ".ndjson.zst") == 0) {
+        for (int i = 1; i <= SEG_TOKEN_LEN; i++)
+            if (!((p[i] >= '0' && p[i] <= '9') || (p[i] >= 'a' && p[i] <= 'f')))
+                return -1;
         if (is_manifest)
             *is_manifest = 0;
         return seq;

@@ -25,6 +25,7 @@ typedef struct {
     char job[SEG_JOB_MAX + 1];     /* the archive job */
     char run[160];                 /* the task id of the run that wrote it */
     uint64_t seq;                  /* 0, 1, 2 ... within the job */
+    char object[64];               /* the segment object: <seq>.<token>.ndjson.zst */
     uint64_t count;                /* messages (NDJSON lines) */
     char first_id[SEG_ID_MAX + 1]; /* the first message's id (listing order) */
     char last_id[SEG_ID_MAX + 1];  /* the last message's id */
@@ -86,13 +87,19 @@ void seg_sha256_hex(const void *data, size_t len, char out[65]);
 char *seg_manifest_to_json(const seg_manifest_t *m);
 int seg_manifest_parse(const char *json, size_t len, seg_manifest_t *m, char *err, size_t errlen);
 
-/* Keys: <prefix>/<job>/segments/<seq, 12 digits>.ndjson.zst and
- * .manifest.json; <prefix>/<job>/checkpoint.json. Return 0, or -1 when the
- * key would not fit cap. */
-int seg_key_data(char *out, size_t cap, const char *prefix, const char *job, uint64_t seq);
+/* Keys: <prefix>/<job>/segments/<seq, 12 digits>.<token>.ndjson.zst (each
+ * try of a segment its own object, named by a random token, so a try never
+ * overwrites another), <prefix>/<job>/segments/<seq>.manifest.json (created
+ * only if absent: the commit), <prefix>/<job>/checkpoint.json. Return 0, or
+ * -1 when the key would not fit cap. */
+#define SEG_TOKEN_LEN 16
+void seg_token_new(char token[SEG_TOKEN_LEN + 1]); /* random hex */
+int seg_object_name(char *out, size_t cap, uint64_t seq, const char *token);
+int seg_key_data(char *out, size_t cap, const char *prefix, const char *job, const char *object);
 int seg_key_manifest(char *out, size_t cap, const char *prefix, const char *job, uint64_t seq);
 int seg_key_checkpoint(char *out, size_t cap, const char *prefix, const char *job);
-/* The seq of a segment key (data or manifest), or -1 if key is not one. */
+/* The seq of a segment key or object name (data or manifest), or -1 if it
+ * is not one. */
 int64_t seg_key_seq(const char *key, int *is_manifest);
 /* 1 when job is a valid job name: [A-Za-z0-9._-], 1..SEG_JOB_MAX, not
  * starting with '.'. */

@@ -73,11 +73,12 @@ static int setup(void **state)
         snprintf(man.job, sizeof(man.job), "j");
         snprintf(man.run, sizeof(man.run), "j@1");
         man.seq = (uint64_t)k;
+        seg_object_name(man.object, sizeof(man.object), (uint64_t)k, "00000000000000aa");
         const void *data;
         size_t len;
         if (seg_writer_finish(w, &man, &data, &len, err, sizeof(err)))
             return -1;
-        seg_key_data(key, sizeof(key), "archive", "j", (uint64_t)k);
+        seg_key_data(key, sizeof(key), "archive", "j", man.object);
         if (store_put(s, key, data, len, NULL, err, sizeof(err)))
             return -1;
         char *mj = seg_manifest_to_json(&man);
@@ -86,8 +87,12 @@ static int setup(void **state)
             return -1;
         free(mj);
     }
-    /* a leftover of a crashed try: a segment without manifest after the last */
-    seg_key_data(key, sizeof(key), "archive", "j", NSEG);
+    /* leftovers of tries that were not committed: one beside a committed
+     * segment, one after the last */
+    seg_key_data(key, sizeof(key), "archive", "j", "000000000001.00000000000000bb.ndjson.zst");
+    if (store_put(s, key, "other try", 9, NULL, err, sizeof(err)))
+        return -1;
+    seg_key_data(key, sizeof(key), "archive", "j", "000000000003.00000000000000cc.ndjson.zst");
     if (store_put(s, key, "partial", 7, NULL, err, sizeof(err)))
         return -1;
     archive_checkpoint_t cp = {.next_seq = NSEG,
@@ -147,11 +152,13 @@ static void test_verify_ls(void **state)
     snprintf(args, sizeof(args), "archive verify --dir '%s'", dir);
     assert_int_equal(run_ctl(args, &out, &n), 0);
     assert_non_null(strstr(out, "3 segments verified (300 messages), 0 failed"));
-    assert_non_null(strstr(out, "SKIP j/000000000003: no manifest"));
+    assert_non_null(strstr(out, "SKIP j/000000000003.00000000000000cc.ndjson.zst: no manifest"));
+    assert_non_null(strstr(out, "SKIP j/000000000001.00000000000000bb.ndjson.zst: no manifest"));
+    assert_null(strstr(out, "FAIL"));
     free(out);
     snprintf(args, sizeof(args), "archive ls --dir '%s' --wide", dir);
     assert_int_equal(run_ctl(args, &out, &n), 0);
-    assert_non_null(strstr(out, "(uncommitted)"));
+    assert_non_null(strstr(out, "(uncommitted try)"));
     assert_non_null(strstr(out, "m100"));
     assert_non_null(strstr(out, "3 segments, 300 messages"));
     assert_non_null(strstr(out, "checkpoint j: next seq 3, 300 messages archived"));
@@ -209,7 +216,8 @@ static void test_corrupt(void **state)
     (void)state;
     char path[600], args[600], *out;
     size_t n;
-    snprintf(path, sizeof(path), "%s/archive/j/segments/000000000001.ndjson.zst", dir);
+    snprintf(path, sizeof(path), "%s/archive/j/segments/000000000001.00000000000000aa.ndjson.zst",
+             dir);
     FILE *f = fopen(path, "r+b");
     assert_non_null(f);
     fseek(f, 40, SEEK_SET);

@@ -318,7 +318,7 @@ void h_archive_read(store_t *s, const char *prefix, const char *job, int64_t n, 
         CHECK(seg_manifest_parse(mj, mlen, &m, err, sizeof(err)) == 0, "%s: %s", k.keys[i], err);
         free(mj);
         char dk[300];
-        seg_key_data(dk, sizeof(dk), prefix, job, (uint64_t)seq);
+        seg_key_data(dk, sizeof(dk), prefix, job, m.object);
         CHECK(store_get(s, dk, &data, &dlen, err, sizeof(err)) == 0, "get %s: %s", dk, err);
         CHECK(seg_verify(&m, data, dlen, err, sizeof(err)) == 0, "verify %s: %s", dk, err);
         int64_t before = out->messages;
@@ -330,12 +330,14 @@ void h_archive_read(store_t *s, const char *prefix, const char *job, int64_t n, 
         free(data);
         out->segments++;
     }
-    /* a data object without a manifest may only be the last (an uncommitted try) */
+    /* objects no manifest names: tries that were not committed (after a
+     * crash, or dropped for another run's commit); never part of the archive */
     for (size_t i = 0; i < k.n; i++) {
         int is_manifest = 0;
-        int64_t seq = seg_key_seq(k.keys[i], &is_manifest);
-        CHECK(is_manifest || seq <= expect_seq, "segment %s has no manifest", k.keys[i]);
+        seg_key_seq(k.keys[i], &is_manifest);
+        out->uncommitted += !is_manifest;
     }
+    out->uncommitted -= out->segments;
     free(k.keys);
 }
 

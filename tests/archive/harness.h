@@ -63,7 +63,8 @@ typedef struct {
     int64_t messages;
     uint8_t *seen; /* per id: times seen (saturating at 255) */
     int64_t n;
-    int64_t foreign; /* ids outside 0..n-1 */
+    int64_t foreign;     /* ids outside 0..n-1 */
+    int64_t uncommitted; /* segment objects no manifest names */
 } h_archive_t;
 void h_archive_read(store_t *s, const char *prefix, const char *job, int64_t n, h_archive_t *out);
 void h_archive_free(h_archive_t *a);

@@ -119,6 +119,7 @@ static void write_segment(seg_writer_t *w, int64_t n, size_t pad, seg_manifest_t
     snprintf(m->job, sizeof(m->job), "daily");
     snprintf(m->run, sizeof(m->run), "daily@1700000000000");
     m->seq = 3;
+    seg_object_name(m->object, sizeof(m->object), 3, "00112233445566ff");
     assert_int_equal(seg_writer_finish(w, m, data, len, err, sizeof(err)), 0);
 }
 
@@ -251,6 +252,14 @@ static void test_manifest_json(void **state)
     bad = cJSON_PrintUnformatted(o);
     assert_int_equal(seg_manifest_parse(bad, strlen(bad), &back, err, sizeof(err)), -1);
     free(bad);
+    /* an object of another seq */
+    cJSON_ReplaceItemInObject(o, "count", cJSON_CreateNumber(10));
+    cJSON_ReplaceItemInObject(o, "object",
+                              cJSON_CreateString("000000000004.00112233445566ff.ndjson.zst"));
+    bad = cJSON_PrintUnformatted(o);
+    assert_int_equal(seg_manifest_parse(bad, strlen(bad), &back, err, sizeof(err)), -1);
+    assert_non_null(strstr(err, "\"object\""));
+    free(bad);
     assert_int_equal(seg_manifest_parse("[1]", 3, &back, err, sizeof(err)), -1);
     assert_int_equal(seg_manifest_parse("{", 1, &back, err, sizeof(err)), -1);
     cJSON_Delete(o);
@@ -263,24 +272,37 @@ static void test_keys(void **state)
     (void)state;
     char k[128];
     int is_manifest = -1;
-    assert_int_equal(seg_key_data(k, sizeof(k), "archive", "daily", 42), 0);
-    assert_string_equal(k, "archive/daily/segments/000000000042.ndjson.zst");
+    char obj[64], tok[SEG_TOKEN_LEN + 1], tok2[SEG_TOKEN_LEN + 1];
+    seg_token_new(tok);
+    seg_token_new(tok2);
+    assert_int_equal(strlen(tok), SEG_TOKEN_LEN);
+    assert_string_not_equal(tok, tok2); /* each try its own object */
+    assert_int_equal(seg_object_name(obj, sizeof(obj), 42, "0123456789abcdef"), 0);
+    assert_string_equal(obj, "000000000042.0123456789abcdef.ndjson.zst");
+    assert_int_equal(seg_key_data(k, sizeof(k), "archive", "daily", obj), 0);
+    assert_string_equal(k, "archive/daily/segments/000000000042.0123456789abcdef.ndjson.zst");
     assert_int_equal(seg_key_seq(k, &is_manifest), 42);
     assert_int_equal(is_manifest, 0);
+    assert_int_equal(seg_key_seq(obj, &is_manifest), 42);
     assert_int_equal(seg_key_manifest(k, sizeof(k), "archive", "daily", 7), 0);
     assert_string_equal(k, "archive/daily/segments/000000000007.manifest.json");
     assert_int_equal(seg_key_seq(k, &is_manifest), 7);
     assert_int_equal(is_manifest, 1);
     assert_int_equal(seg_key_checkpoint(k, sizeof(k), "a/b", "daily"), 0);
     assert_string_equal(k, "a/b/daily/checkpoint.json");
-    assert_int_equal(seg_key_data(k, 20, "archive", "daily", 1), -1); /* does not fit */
+    assert_int_equal(seg_key_data(k, 20, "archive", "daily", obj), -1); /* does not fit */
     assert_int_equal(seg_key_seq("archive/daily/checkpoint.json", NULL), -1);
     assert_int_equal(seg_key_seq("archive/daily/segments/42.ndjson.zst", NULL), -1);
+    assert_int_equal(seg_key_seq("archive/daily/segments/000000000042.ndjson.zst", NULL), -1);
+    assert_int_equal(
+        seg_key_seq("archive/daily/segments/000000000042.0123456789ABCDEF.ndjson.zst", NULL), -1);
     assert_int_equal(seg_key_seq("archive/daily/segments/000000000042.txt", NULL), -1);
     /* keys sort by seq */
-    char a[128], b[128];
-    seg_key_data(a, sizeof(a), "archive", "j", 9);
-    seg_key_data(b, sizeof(b), "archive", "j", 10);
+    char a[128], b[128], oa[64], ob[64];
+    seg_object_name(oa, sizeof(oa), 9, tok);
+    seg_object_name(ob, sizeof(ob), 10, tok2);
+    seg_key_data(a, sizeof(a), "archive", "j", oa);
+    seg_key_data(b, sizeof(b), "archive", "j", ob);
     assert_true(strcmp(a, b) < 0);
 
     assert_true(seg_job_ok("daily-archive_1.x"));

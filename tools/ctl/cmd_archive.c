@@ -6,6 +6,7 @@
  * environment overrides) or --dir for a local directory (docs/archive.md). */
 #include <cjson/cJSON.h>
 #include <inttypes.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -38,14 +39,14 @@ static const ctl_command_t ctl_archive_ls_cmd = {
     "archive ls", "(--config FILE | --dir DIR) [--job JOB]",
     "One row per segment: job, seq, messages, first and last id, the time range of the\n"
     "messages, compressed bytes, the run that wrote it; then each job's checkpoint.\n"
-    "A segment object without a manifest (a write a crash interrupted, replaced by the\n"
-    "next run) is listed as uncommitted."};
+    "A segment object no manifest names (a try a crash or another run's commit\n"
+    "interrupted; never part of the archive) is listed as an uncommitted try."};
 
 static const ctl_command_t ctl_archive_verify_cmd = {
     "archive verify", "(--config FILE | --dir DIR) [--job JOB]",
     "Read every segment back and check it against its manifest: size and sha256 of the\n"
     "stored bytes, then decompressed: line count, size and sha256 of the NDJSON. Exit\n"
-    "status 1 when any segment fails or has no manifest before the last."};
+    "status 1 when any segment fails or a seq has no manifest (a gap)."};
 
 static const ctl_command_t ctl_archive_cat_cmd = {
     "archive cat", "(--config FILE | --dir DIR) --job JOB [--seq N] [--from T] [--to T]",
@@ -138,6 +139,7 @@ typedef struct {
     int64_t seq;
     int is_manifest;
     uint64_t size;
+    char name[64]; /* the file name under segments/ */
 } arch_key_t;
 
 typedef struct {
@@ -173,6 +175,7 @@ static int arch_collect(void *opaque, const char *key, uint64_t size)
     e->seq = seq;
     e->is_manifest = is_manifest;
     e->size = size;
+    snprintf(e->name, sizeof(e->name), "%s", slash + 10);
     return 0;
 }
 
@@ -214,12 +217,64 @@ static int arch_manifest(arch_ctx_t *c, const char *job, int64_t seq, seg_manife
     return rc;
 }
 
-/* Whether data entry i has its manifest: keys are sorted and a manifest key
- * ("...NNN.manifest.json") sorts right before its segment ("...NNN.ndjson.zst"). */
-static int arch_has_manifest(const arch_keys_t *k, size_t i)
+/* The committed view of the listed keys: each manifest entry's manifest
+ * (loaded), and for each data entry whether a manifest names it. Keys sort by
+ * job, then seq; within a seq the tries' objects ("<seq>.<hex>.ndjson.zst")
+ * and the manifest ("<seq>.manifest.json") sit together. */
+typedef struct {
+    seg_manifest_t *m; /* per entry: the manifest (manifest entries that loaded) */
+    char **merr;       /* per entry: why a manifest did not load */
+    bool *committed;   /* per entry: a data object a manifest names */
+} arch_view_t;
+
+static void arch_view_free(arch_view_t *v, size_t n)
 {
-    return i > 0 && k->v[i - 1].is_manifest && k->v[i - 1].seq == k->v[i].seq &&
-           strcmp(k->v[i - 1].job, k->v[i].job) == 0;
+    for (size_t i = 0; v->merr && i < n; i++)
+        free(v->merr[i]);
+    free(v->m);
+    free(v->merr);
+    free(v->committed);
+    memset(v, 0, sizeof(*v));
+}
+
+static int arch_view(arch_ctx_t *c, const arch_keys_t *k, arch_view_t *v)
+{
+    v->m = calloc(k->n + 1, sizeof(*v->m));
+    v->merr = calloc(k->n + 1, sizeof(*v->merr));
+    v->committed = calloc(k->n + 1, sizeof(*v->committed));
+    if (!v->m || !v->merr || !v->committed)
+        return -1;
+    for (size_t i = 0; i < k->n; i++) {
+        char err[700];
+        if (!k->v[i].is_manifest)
+            continue;
+        if (arch_manifest(c, k->v[i].job, k->v[i].seq, &v->m[i], err, sizeof(err))) {
+            v->merr[i] = strdup(err);
+            if (!v->merr[i])
+                return -1;
+            continue;
+        }
+        /* the object it names, among the entries of the same job and seq */
+        for (size_t j = i;
+             j-- > 0 && k->v[j].seq == k->v[i].seq && strcmp(k->v[j].job, k->v[i].job) == 0;)
+            if (!k->v[j].is_manifest && strcmp(k->v[j].name, v->m[i].object) == 0)
+                v->committed[j] = true;
+        for (size_t j = i + 1;
+             j < k->n && k->v[j].seq == k->v[i].seq && strcmp(k->v[j].job, k->v[i].job) == 0; j++)
+            if (!k->v[j].is_manifest && strcmp(k->v[j].name, v->m[i].object) == 0)
+                v->committed[j] = true;
+    }
+    return 0;
+}
+
+/* The size of the object manifest entry i names (0 when not listed). */
+static uint64_t arch_object_size(const arch_keys_t *k, const arch_view_t *v, size_t i)
+{
+    for (size_t j = 0; j < k->n; j++)
+        if (v->committed[j] && k->v[j].seq == k->v[i].seq &&
+            strcmp(k->v[j].job, k->v[i].job) == 0 && strcmp(k->v[j].name, v->m[i].object) == 0)
+            return k->v[j].size;
+    return 0;
 }
 
 static int ctl_archive_ls(ctl_env_t *env, int argc, char **argv)
@@ -233,40 +288,47 @@ static int ctl_archive_ls(ctl_env_t *env, int argc, char **argv)
     if (rc != CTL_PARSE_GO_ON)
         return rc;
     arch_keys_t k = {0};
+    arch_view_t v = {0};
     ctl_table_t *t = NULL;
     rc = CTL_EXIT_FAIL;
     if (arch_open("archive ls", &c) || arch_list("archive ls", &c, &k))
         goto out;
-    if (!(t = ctl_table_new(9, heads))) {
-        ctl_fail("archive ls", "out of memory");
-        goto out;
-    }
+    if (arch_view(&c, &k, &v) || !(t = ctl_table_new(9, heads)))
+        goto oom;
     ctl_table_align_right(t, 1);
     ctl_table_align_right(t, 2);
     ctl_table_align_right(t, 7);
     uint64_t total = 0, bytes = 0, segs = 0;
     for (size_t i = 0; i < k.n; i++) {
-        if (k.v[i].is_manifest)
-            continue;
-        char seq[24], cnt[24], from[40] = "", to[40] = "", sz[24], err[600];
-        seg_manifest_t m;
+        char seq[24], cnt[24], from[40] = "", to[40] = "", sz[24];
         snprintf(seq, sizeof(seq), "%" PRId64, k.v[i].seq);
-        snprintf(sz, sizeof(sz), "%" PRIu64, k.v[i].size);
-        if (!arch_has_manifest(&k, i) ||
-            arch_manifest(&c, k.v[i].job, k.v[i].seq, &m, err, sizeof(err))) {
-            const char *cells[9] = {k.v[i].job, seq, "-", "(uncommitted)", "", "", "", sz, ""};
+        if (!k.v[i].is_manifest) {
+            if (v.committed[i])
+                continue;
+            snprintf(sz, sizeof(sz), "%" PRIu64, k.v[i].size);
+            const char *cells[9] = {k.v[i].job, seq, "-", "(uncommitted try)", "", "", "", sz, ""};
             if (ctl_table_add(t, cells))
                 goto oom;
             continue;
         }
-        snprintf(cnt, sizeof(cnt), "%" PRIu64, m.count);
-        ctl_time_format(m.min_created_at, 0, from, sizeof(from));
-        ctl_time_format(m.max_created_at, 0, to, sizeof(to));
-        const char *cells[9] = {k.v[i].job, seq, cnt, m.first_id, m.last_id, from, to, sz, m.run};
+        if (v.merr[i]) {
+            const char *cells[9] = {k.v[i].job, seq, "-", "(bad manifest)", "", "", "", "", ""};
+            if (ctl_table_add(t, cells))
+                goto oom;
+            continue;
+        }
+        const seg_manifest_t *m = &v.m[i];
+        uint64_t size = arch_object_size(&k, &v, i);
+        snprintf(cnt, sizeof(cnt), "%" PRIu64, m->count);
+        snprintf(sz, sizeof(sz), "%" PRIu64, size);
+        ctl_time_format(m->min_created_at, 0, from, sizeof(from));
+        ctl_time_format(m->max_created_at, 0, to, sizeof(to));
+        const char *cells[9] = {k.v[i].job, seq, cnt, m->first_id, m->last_id,
+                                from,       to,  sz,  m->run};
         if (ctl_table_add(t, cells))
             goto oom;
-        total += m.count;
-        bytes += k.v[i].size;
+        total += m->count;
+        bytes += size;
         segs++;
     }
     ctl_table_print(t, stdout, env->wide ? 0 : (size_t)env->width);
@@ -297,19 +359,18 @@ oom:
     ctl_fail("archive ls", "out of memory");
 out:
     ctl_table_destroy(&t);
+    arch_view_free(&v, k.n);
     free(k.v);
     arch_close(&c);
     return rc;
 }
 
-/* Get and verify one segment; *data malloc'd. 0 or -1 with err. */
-static int arch_load(arch_ctx_t *c, const char *job, int64_t seq, seg_manifest_t *m, void **data,
+/* Get and verify the segment a manifest names; *data malloc'd. 0 or -1. */
+static int arch_load(arch_ctx_t *c, const char *job, const seg_manifest_t *m, void **data,
                      size_t *len, char *err, size_t errlen)
 {
     char key[STORE_KEY_MAX + 1], why[600];
-    if (arch_manifest(c, job, seq, m, err, errlen))
-        return -1;
-    seg_key_data(key, sizeof(key), c->prefix, job, (uint64_t)seq);
+    seg_key_data(key, sizeof(key), c->prefix, job, m->object);
     int rc = store_get(c->store, key, data, len, why, sizeof(why));
     if (rc) {
         snprintf(err, errlen, "%s: %s", key, rc == 1 ? "missing" : why);
@@ -333,26 +394,40 @@ static int ctl_archive_verify(ctl_env_t *env, int argc, char **argv)
     if (rc != CTL_PARSE_GO_ON)
         return rc;
     arch_keys_t k = {0};
+    arch_view_t v = {0};
     rc = CTL_EXIT_FAIL;
     if (arch_open("archive verify", &c) || arch_list("archive verify", &c, &k))
         goto out;
+    if (arch_view(&c, &k, &v)) {
+        ctl_fail("archive verify", "out of memory");
+        goto out;
+    }
     uint64_t ok = 0, bad = 0, msgs = 0;
+    int64_t expect = 0;
     for (size_t i = 0; i < k.n; i++) {
-        if (k.v[i].is_manifest)
-            continue;
         char err[1200];
-        seg_manifest_t m;
-        void *data = NULL;
-        size_t len;
-        if (!arch_has_manifest(&k, i)) {
-            /* only the newest segment of a job may lack one (a crashed try) */
-            bool last = i + 1 >= k.n || strcmp(k.v[i + 1].job, k.v[i].job) != 0;
-            printf("%s %s/%012" PRId64 ": no manifest (%s)\n", last ? "SKIP" : "FAIL", k.v[i].job,
-                   k.v[i].seq, last ? "uncommitted; the next run replaces it" : "a gap");
-            bad += !last;
+        if (i == 0 || strcmp(k.v[i].job, k.v[i - 1].job))
+            expect = 0;
+        if (!k.v[i].is_manifest) {
+            if (!v.committed[i])
+                printf("SKIP %s/%s: no manifest names it (a try that was not committed)\n",
+                       k.v[i].job, k.v[i].name);
             continue;
         }
-        if (arch_load(&c, k.v[i].job, k.v[i].seq, &m, &data, &len, err, sizeof(err))) {
+        if (k.v[i].seq != expect) {
+            printf("FAIL %s: no manifest for segments %" PRId64 "..%" PRId64 " (a gap)\n",
+                   k.v[i].job, expect, k.v[i].seq - 1);
+            bad++;
+        }
+        expect = k.v[i].seq + 1;
+        if (v.merr[i]) {
+            printf("FAIL %s\n", v.merr[i]);
+            bad++;
+            continue;
+        }
+        void *data = NULL;
+        size_t len;
+        if (arch_load(&c, k.v[i].job, &v.m[i], &data, &len, err, sizeof(err))) {
             printf("FAIL %s\n", err);
             bad++;
             continue;
@@ -360,14 +435,16 @@ static int ctl_archive_verify(ctl_env_t *env, int argc, char **argv)
         free(data);
         printf("OK   %s/%012" PRId64 ": %" PRIu64 " messages, %" PRIu64 " -> %" PRIu64
                " bytes, sha256 %.16s...\n",
-               k.v[i].job, k.v[i].seq, m.count, m.ndjson_bytes, m.zst_bytes, m.zst_sha256);
+               k.v[i].job, k.v[i].seq, v.m[i].count, v.m[i].ndjson_bytes, v.m[i].zst_bytes,
+               v.m[i].zst_sha256);
         ok++;
-        msgs += m.count;
+        msgs += v.m[i].count;
     }
     printf("%" PRIu64 " segments verified (%" PRIu64 " messages), %" PRIu64 " failed\n", ok, msgs,
            bad);
     rc = bad ? CTL_EXIT_FAIL : CTL_EXIT_OK;
 out:
+    arch_view_free(&v, k.n);
     free(k.v);
     arch_close(&c);
     return rc;
@@ -434,20 +511,18 @@ static int ctl_archive_cat(ctl_env_t *env, int argc, char **argv)
         goto out;
     uint64_t segs = 0;
     for (size_t i = 0; i < k.n; i++) {
-        if (k.v[i].is_manifest || (seq >= 0 && k.v[i].seq != seq) || !arch_has_manifest(&k, i))
+        if (!k.v[i].is_manifest || (seq >= 0 && k.v[i].seq != seq))
             continue;
         seg_manifest_t m;
         void *data = NULL;
         size_t len;
-        if (cc.filter) {
-            if (arch_manifest(&c, k.v[i].job, k.v[i].seq, &m, err, sizeof(err))) {
-                ctl_fail("archive cat", "%s", err);
-                goto out;
-            }
-            if (m.count == 0 || m.max_created_at < cc.from || m.min_created_at >= cc.to)
-                continue;
+        if (arch_manifest(&c, k.v[i].job, k.v[i].seq, &m, err, sizeof(err))) {
+            ctl_fail("archive cat", "%s", err);
+            goto out;
         }
-        if (arch_load(&c, k.v[i].job, k.v[i].seq, &m, &data, &len, err, sizeof(err))) {
+        if (cc.filter && (m.count == 0 || m.max_created_at < cc.from || m.min_created_at >= cc.to))
+            continue;
+        if (arch_load(&c, k.v[i].job, &m, &data, &len, err, sizeof(err))) {
             ctl_fail("archive cat", "%s", err);
             goto out;
         }
