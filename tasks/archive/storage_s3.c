@@ -161,7 +161,6 @@ static long s3_request(const s3_t *s, const char *method, const char *url, const
         h = curl_slist_append(h, line);
         snprintf(line, sizeof(line), "Content-Type: %s", content_type);
         h = curl_slist_append(h, line);
-        h = curl_slist_append(h, "Expect:");
         if (only_new)
             h = curl_slist_append(h, "If-None-Match: *");
     }
