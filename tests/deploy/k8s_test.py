@@ -289,7 +289,7 @@ def trigger_problems(objs, schemas):
 # ---------------------------------------------------------------- main
 
 
-def validate(t, root, binaries, label):
+def validate(t, root, binaries):
     """(kustomize ok, kubeconform ok, kubeconform output, invariant problems)"""
     rc, out, err = kustomize(t, root)
     if rc:
@@ -322,7 +322,7 @@ def main():
 
     for o in OVERLAYS:
         print("# %s" % o)
-        built, valid, out, probs = validate(t, os.path.join(src, o), binaries, o)
+        built, valid, out, probs = validate(t, os.path.join(src, o), binaries)
         if not check(built, "%s: kustomize build" % o, out.strip()):
             continue
         check(valid, "%s: kubeconform validates every object (strict)" % o, out.strip())
@@ -352,7 +352,7 @@ def main():
     ]
     for what, rel, old, new in schema_cases:
         d = mutate(rel, old, new)
-        built, valid, out, _ = validate(t, os.path.join(d, "base"), binaries, "broken")
+        built, valid, out, _ = validate(t, os.path.join(d, "base"), binaries)
         check(built and not valid, "a broken manifest fails kubeconform: %s" % what,
               "kustomize %s, kubeconform said: %s" % ("ok" if built else "failed", out.strip()[-400:]))
     rule_cases = [
@@ -374,7 +374,7 @@ def main():
     ]
     for what, rel, old, new, expect in rule_cases:
         d = mutate(rel, old, new)
-        built, valid, out, probs = validate(t, os.path.join(d, "base"), binaries, "broken")
+        built, valid, out, probs = validate(t, os.path.join(d, "base"), binaries)
         check(built and any(expect in pr for pr in probs), "a broken manifest fails the rules: %s" % what,
               "problems: %s" % probs)
         for pr in probs:
