@@ -394,6 +394,47 @@ static bool cancelled(const archive_env_t *env)
     return env->cancelled && env->cancelled(env->opaque);
 }
 
+/* Tries of segment seq that no manifest names (a crash before the commit,
+ * or a try another run's commit made moot) are removed once seq is
+ * committed: every object of seq but `keep`. Failures are only logged. */
+typedef struct {
+    const char *keep;
+    char keys[8][STORE_KEY_MAX + 1];
+    int n;
+} others_t;
+
+static int other_try(void *opaque, const char *key, uint64_t size)
+{
+    (void)size;
+    others_t *o = opaque;
+    const char *name = strrchr(key, '/');
+    int is_manifest = 1;
+    name = name ? name + 1 : key;
+    if (seg_key_seq(name, &is_manifest) >= 0 && !is_manifest && strcmp(name, o->keep) != 0 &&
+        o->n < 8)
+        snprintf(o->keys[o->n++], sizeof(o->keys[0]), "%s", key);
+    return 0;
+}
+
+static void drop_other_tries(const archive_env_t *env, const archive_limits_t *lim, const char *job,
+                             uint64_t seq, const char *keep)
+{
+    char pfx[ARCHIVE_KEY_MAX], why[512];
+    others_t o = {.keep = keep};
+    snprintf(pfx, sizeof(pfx), "%s/%s/segments/%012" PRIu64 ".", lim->prefix, job, seq);
+    if (store_list(env->store, pfx, other_try, &o, why, sizeof(why))) {
+        log_warn("archive %s: listing the tries of segment %" PRIu64 ": %s", job, seq, why);
+        return;
+    }
+    for (int i = 0; i < o.n; i++) {
+        if (store_delete(env->store, o.keys[i], why, sizeof(why)))
+            log_warn("archive %s: %s", job, why);
+        else
+            log_info("archive %s: removed %s, a try of segment %" PRIu64 " that was not committed",
+                     job, o.keys[i], seq);
+    }
+}
+
 /* Start the listing of up to limit messages (at most a page) from cursor. */
 static void list_start(call_t *c, const archive_env_t *env, const archive_limits_t *lim,
                        const repo_call_opts_t *opts, int64_t cutoff_ms, const char *cursor,
@@ -441,6 +482,7 @@ archive_rc_t archive_run(const archive_env_t *env, const archive_limits_t *lim, 
     repo_call_opts_t opts = {.timeout_ms = lim->call_timeout_ms};
     call_t pf; /* the next ListMessagesBefore page, fetched ahead ... */
     char pf_cursor[SEG_CURSOR_MAX + 1] = ""; /* ... from this cursor */
+    bool first_segment = true;
     call_init(&pf);
 
     for (;;) {
@@ -475,6 +517,7 @@ archive_rc_t archive_run(const archive_env_t *env, const archive_limits_t *lim, 
             arc = finish_committed(env, lim, job, &m, counts, err, errlen);
             if (arc != ARCHIVE_OK)
                 break;
+            drop_other_tries(env, lim, job, m.seq, m.object);
             cp.next_seq++;
             snprintf(cp.cursor, sizeof(cp.cursor), "%s", m.end_cursor);
             cp.archived_total += m.count;
@@ -625,6 +668,23 @@ archive_rc_t archive_run(const archive_env_t *env, const archive_limits_t *lim, 
         void *back;
         size_t blen;
         rc = store_get(env->store, key, &back, &blen, why, sizeof(why));
+        if (rc == 1) {
+            /* gone: another run committed this seq and removed the other
+             * tries (drop_other_tries); then finish theirs, as on a lost
+             * commit */
+            char mkey[ARCHIVE_KEY_MAX];
+            void *md;
+            size_t ml;
+            seg_key_manifest(mkey, sizeof(mkey), lim->prefix, job, m.seq);
+            if (store_get(env->store, mkey, &md, &ml, why, sizeof(why)) == 0) {
+                free(md);
+                log_warn("archive %s: segment %" PRIu64 " was committed by another run meanwhile; "
+                         "finishing theirs",
+                         job, m.seq);
+                counts->conflicts++;
+                continue;
+            }
+        }
         if (rc) {
             counts->verify_failures++;
             snprintf(err, errlen, "read back %s: %s", key, rc == 1 ? "missing after write" : why);
@@ -668,6 +728,12 @@ archive_rc_t archive_run(const archive_env_t *env, const archive_limits_t *lim, 
             counts->conflicts++;
             continue;
         }
+
+        /* the first segment of a run is where a crash before a commit left
+         * its try: look once per run (a listing per segment would cost) */
+        if (first_segment)
+            drop_other_tries(env, lim, job, m.seq, m.object);
+        first_segment = false;
 
         /* 4. delete from im-repo */
         const char **nids = realloc(ids, n * sizeof(*ids));

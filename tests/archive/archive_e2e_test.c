@@ -71,6 +71,8 @@ static void check_final(store_t *s, const char *job, int64_t old, int64_t total)
     CHECK(newer == 0, "%" PRId64 " messages newer than the cutoff were archived", newer);
     CHECK(a.foreign == 0, "%" PRId64 " unknown ids archived", a.foreign);
     CHECK(a.messages == old, "%" PRId64 " lines, expected %" PRId64, a.messages, old);
+    CHECK(a.uncommitted == 0, "%" PRId64 " segment tries left that no manifest names",
+          a.uncommitted);
     h_archive_free(&a);
 
     repo_client_t *r = h_repo();
