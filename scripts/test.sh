@@ -52,10 +52,12 @@ if [ "${IMTASK_TEST_ASAN:-1}" != 0 ]; then
 fi
 
 if [ "${IMTASK_TEST_VALGRIND:-1}" != 0 ]; then
-    echo "== bazel test under valgrind (unit tests: no service needed)"
-    bazel test --test_tag_filters=-integration \
+    echo "== bazel test under valgrind (the C unit tests: every cc_test not tagged integration)"
+    mapfile -t unit < <(bazel query --noshow_progress \
+        'kind(cc_test, //...) except attr(tags, "integration", //...)' 2>/dev/null)
+    bazel test \
         --run_under='valgrind --quiet --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite,indirect' \
-        //libs/... //tools/... 2>&1 | tee "$logdir/valgrind.log" || status=1
+        "${unit[@]}" 2>&1 | tee "$logdir/valgrind.log" || status=1
 fi
 
 # One closing line over all passes: each bazel test target counts once per
