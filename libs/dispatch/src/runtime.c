@@ -183,7 +183,10 @@ struct dispatch_s {
     dispatch_retry_t retry;
     app_t *app;
     mq_producer_t *producer;
-    mq_consumer_t *consumer;
+    /* set once the consumer exists, cleared before it is destroyed: a
+     * handler still running after the grace (left behind, see
+     * mq_consumer_destroy) reads NULL, which means stopping */
+    _Atomic(mq_consumer_t *) consumer;
     pthread_mutex_t ready_lock; /* consumer's set and clear vs the /readyz check */
     metrics_family_t *f_skipped, *f_dead;
     /* imtask_tasks_skipped_total by known type (task_types order), then
@@ -621,8 +624,14 @@ static void dispatch_txn_abort(mq_txn_t *txn)
 static mq_err_t dispatch_txn_commit(dispatch_t *d, mq_txn_t *txn, mq_msg_t *msg, char *errstr,
                                     size_t errlen)
 {
-    mq_err_t err = mq_txn_commit(txn, mq_msg_kafka(msg), mq_consumer_handle(d->consumer),
-                                 DISPATCH_PRODUCE_TIMEOUT_MS, errstr, errlen);
+    rd_kafka_t *consumer = mq_consumer_handle(d->consumer);
+    if (!consumer) { /* stopping: the consumer is gone, so is its group membership */
+        snprintf(errstr, errlen, "stopping: no consumer group to commit the offset in");
+        dispatch_txn_abort(txn);
+        return MQ_ERR_KAFKA;
+    }
+    mq_err_t err = mq_txn_commit(txn, mq_msg_kafka(msg), consumer, DISPATCH_PRODUCE_TIMEOUT_MS,
+                                 errstr, errlen);
     if (err == MQ_ERR_FATAL)
         dispatch_txn_drop();
     else if (err)
@@ -1034,8 +1043,9 @@ static int dispatch_ready(void *opaque, char *reason, size_t len)
 {
     dispatch_t *d = opaque;
     pthread_mutex_lock(&d->ready_lock);
-    int ready = d->consumer && mq_consumer_ready(d->consumer);
-    if (!ready && !d->consumer)
+    mq_consumer_t *c = d->consumer;
+    int ready = c && mq_consumer_ready(c);
+    if (!ready && !c)
         snprintf(reason, len, "starting: processors and consumer not running yet");
     else if (!ready)
         snprintf(reason, len, "not a member of consumer group %s yet", d->conf.group_id);

@@ -885,12 +885,12 @@ bool mq_consumer_ready(const mq_consumer_t *c)
 
 bool mq_consumer_cancelled(const mq_consumer_t *c)
 {
-    return atomic_load(&c->cancelled);
+    return !c || atomic_load(&c->cancelled); /* none (any more): stopping */
 }
 
 rd_kafka_t *mq_consumer_handle(mq_consumer_t *c)
 {
-    return c->rk;
+    return c ? c->rk : NULL;
 }
 
 int mq_consumer_in_flight(const mq_consumer_t *c)
