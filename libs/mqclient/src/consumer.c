@@ -24,6 +24,8 @@
 #define MQ_BOUND_WAIT_STEP_MS 10
 #define MQ_DONE_EVERY_MS 1 /* a worker hands finished messages back at least this often */
 #define MQ_POLL_BATCH 256  /* messages taken from librdkafka per loop, at most */
+#define MQ_LEAVE_MAX_MS 10000 /* leaving the group, after the grace, at most */
+#define MQ_LEAVE_STEP_MS 50
 
 typedef struct mq_part_s {
     char *topic;
@@ -806,6 +808,65 @@ static bool mq_poll_once(mq_consumer_t *c, int timeout_ms)
     return ok;
 }
 
+/* ---- leaving the group -------------------------------------------------
+ * librdkafka 2.0.x (Debian 12's) has two faults when a cooperative-sticky
+ * member closes in the middle of a rebalance:
+ *  - rd_kafka_destroy aborts on an assertion in the sticky assignor when the
+ *    group had chosen its protocol (JoinGroup answered) but this member had
+ *    not yet received its first assignment (librdkafka#4312, fixed in 2.3.0);
+ *  - rd_kafka_consumer_close can wait forever when an incremental assignment
+ *    arrives while it closes (librdkafka#4527, fixed in 2.4.0).
+ * So a member leaves in steps, each bounded: it finishes joining if it has
+ * begun, unsubscribes and serves the revocation until it owns no partition,
+ * and only then closes. */
+
+static rd_kafka_t *mq_abandoned_rk; /* kept reachable: see mq_leave_group */
+
+static bool mq_join_begun(mq_consumer_t *c)
+{
+    const char *protocol = rd_kafka_rebalance_protocol(c->rk);
+    return protocol && strcmp(protocol, "NONE") != 0;
+}
+
+static int mq_owned_partitions(mq_consumer_t *c)
+{
+    rd_kafka_topic_partition_list_t *owned = NULL;
+    if (rd_kafka_assignment(c->rk, &owned) != RD_KAFKA_RESP_ERR_NO_ERROR)
+        return 0;
+    int n = owned->cnt;
+    rd_kafka_topic_partition_list_destroy(owned);
+    return n;
+}
+
+/* Leave the group; false when the handle must not be destroyed. */
+static bool mq_leave_group(mq_consumer_t *c, int64_t grace_deadline)
+{
+    int64_t limit = clock_mono_ms() + MQ_LEAVE_MAX_MS;
+
+    /* A JoinGroup may still be in flight while the protocol reads NONE:
+     * give the join the rest of the grace, and more once it has begun. */
+    while (!atomic_load(&c->joined) && clock_mono_ms() < limit &&
+           (clock_mono_ms() < grace_deadline || mq_join_begun(c)))
+        mq_poll_once(c, MQ_LEAVE_STEP_MS);
+    bool destroyable = atomic_load(&c->joined) || !mq_join_begun(c);
+
+    rd_kafka_resp_err_t e = rd_kafka_unsubscribe(c->rk);
+    if (e)
+        log_warn("unsubscribe: %s", rd_kafka_err2str(e));
+    while (mq_owned_partitions(c) > 0 && clock_mono_ms() < limit)
+        mq_poll_once(c, MQ_LEAVE_STEP_MS);
+    int owned = mq_owned_partitions(c);
+    if (owned > 0)
+        log_warn("leaving group %s still owning %d partitions after %d ms", c->group_id, owned,
+                 MQ_LEAVE_MAX_MS);
+    rd_kafka_consumer_close(c->rk); /* revokes what is left through the rebalance callback */
+    if (!destroyable)
+        log_error("left group %s in the middle of its first rebalance: the Kafka client is "
+                  "not destroyed (librdkafka 2.0 would abort, librdkafka#4312)",
+                  c->group_id);
+    return destroyable;
+}
+
 mq_err_t mq_consumer_run(mq_consumer_t *c, int64_t grace_ms)
 {
     rd_kafka_topic_partition_list_t *sub = rd_kafka_topic_partition_list_new((int)c->ntopics);
@@ -866,7 +927,10 @@ mq_err_t mq_consumer_run(mq_consumer_t *c, int64_t grace_ms)
         if (e && e != RD_KAFKA_RESP_ERR__NO_OFFSET)
             log_warn("final commit: %s", rd_kafka_err2str(e));
     }
-    rd_kafka_consumer_close(c->rk); /* revokes through the rebalance callback */
+    if (!mq_leave_group(c, deadline)) {
+        mq_abandoned_rk = c->rk;
+        c->rk = NULL;
+    }
     mq_drain_done(c);
     log_info("left group %s", c->group_id);
     return result;
