@@ -17,7 +17,12 @@ import (
 
 // FNV-1a 64: the shard hash of the contract (shard = fnv1a64(user_id) % n).
 func fnv1a64(s string) uint64 {
-	h := uint64(14695981039346656037)
+	return fnvMore(14695981039346656037, s)
+}
+
+// fnvMore continues an FNV-1a 64 hash over s: fnvMore(fnv1a64(a), b) ==
+// fnv1a64(a + b), without building a + b.
+func fnvMore(h uint64, s string) uint64 {
 	for i := 0; i < len(s); i++ {
 		h ^= uint64(s[i])
 		h *= 1099511628211
@@ -81,9 +86,22 @@ func groupSize(gid string) int64 {
 	return int64(1 + fnv1a64(gid)%500)
 }
 
-func memberUserID(gid string, k int64) string {
-	base := int64(fnv1a64("members|"+gid) % 1_000_000_000)
-	return "u" + strconv.FormatInt(base+k, 10)
+// The members of a group are users "u<base+k>", k = 0 .. size-1.
+func memberBase(gid string) int64 {
+	return int64(fnvMore(fnv1a64("members|"), gid) % 1_000_000_000)
+}
+
+// memberHash is fnv1a64 of the user id of member k, without allocating it:
+// a shard's page scans the whole group (the double stores no shard key).
+func memberHash(base, k int64) uint64 {
+	var buf [24]byte
+	b := strconv.AppendInt(append(buf[:0], 'u'), base+k, 10)
+	h := uint64(14695981039346656037)
+	for _, c := range b {
+		h ^= uint64(c)
+		h *= 1099511628211
+	}
+	return h
 }
 
 func memberRole(k int64) pb.GroupRole {
@@ -118,11 +136,11 @@ func decodeCursor(kind, c string) (int64, error) {
 
 func onlineStatus(cfg *dataConfig, uid string) *pb.OnlineStatus {
 	ratio, gws, _, _ := cfg.get()
-	h := fnv1a64(uid + "|online")
+	h := fnvMore(fnv1a64(uid), "|online")
 	st := &pb.OnlineStatus{UserId: uid, LastSeen: epochMs + int64(h%1_000_000_000)}
 	if float64(h%1_000_000) < ratio*1_000_000 {
 		st.IsOnline = true
-		st.GatewayId = fmt.Sprintf("gw-%d", (h/1_000_000)%uint64(gws)+1)
+		st.GatewayId = "gw-" + strconv.FormatUint((h/1_000_000)%uint64(gws)+1, 10)
 	}
 	return st
 }

@@ -230,11 +230,12 @@ func (s *groupSvc) GetGroupMembers(_ context.Context, r *pb.GetGroupMembersReque
 	if uint64(r.ShardIndex) >= shards {
 		return nil, status.Errorf(codes.InvalidArgument, "shard_index %d not below shard_count %d", r.ShardIndex, shards)
 	}
-	match := func(k int64, uid string) bool {
+	base := memberBase(r.GroupId)
+	match := func(k int64) bool {
 		if r.RoleFilter != pb.GroupRole_GROUP_ROLE_UNSPECIFIED && memberRole(k) != r.RoleFilter {
 			return false
 		}
-		return shards == 1 || fnv1a64(uid)%shards == uint64(r.ShardIndex)
+		return shards == 1 || memberHash(base, k)%shards == uint64(r.ShardIndex)
 	}
 	k, err := decodeCursor("members", r.Cursor)
 	if err != nil {
@@ -242,17 +243,17 @@ func (s *groupSvc) GetGroupMembers(_ context.Context, r *pb.GetGroupMembersReque
 	}
 	if r.Cursor == "" && r.Offset > 0 { // origin offset paging: skip matches
 		for skipped := int64(0); k < n && skipped < r.Offset; k++ {
-			if match(k, memberUserID(r.GroupId, k)) {
+			if match(k) {
 				skipped++
 			}
 		}
 	}
 	resp := &pb.GetGroupMembersResponse{Total: n, Members: make([]*pb.GroupMember, 0, limit)}
 	for ; k < n && len(resp.Members) < limit; k++ {
-		uid := memberUserID(r.GroupId, k)
-		if !match(k, uid) {
+		if !match(k) {
 			continue
 		}
+		uid := "u" + strconv.FormatInt(base+k, 10)
 		resp.Members = append(resp.Members, &pb.GroupMember{GroupId: r.GroupId, UserId: uid,
 			Role: memberRole(k), JoinedAt: epochMs + k*1000})
 	}
