@@ -15,14 +15,16 @@ import (
 	pb "imtask/imrepo-double/gen/imrepov1"
 )
 
+const fnvOffset = uint64(14695981039346656037)
+
 // FNV-1a 64: the shard hash of the contract (shard = fnv1a64(user_id) % n).
 func fnv1a64(s string) uint64 {
-	return fnvMore(14695981039346656037, s)
+	return fnvMore(fnvOffset, s)
 }
 
 // fnvMore continues an FNV-1a 64 hash over s: fnvMore(fnv1a64(a), b) ==
-// fnv1a64(a + b), without building a + b.
-func fnvMore(h uint64, s string) uint64 {
+// fnv1a64(a + b), without building a + b; s may be bytes, not to allocate.
+func fnvMore[T string | []byte](h uint64, s T) uint64 {
 	for i := 0; i < len(s); i++ {
 		h ^= uint64(s[i])
 		h *= 1099511628211
@@ -95,13 +97,7 @@ func memberBase(gid string) int64 {
 // a shard's page scans the whole group (the double stores no shard key).
 func memberHash(base, k int64) uint64 {
 	var buf [24]byte
-	b := strconv.AppendInt(append(buf[:0], 'u'), base+k, 10)
-	h := uint64(14695981039346656037)
-	for _, c := range b {
-		h ^= uint64(c)
-		h *= 1099511628211
-	}
-	return h
+	return fnvMore(fnvOffset, strconv.AppendInt(append(buf[:0], 'u'), base+k, 10))
 }
 
 func memberRole(k int64) pb.GroupRole {
