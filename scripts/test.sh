@@ -3,8 +3,8 @@
 # Installs what is missing, starts the local stack (real Kafka and etcd on
 # loopback), runs every test with `bazel test //...`, then again under
 # AddressSanitizer + UndefinedBehaviorSanitizer (`--config=asan`), runs the
-# unit tests under valgrind, stops the stack, and exits non-zero if anything
-# failed.
+# unit tests under valgrind and the im-repo double's own Go tests, stops the
+# stack, and exits non-zero if anything failed.
 #
 #   bash scripts/test.sh             # everything
 #   IMTASK_TEST_ASAN=0 bash scripts/test.sh    # skip the sanitizer pass
@@ -60,6 +60,17 @@ if [ "${IMTASK_TEST_VALGRIND:-1}" != 0 ]; then
         "${unit[@]}" 2>&1 | tee "$logdir/valgrind.log" || status=1
 fi
 
+echo "== go test (the im-repo double's own tests: it answers as the contract says)"
+if ! command -v go >/dev/null && [ -x /usr/local/go/bin/go ]; then
+    PATH="$PATH:/usr/local/go/bin"
+fi
+if (cd tests/doubles/imrepo && GOFLAGS=-buildvcs=false go test -count=1 ./...) 2>&1; then
+    doubles_status=passed
+else
+    doubles_status=failed
+    status=1
+fi
+
 # One closing line over all passes: each bazel test target counts once per
 # pass (bazel prints a target's line while running and again in its summary).
 count() { # log regex -> distinct targets with that status
@@ -71,6 +82,10 @@ for log in "$logdir"/*.log; do
     passed=$((passed + $(count "$log" '(\(cached\) )?PASSED')))
     failed=$((failed + $(count "$log" '(FAILED|TIMEOUT|NO STATUS|FAILED TO BUILD|INCOMPLETE)')))
 done
+case $doubles_status in
+    passed) passed=$((passed + 1)) ;;
+    failed) failed=$((failed + 1)) ;;
+esac
 if [ "$status" != 0 ] && [ "$failed" = 0 ]; then
     failed=1 # the build itself failed
 fi
@@ -80,5 +95,6 @@ for log in "$logdir"/*.log; do
     echo "-- $(basename "$log" .log)"
     { grep -E '^//[^ ]+ +(\(cached\) )?(PASSED|FAILED|TIMEOUT|NO STATUS|FAILED TO BUILD|INCOMPLETE)' "$log" || true; } | sort -u
 done
+echo "-- go test (im-repo double): $doubles_status"
 echo "tests: $passed passed, $failed failed"
 exit $status

@@ -93,8 +93,8 @@ func memberBase(gid string) int64 {
 	return int64(fnvMore(fnv1a64("members|"), gid) % 1_000_000_000)
 }
 
-// memberHash is fnv1a64 of the user id of member k, without allocating it:
-// a shard's page scans the whole group (the double stores no shard key).
+// memberHash is fnv1a64 of the user id of member k, without allocating it
+// (shards.go hashes every member of a group once per shard count).
 func memberHash(base, k int64) uint64 {
 	var buf [24]byte
 	return fnvMore(fnvOffset, strconv.AppendInt(append(buf[:0], 'u'), base+k, 10))

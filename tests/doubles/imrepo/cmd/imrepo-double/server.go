@@ -208,7 +208,13 @@ func (d *double) interceptor(listener string) grpc.UnaryServerInterceptor {
 
 type groupSvc struct {
 	pb.UnimplementedGroupServiceServer
-	d *double
+	d     *double
+	index *shardIndex // nil: every shard page scans the group
+}
+
+func groupMember(gid string, base, k int64) *pb.GroupMember {
+	return &pb.GroupMember{GroupId: gid, UserId: "u" + strconv.FormatInt(base+k, 10),
+		Role: memberRole(k), JoinedAt: epochMs + k*1000}
 }
 
 func (s *groupSvc) GetGroupMembers(_ context.Context, r *pb.GetGroupMembersRequest) (*pb.GetGroupMembersResponse, error) {
@@ -249,13 +255,24 @@ func (s *groupSvc) GetGroupMembers(_ context.Context, r *pb.GetGroupMembersReque
 		}
 	}
 	resp := &pb.GetGroupMembersResponse{Total: n, Members: make([]*pb.GroupMember, 0, limit)}
+	if r.RoleFilter == pb.GroupRole_GROUP_ROLE_UNSPECIFIED {
+		if ks := s.index.get(r.GroupId, base, n, shards, uint64(r.ShardIndex)); ks != nil {
+			page, next := indexPage(ks, k, limit, n) // k is past an offset's skipped members
+			for _, pk := range page {
+				resp.Members = append(resp.Members, groupMember(r.GroupId, base, int64(pk)))
+			}
+			if next < n {
+				resp.HasMore = true
+				resp.NextCursor = encodeCursor("members", next)
+			}
+			return resp, nil
+		}
+	}
 	for ; k < n && len(resp.Members) < limit; k++ {
 		if !match(k) {
 			continue
 		}
-		uid := "u" + strconv.FormatInt(base+k, 10)
-		resp.Members = append(resp.Members, &pb.GroupMember{GroupId: r.GroupId, UserId: uid,
-			Role: memberRole(k), JoinedAt: epochMs + k*1000})
+		resp.Members = append(resp.Members, groupMember(r.GroupId, base, k))
 	}
 	if k < n {
 		resp.HasMore = true
@@ -449,7 +466,7 @@ func (s *messageSvc) GetActivityStats(_ context.Context, r *pb.GetActivityStatsR
 }
 
 func registerServices(gs *grpc.Server, d *double) {
-	g := &groupSvc{d: d}
+	g := &groupSvc{d: d, index: &shardIndex{}}
 	pb.RegisterGroupServiceServer(gs, g)
 	pb.RegisterOnlineStatusServiceServer(gs, &onlineSvc{g: g})
 	pb.RegisterDeviceServiceServer(gs, &deviceSvc{d: d})
