@@ -568,24 +568,22 @@ char *h_metrics_text(int port)
     return h_http(url, false, &code);
 }
 
-double h_metric(int port, const char *prefix)
+double h_metric_in(const char *text, const char *prefix)
 {
-    char url[128];
-    long code;
-    double v = -1;
-    snprintf(url, sizeof(url), "http://127.0.0.1:%d/metrics", port);
-    char *body = h_http(url, false, &code);
-    if (!body)
-        return -1;
     size_t pl = strlen(prefix);
-    for (char *line = body; line && *line;) {
-        char *nl = strchr(line, '\n');
-        if (strncmp(line, prefix, pl) == 0) {
-            v = strtod(line + pl, NULL);
-            break;
-        }
+    for (const char *line = text; line && *line;) {
+        const char *nl = strchr(line, '\n');
+        if (strncmp(line, prefix, pl) == 0)
+            return strtod(line + pl, NULL);
         line = nl ? nl + 1 : NULL;
     }
+    return -1;
+}
+
+double h_metric(int port, const char *prefix)
+{
+    char *body = h_metrics_text(port);
+    double v = body ? h_metric_in(body, prefix) : -1;
     free(body);
     return v;
 }

@@ -137,6 +137,8 @@ int h_free_port(void);
 double h_metric(int port, const char *prefix);
 /* The whole /metrics text (caller frees), or NULL. */
 char *h_metrics_text(int port);
+/* The value of the first line of a /metrics text starting with prefix, or -1. */
+double h_metric_in(const char *text, const char *prefix);
 /* CPU time (user + system) a process used so far, seconds; -1 when gone. */
 double h_cpu_seconds(pid_t pid);
 /* Peak resident set of a process (VmHWM), kB; -1 when gone. */
