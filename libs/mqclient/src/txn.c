@@ -45,9 +45,15 @@ mq_txn_t *mq_txn_new(rd_kafka_conf_t *conf, const char *transactional_id, int ti
         free(t);
         return NULL;
     }
-    t->rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, rderr, sizeof(rderr));
+    /* the producer gets a copy: if init_transactions fails, the producer
+     * (and what it was given) is destroyed, while conf stays the caller's */
+    rd_kafka_conf_t *own = rd_kafka_conf_dup(conf);
+    t->rk = own ? rd_kafka_new(RD_KAFKA_PRODUCER, own, rderr, sizeof(rderr)) : NULL;
     if (!t->rk) {
-        snprintf(err, errlen, "cannot create the transactional producer: %s", rderr);
+        snprintf(err, errlen, "cannot create the transactional producer: %s",
+                 own ? rderr : "out of memory");
+        if (own)
+            rd_kafka_conf_destroy(own);
         free(t);
         return NULL;
     }
@@ -56,10 +62,11 @@ mq_txn_t *mq_txn_new(rd_kafka_conf_t *conf, const char *transactional_id, int ti
         snprintf(err, errlen, "init_transactions (%s): %s", transactional_id,
                  rd_kafka_error_string(e));
         rd_kafka_error_destroy(e);
-        rd_kafka_destroy(t->rk); /* conf went with it */
+        rd_kafka_destroy(t->rk); /* with own */
         free(t);
         return NULL;
     }
+    rd_kafka_conf_destroy(conf);
     return t;
 }
 
