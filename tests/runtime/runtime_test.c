@@ -2004,6 +2004,12 @@ static void test_exactly_once(void **state)
     wait_tally(c, &t, both, 2, false, C7_N, 150, "done after the restart");
     child_stop_expect_0(c, b, false);
     tally_children(&t, c, both, 2);
+    /* each worker's transactional producer was made at start, before the
+     * first task, not by the task that needed it */
+    for (int i = 0; i < 2; i++)
+        CHECK(file_has(both[i]->log, "made 4 transactional producers for 4 workers"),
+              "child %s did not make its 4 producers at start (log %s)", both[i]->name,
+              both[i]->log);
 
     /* the outputs, as a read_committed reader (a gateway) sees them: each
      * task's C7_OUTS outputs exactly once, even for the tasks the killed

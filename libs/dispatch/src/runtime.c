@@ -19,6 +19,7 @@
 #include "infra/str.h"
 
 #define DISPATCH_PRODUCE_TIMEOUT_MS 30000
+#define DISPATCH_PREMAKE_MS 10000 /* making the workers' producers at start */
 #define DISPATCH_BLOCK_MS 10000
 #define DISPATCH_NUM_MAX 32
 #define DISPATCH_KNOWN_TYPES_MAX 8 /* entries of task_types[] with a skipped series */
@@ -195,8 +196,11 @@ struct dispatch_s {
     metrics_series_t *unknown_consumed;
     bool eos; /* exactly-once mode: see dispatch_ops_t.exactly_once */
     pthread_mutex_t txn_lock;
-    mq_txn_t *txns[1024]; /* one per worker thread, made on first use */
-    size_t ntxns;
+    /* one per worker thread: made at start (dispatch_txns_premake), or on a
+     * worker's first task when that failed; slots below nclaimed belong to
+     * a worker */
+    mq_txn_t *txns[1024];
+    size_t ntxns, nclaimed;
 };
 
 /* This worker's transactional producer (exactly-once mode). */
@@ -555,48 +559,85 @@ static int dispatch_write_until_done(dispatch_t *d, mq_msg_t *msg, const char *t
     }
 }
 
-/* This worker's transactional producer, made on first use; waits and tries
- * again while the broker refuses, until the grace is over (then NULL). */
-static mq_txn_t *dispatch_txn_get(dispatch_t *d)
+/* One transactional producer (one attempt, at most timeout_ms); NULL with
+ * *err set. */
+static mq_txn_t *dispatch_txn_make(dispatch_t *d, int timeout_ms, char *err, size_t errlen)
 {
-    char err[CFG_ERR_MAX], txid[256], host[64];
+    static atomic_uint seq;
+    char txid[256], host[64];
     const app_config_t *ac = app_config(d->app);
-    if (dispatch_tl_txn && *dispatch_tl_txn)
-        return *dispatch_tl_txn;
     if (gethostname(host, sizeof(host)) != 0)
         snprintf(host, sizeof(host), "unknown");
     host[sizeof(host) - 1] = '\0';
+    /* kafka.transaction.timeout.ms overrides: a crashed producer's open
+     * transaction holds read_committed readers back that long */
+    const char *extra[] = {"transaction.timeout.ms", "60000", NULL};
+    for (size_t i = 0; i < ac->kafka_props.count; i++) {
+        if (strcmp(ac->kafka_props.items[i].key, "transaction.timeout.ms") == 0)
+            extra[0] = NULL;
+    }
+    snprintf(txid, sizeof(txid), "%s-%s-%d-%u", d->conf.group_id, host, (int)getpid(),
+             atomic_fetch_add(&seq, 1));
+    rd_kafka_conf_t *conf = mq_conf_build(ac->kafka_brokers, &ac->kafka_props, extra, err, errlen);
+    mq_txn_t *txn = conf ? mq_txn_new(conf, txid, timeout_ms, err, errlen) : NULL;
+    if (!txn && conf)
+        rd_kafka_conf_destroy(conf);
+    return txn;
+}
+
+/* Exactly-once mode: every worker's producer made before the first task, so
+ * that no task waits for one (the coordinator lookup and InitProducerId) and
+ * a broker that refuses transactions shows at start. Bounded: at most
+ * DISPATCH_PREMAKE_MS in all, and none after the first failure (the broker
+ * is likely away); a worker without one makes it on its first task. */
+static void dispatch_txns_premake(dispatch_t *d)
+{
+    char err[CFG_ERR_MAX];
+    int64_t t0 = clock_mono_ms();
+    size_t made = 0;
+    for (int64_t i = 0; i < d->conf.workers && d->ntxns < sizeof(d->txns) / sizeof(d->txns[0]);
+         i++) {
+        int64_t left = DISPATCH_PREMAKE_MS - (clock_mono_ms() - t0);
+        if (app_stopping(d->app))
+            return;
+        mq_txn_t *txn = left > 0 ? dispatch_txn_make(d, (int)left, err, sizeof(err)) : NULL;
+        if (!txn) {
+            log_warn("transactional producers: %lld of %lld made at start (%s); the others are "
+                     "made on their worker's first task",
+                     (long long)made, (long long)d->conf.workers, left > 0 ? err : "out of time");
+            return;
+        }
+        made++;
+        pthread_mutex_lock(&d->txn_lock);
+        d->txns[d->ntxns++] = txn;
+        pthread_mutex_unlock(&d->txn_lock);
+    }
+    log_info("made %zu transactional producers for %lld workers in %lld ms", made,
+             (long long)d->conf.workers, (long long)(clock_mono_ms() - t0));
+}
+
+/* This worker's transactional producer: the one made for its slot at start,
+ * or a new one; waits and tries again while the broker refuses, until the
+ * grace is over (then NULL). */
+static mq_txn_t *dispatch_txn_get(dispatch_t *d)
+{
+    char err[CFG_ERR_MAX];
+    if (!dispatch_tl_txn) { /* this thread's first task: claim a slot */
+        pthread_mutex_lock(&d->txn_lock);
+        if (d->nclaimed == d->ntxns && d->ntxns < sizeof(d->txns) / sizeof(d->txns[0]))
+            d->txns[d->ntxns++] = NULL;
+        if (d->nclaimed < d->ntxns)
+            dispatch_tl_txn = &d->txns[d->nclaimed++];
+        pthread_mutex_unlock(&d->txn_lock);
+        if (!dispatch_tl_txn)
+            return NULL; /* more worker threads than slots */
+    }
+    if (*dispatch_tl_txn)
+        return *dispatch_tl_txn;
     for (uint32_t n = 0; !mq_consumer_cancelled(d->consumer); n++) {
-        static atomic_uint seq;
-        /* kafka.transaction.timeout.ms overrides: a crashed producer's open
-         * transaction holds read_committed readers back that long */
-        const char *extra[] = {"transaction.timeout.ms", "60000", NULL};
-        for (size_t i = 0; i < ac->kafka_props.count; i++) {
-            if (strcmp(ac->kafka_props.items[i].key, "transaction.timeout.ms") == 0)
-                extra[0] = NULL;
-        }
-        snprintf(txid, sizeof(txid), "%s-%s-%d-%u", d->conf.group_id, host, (int)getpid(),
-                 atomic_fetch_add(&seq, 1));
-        rd_kafka_conf_t *conf =
-            mq_conf_build(ac->kafka_brokers, &ac->kafka_props, extra, err, sizeof(err));
-        mq_txn_t *txn =
-            conf ? mq_txn_new(conf, txid, DISPATCH_PRODUCE_TIMEOUT_MS, err, sizeof(err)) : NULL;
-        if (txn) {
-            pthread_mutex_lock(&d->txn_lock);
-            if (!dispatch_tl_txn) {
-                if (d->ntxns == sizeof(d->txns) / sizeof(d->txns[0])) {
-                    pthread_mutex_unlock(&d->txn_lock);
-                    mq_txn_destroy(&txn);
-                    return NULL;
-                }
-                dispatch_tl_txn = &d->txns[d->ntxns++];
-            }
-            *dispatch_tl_txn = txn;
-            pthread_mutex_unlock(&d->txn_lock);
-            return txn;
-        }
-        if (conf)
-            rd_kafka_conf_destroy(conf);
+        mq_txn_t *txn = dispatch_txn_make(d, DISPATCH_PRODUCE_TIMEOUT_MS, err, sizeof(err));
+        if (txn)
+            return *dispatch_tl_txn = txn;
         int64_t wait = dispatch_backoff_ms(500, 10000, n);
         log_warn("transactional producer: %s; trying again in %lld ms", err, (long long)wait);
         dispatch_sleep(d, wait);
@@ -1130,6 +1171,8 @@ static int dispatch_run(app_t *app, void *opaque)
         }
         p->started = true;
     }
+    if (d->eos)
+        dispatch_txns_premake(d);
     mq_consumer_opts_t opts = {
         .group_id = d->conf.group_id,
         .topics = topics,
