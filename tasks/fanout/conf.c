@@ -47,10 +47,11 @@ static const cfg_field_t fanout_fields[] = {
     {.key = "shard_members",
      .type = CFG_INT,
      .offset = FC(shard_members),
-     .def = "100000",
+     .def = "25000",
      .min = 1,
      .max = 100000000,
-     .help = "a group with more members is split into shards of about this many"},
+     .help = "a group with more members is split into shards of about this many (im-repo "
+             "should index the shard key)"},
     {.key = "max_shards",
      .type = CFG_INT,
      .offset = FC(max_shards),
