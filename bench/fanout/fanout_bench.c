@@ -4,8 +4,9 @@
  * and imtask-fanout processes, produces ONE FanoutTask and measures:
  *   - the time from the task produced to the last downlink committed (the
  *     processes' metrics: every shard ended and no slice in flight, polled
- *     every 20 ms or 1 % of the time so far), after a warm-up that made the workers' producers; a
- *     read_committed reader then checks every recipient's downlink is there;
+ *     every 20 ms or 1 % of the time so far), after a warm-up in which
+ *     every worker used its producer; a read_committed reader then checks
+ *     every recipient's downlink is there;
  *   - members per second and downlink records per second over that time;
  *   - the peak RSS (VmHWM) of each fan-out process;
  *   - im-repo calls (the double's counters);
@@ -17,7 +18,7 @@
  *
  *   fanout_bench BIN [--members 10000,100000,1000000] [--ratios 1,0.3]
  *                [--procs 1] [--workers 4] [--format recipient|batch]
- *                [--batch-size 200] [--slice-pages 50] [--shard-members 50000]
+ *                [--batch-size 200] [--slice-pages 50] [--shard-members 25000]
  *                [--max-shards 16] [--kafka "key: value;..."] [--no-ceiling]
  *                [--imrepo-latency-ms 0]
  * FANOUT_BENCH_METRICS=1 prints the fan-out's slice and im-repo metrics,
@@ -42,6 +43,7 @@
 #define GW_PARTS 3
 #define TASK_PARTS 6
 #define MAX_PROCS 4
+#define WARM_MEMBERS 200 /* members of each warm-up group: one page, most gateways */
 
 typedef struct {
     const char *bin;
@@ -269,21 +271,25 @@ static void run_scenario(const opts_t *o, h_double_t *dbl, int64_t n, double rat
     }
     h_sleep_ms(o->procs > 1 ? 8000 : 3000);
 
-    /* warm-up: small fan-outs on several keys, so the workers have made
-     * their transactional producers (made on a worker's first task) and
-     * the measured fan-out sees a process in its steady state */
+    /* warm-up: small fan-outs on many keys, so that every worker has used
+     * its transactional producer and learnt the gateway topics (a
+     * producer's first records to a topic wait for its metadata, up to a
+     * second seen here) and the measured fan-out sees a process in its
+     * steady state: 12 per worker, so that every task-topic partition (and
+     * so every worker) gets some (6 partitions miss none of 48 random keys
+     * but one time in a thousand) */
     rd_kafka_t *tail = tail_open(&t);
     h_prod_t p;
     tally_t warm = {0};
     int64_t want_warm = 0;
     h_prod_open(&p);
-    for (int i = 0; i < 3 * o->procs * o->workers; i++) {
+    for (int i = 0; i < 12 * o->procs * o->workers; i++) {
         char wgid[64], wid[32];
         Imtask__V1__FanoutTask wt = IMTASK__V1__FANOUT_TASK__INIT;
         uint8_t wbuf[256];
-        snprintf(wgid, sizeof(wgid), "g40-warm%d-%lld", i, (long long)h_wall_ms());
+        snprintf(wgid, sizeof(wgid), "g%d-warm%d-%lld", WARM_MEMBERS, i, (long long)h_wall_ms());
         snprintf(wid, sizeof(wid), "warm-%d", i);
-        for (int k = 0; k < 40; k++) {
+        for (int k = 0; k < WARM_MEMBERS; k++) {
             char uid[24];
             int gw;
             oracle_member(wgid, k, uid, sizeof(uid));
@@ -483,7 +489,7 @@ int main(int argc, char **argv)
                 .workers = 4,
                 .batch_size = 200,
                 .slice_pages = 50,
-                .shard_members = 50000,
+                .shard_members = 25000, /* the service's defaults */
                 .max_shards = 16,
                 .format = "recipient",
                 .ceiling = true};
