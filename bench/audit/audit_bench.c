@@ -31,6 +31,7 @@
 #include "dispatch/task.h"
 #include "proto/audit.pb-c.h"
 #include "tasks/audit/http.h"
+#include "tests/support/support.h"
 
 #include <pthread.h>
 
@@ -95,22 +96,8 @@ static int topics(const char *brokers, const char *prefix, const char *group, bo
         rd_kafka_NewTopic_destroy_array(nt, 4);
         sleep(1); /* leaders */
     } else {
-        rd_kafka_DeleteTopic_t *dt[4];
-        for (int i = 0; i < 4; i++)
-            dt[i] = rd_kafka_DeleteTopic_new(names[i]);
-        rd_kafka_DeleteTopics(rk, dt, 4, o, q);
-        rd_kafka_event_t *ev = rd_kafka_queue_poll(q, 30000);
-        if (ev)
-            rd_kafka_event_destroy(ev);
-        rd_kafka_DeleteTopic_destroy_array(dt, 4);
-        if (group) {
-            rd_kafka_DeleteGroup_t *dg = rd_kafka_DeleteGroup_new(group);
-            rd_kafka_DeleteGroups(rk, &dg, 1, o, q);
-            ev = rd_kafka_queue_poll(q, 30000);
-            if (ev)
-                rd_kafka_event_destroy(ev);
-            rd_kafka_DeleteGroup_destroy(dg);
-        }
+        const char *topics[] = {names[0], names[1], names[2], names[3]};
+        ts_kafka_delete(brokers, topics, 4, group, "audit_bench");
     }
     rd_kafka_AdminOptions_destroy(o);
     rd_kafka_queue_destroy(q);

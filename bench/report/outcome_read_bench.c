@@ -14,6 +14,7 @@
 
 #include "dispatch/outcome.h"
 #include "tasks/archive/report_model.h"
+#include "tests/support/support.h"
 
 static int64_t mono_ms(void)
 {
@@ -125,13 +126,9 @@ int main(int argc, char **argv)
            rss0, peak_rss_kb());
     report_agg_destroy(&r.agg);
 
-    rd_kafka_DeleteTopic_t *dt = rd_kafka_DeleteTopic_new(topic);
-    rd_kafka_DeleteTopics(rk, &dt, 1, NULL, q);
-    ev = rd_kafka_queue_poll(q, 30000);
-    if (ev)
-        rd_kafka_event_destroy(ev);
-    rd_kafka_DeleteTopic_destroy(dt);
     rd_kafka_queue_destroy(q);
     rd_kafka_destroy(rk);
+    const char *topics[] = {topic};
+    ts_kafka_delete(brokers, topics, 1, NULL, "outcome_read_bench");
     return r.outcome_events == in_topic ? 0 : 1;
 }

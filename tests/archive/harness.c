@@ -29,6 +29,7 @@
 #include "dispatch/task.h"
 #include "proto/schedule.pb-c.h"
 #include "tasks/archive/segment.h"
+#include "tests/support/support.h"
 
 extern char **environ;
 
@@ -405,25 +406,10 @@ void h_topics_create(h_topics_t *t, const char *tag)
 
 void h_topics_delete(h_topics_t *t)
 {
-    char err[256];
     if (!t->base[0])
         return;
     const char *names[] = {t->topic, t->retry, t->dlq};
-    rd_kafka_t *rk = kafka_new(RD_KAFKA_PRODUCER);
-    rd_kafka_queue_t *q = rd_kafka_queue_new(rk);
-    rd_kafka_AdminOptions_t *o = rd_kafka_AdminOptions_new(rk, RD_KAFKA_ADMIN_OP_DELETETOPICS);
-    rd_kafka_AdminOptions_set_operation_timeout(o, 30000, err, sizeof(err));
-    rd_kafka_DeleteTopic_t *dt[3];
-    for (int i = 0; i < 3; i++)
-        dt[i] = rd_kafka_DeleteTopic_new(names[i]);
-    rd_kafka_DeleteTopics(rk, dt, 3, o, q);
-    rd_kafka_event_t *ev = rd_kafka_queue_poll(q, 30000);
-    if (ev)
-        rd_kafka_event_destroy(ev);
-    rd_kafka_DeleteTopic_destroy_array(dt, 3);
-    rd_kafka_AdminOptions_destroy(o);
-    rd_kafka_queue_destroy(q);
-    rd_kafka_destroy(rk);
+    ts_kafka_delete(h_env.brokers, names, 3, NULL, t->base);
     t->base[0] = '\0';
 }
 

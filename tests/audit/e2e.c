@@ -27,6 +27,7 @@
 
 #include "dispatch/headers.h"
 #include "dispatch/task.h"
+#include "tests/support/support.h"
 
 #define CHECK(cond, ...)                                                                           \
     do {                                                                                           \
@@ -241,29 +242,10 @@ static void topics_create(e2e_case_t *c)
 
 static void topics_delete(e2e_case_t *c)
 {
-    char err[256];
     const char *names[] = {c->topic_task, c->topic_retry, c->topic_dlq, c->topic_result};
-    rd_kafka_t *rk = kafka_new(RD_KAFKA_PRODUCER, NULL);
-    rd_kafka_queue_t *q = rd_kafka_queue_new(rk);
-    rd_kafka_AdminOptions_t *o = rd_kafka_AdminOptions_new(rk, RD_KAFKA_ADMIN_OP_ANY);
-    rd_kafka_AdminOptions_set_request_timeout(o, 30000, err, sizeof(err));
-    rd_kafka_DeleteTopic_t *dt[4];
-    for (int i = 0; i < 4; i++)
-        dt[i] = rd_kafka_DeleteTopic_new(names[i]);
-    rd_kafka_DeleteTopics(rk, dt, 4, o, q);
-    rd_kafka_event_t *ev = rd_kafka_queue_poll(q, 30000);
-    if (ev)
-        rd_kafka_event_destroy(ev);
-    rd_kafka_DeleteTopic_destroy_array(dt, 4);
-    rd_kafka_DeleteGroup_t *dg = rd_kafka_DeleteGroup_new(c->group);
-    rd_kafka_DeleteGroups(rk, &dg, 1, o, q);
-    ev = rd_kafka_queue_poll(q, 30000);
-    if (ev)
-        rd_kafka_event_destroy(ev);
-    rd_kafka_DeleteGroup_destroy(dg);
-    rd_kafka_AdminOptions_destroy(o);
-    rd_kafka_queue_destroy(q);
-    rd_kafka_destroy(rk);
+    char what[64];
+    snprintf(what, sizeof(what), "case %s", c->tag);
+    ts_kafka_delete(e2e_env.brokers, names, 4, c->group, what);
 }
 
 void e2e_produce_task(e2e_case_t *c, const char *task_id, const char *message_id,

@@ -26,6 +26,7 @@
 
 #include "dispatch/headers.h"
 #include "dispatch/task.h"
+#include "tests/support/support.h"
 
 #define H_MAX_PIDS 16
 #define H_CHILD_STOP_S 60
@@ -238,48 +239,13 @@ void h_topics_create(const char *const *names, const int *parts, int n)
 
 void h_topics_delete(const char *const *names, int n)
 {
-    char err[256];
-    if (n <= 0)
-        return;
-    rd_kafka_t *rk = h_kafka_new(RD_KAFKA_PRODUCER, NULL);
-    rd_kafka_queue_t *q = rd_kafka_queue_new(rk);
-    rd_kafka_DeleteTopic_t **dt = calloc((size_t)n, sizeof(*dt));
-    rd_kafka_AdminOptions_t *opt = rd_kafka_AdminOptions_new(rk, RD_KAFKA_ADMIN_OP_ANY);
-    rd_kafka_AdminOptions_set_request_timeout(opt, 30000, err, sizeof(err));
-    for (int i = 0; dt && i < n; i++)
-        dt[i] = rd_kafka_DeleteTopic_new(names[i]);
-    if (dt) {
-        rd_kafka_DeleteTopics(rk, dt, (size_t)n, opt, q);
-        rd_kafka_event_t *ev = rd_kafka_queue_poll(q, 30000);
-        if (!ev || rd_kafka_event_error(ev))
-            fprintf(stderr, "note: deleting topics: %s\n",
-                    ev ? rd_kafka_event_error_string(ev) : "no answer");
-        if (ev)
-            rd_kafka_event_destroy(ev);
-        rd_kafka_DeleteTopic_destroy_array(dt, (size_t)n);
-    }
-    free(dt);
-    rd_kafka_AdminOptions_destroy(opt);
-    rd_kafka_queue_destroy(q);
-    rd_kafka_destroy(rk);
+    if (n > 0)
+        ts_kafka_delete(h_brokers, names, (size_t)n, NULL, "fan-out test");
 }
 
 void h_group_delete(const char *group)
 {
-    char err[256];
-    rd_kafka_t *rk = h_kafka_new(RD_KAFKA_PRODUCER, NULL);
-    rd_kafka_queue_t *q = rd_kafka_queue_new(rk);
-    rd_kafka_AdminOptions_t *opt = rd_kafka_AdminOptions_new(rk, RD_KAFKA_ADMIN_OP_ANY);
-    rd_kafka_AdminOptions_set_request_timeout(opt, 30000, err, sizeof(err));
-    rd_kafka_DeleteGroup_t *dg = rd_kafka_DeleteGroup_new(group);
-    rd_kafka_DeleteGroups(rk, &dg, 1, opt, q);
-    rd_kafka_event_t *ev = rd_kafka_queue_poll(q, 30000);
-    if (ev)
-        rd_kafka_event_destroy(ev);
-    rd_kafka_DeleteGroup_destroy(dg);
-    rd_kafka_AdminOptions_destroy(opt);
-    rd_kafka_queue_destroy(q);
-    rd_kafka_destroy(rk);
+    ts_kafka_delete(h_brokers, NULL, 0, group, "fan-out test");
 }
 
 void h_prod_open(h_prod_t *p)

@@ -16,6 +16,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "tests/support/support.h"
+
 #define NMSG 500
 #define NPART 3
 
@@ -63,16 +65,8 @@ static void create_topic(void)
 
 static void delete_topic(void)
 {
-    rd_kafka_t *rk = new_client(RD_KAFKA_PRODUCER, NULL);
-    rd_kafka_queue_t *q = rd_kafka_queue_new(rk);
-    rd_kafka_DeleteTopic_t *dt = rd_kafka_DeleteTopic_new(topic);
-    rd_kafka_DeleteTopics(rk, &dt, 1, NULL, q);
-    rd_kafka_event_t *ev = rd_kafka_queue_poll(q, 30000);
-    if (ev)
-        rd_kafka_event_destroy(ev);
-    rd_kafka_DeleteTopic_destroy(dt);
-    rd_kafka_queue_destroy(q);
-    rd_kafka_destroy(rk);
+    const char *topics[] = {topic};
+    ts_kafka_delete(brokers, topics, 1, NULL, "kafka round trip");
 }
 
 static int delivered_ok, delivered_err;

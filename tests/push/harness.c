@@ -23,6 +23,7 @@
 
 #include "dispatch/headers.h"
 #include "dispatch/task.h"
+#include "tests/support/support.h"
 
 ph_env_t ph_env;
 ph_case_t ph_case;
@@ -202,7 +203,7 @@ static rd_kafka_t *kafka_new(rd_kafka_type_t type, const char *const *kv)
     return rk;
 }
 
-static void topics_admin(ph_case_t *c, bool create)
+static void topics_create(ph_case_t *c)
 {
     char err[512];
     rd_kafka_t *rk = kafka_new(RD_KAFKA_PRODUCER, NULL);
@@ -210,60 +211,43 @@ static void topics_admin(ph_case_t *c, bool create)
     rd_kafka_AdminOptions_t *opt = rd_kafka_AdminOptions_new(rk, RD_KAFKA_ADMIN_OP_ANY);
     rd_kafka_AdminOptions_set_request_timeout(opt, 30000, err, sizeof(err));
     rd_kafka_event_t *ev;
-    if (create) {
-        rd_kafka_NewTopic_t *nt[3];
-        for (int i = 0; i < 3; i++)
-            nt[i] = rd_kafka_NewTopic_new(c->topic[i], i == 0 ? 3 : 1, 1, err, sizeof(err));
-        rd_kafka_CreateTopics(rk, nt, 3, opt, q);
-        ev = rd_kafka_queue_poll(q, 60000);
-        PH_CHECK(ev && !rd_kafka_event_error(ev), "CreateTopics: %s",
-                 ev ? rd_kafka_event_error_string(ev) : "no answer");
-        size_t n;
-        const rd_kafka_topic_result_t **tr =
-            rd_kafka_CreateTopics_result_topics(rd_kafka_event_CreateTopics_result(ev), &n);
-        for (size_t i = 0; i < n; i++)
-            PH_CHECK(!rd_kafka_topic_result_error(tr[i]), "CreateTopics %s: %s",
-                     rd_kafka_topic_result_name(tr[i]), rd_kafka_topic_result_error_string(tr[i]));
-        rd_kafka_event_destroy(ev);
-        rd_kafka_NewTopic_destroy_array(nt, 3);
-        /* until every partition has a leader */
-        int64_t until = ph_mono_ms() + 30000;
-        for (;;) {
-            const struct rd_kafka_metadata *md = NULL;
-            int ready = 0;
-            if (rd_kafka_metadata(rk, 1, NULL, &md, 5000) == RD_KAFKA_RESP_ERR_NO_ERROR) {
-                for (int j = 0; j < md->topic_cnt; j++) {
-                    for (int i = 0; i < 3; i++) {
-                        if (strcmp(md->topics[j].topic, c->topic[i]) != 0 || md->topics[j].err)
-                            continue;
-                        bool ok = md->topics[j].partition_cnt > 0;
-                        for (int k = 0; k < md->topics[j].partition_cnt; k++)
-                            ok = ok && md->topics[j].partitions[k].leader >= 0;
-                        ready += ok;
-                    }
+    rd_kafka_NewTopic_t *nt[3];
+    for (int i = 0; i < 3; i++)
+        nt[i] = rd_kafka_NewTopic_new(c->topic[i], i == 0 ? 3 : 1, 1, err, sizeof(err));
+    rd_kafka_CreateTopics(rk, nt, 3, opt, q);
+    ev = rd_kafka_queue_poll(q, 60000);
+    PH_CHECK(ev && !rd_kafka_event_error(ev), "CreateTopics: %s",
+             ev ? rd_kafka_event_error_string(ev) : "no answer");
+    size_t n;
+    const rd_kafka_topic_result_t **tr =
+        rd_kafka_CreateTopics_result_topics(rd_kafka_event_CreateTopics_result(ev), &n);
+    for (size_t i = 0; i < n; i++)
+        PH_CHECK(!rd_kafka_topic_result_error(tr[i]), "CreateTopics %s: %s",
+                 rd_kafka_topic_result_name(tr[i]), rd_kafka_topic_result_error_string(tr[i]));
+    rd_kafka_event_destroy(ev);
+    rd_kafka_NewTopic_destroy_array(nt, 3);
+    /* until every partition has a leader */
+    int64_t until = ph_mono_ms() + 30000;
+    for (;;) {
+        const struct rd_kafka_metadata *md = NULL;
+        int ready = 0;
+        if (rd_kafka_metadata(rk, 1, NULL, &md, 5000) == RD_KAFKA_RESP_ERR_NO_ERROR) {
+            for (int j = 0; j < md->topic_cnt; j++) {
+                for (int i = 0; i < 3; i++) {
+                    if (strcmp(md->topics[j].topic, c->topic[i]) != 0 || md->topics[j].err)
+                        continue;
+                    bool ok = md->topics[j].partition_cnt > 0;
+                    for (int k = 0; k < md->topics[j].partition_cnt; k++)
+                        ok = ok && md->topics[j].partitions[k].leader >= 0;
+                    ready += ok;
                 }
-                rd_kafka_metadata_destroy(md);
             }
-            if (ready == 3)
-                break;
-            PH_CHECK(ph_mono_ms() < until, "topics of %s not ready", c->tag);
-            ph_sleep_ms(200);
+            rd_kafka_metadata_destroy(md);
         }
-    } else {
-        rd_kafka_DeleteTopic_t *dt[3];
-        for (int i = 0; i < 3; i++)
-            dt[i] = rd_kafka_DeleteTopic_new(c->topic[i]);
-        rd_kafka_DeleteTopics(rk, dt, 3, opt, q);
-        ev = rd_kafka_queue_poll(q, 30000);
-        if (ev)
-            rd_kafka_event_destroy(ev);
-        rd_kafka_DeleteTopic_destroy_array(dt, 3);
-        rd_kafka_DeleteGroup_t *dg = rd_kafka_DeleteGroup_new(c->group);
-        rd_kafka_DeleteGroups(rk, &dg, 1, opt, q);
-        ev = rd_kafka_queue_poll(q, 30000);
-        if (ev)
-            rd_kafka_event_destroy(ev);
-        rd_kafka_DeleteGroup_destroy(dg);
+        if (ready == 3)
+            break;
+        PH_CHECK(ph_mono_ms() < until, "topics of %s not ready", c->tag);
+        ph_sleep_ms(200);
     }
     rd_kafka_AdminOptions_destroy(opt);
     rd_kafka_queue_destroy(q);
@@ -478,7 +462,7 @@ void ph_case_open(ph_case_t *c, const char *name)
     snprintf(c->group, sizeof(c->group), "imtask-it-push-%s-%s", name, tag);
     snprintf(c->cfg, sizeof(c->cfg), "%s/push.yaml", dir);
     snprintf(c->log, sizeof(c->log), "%s/push.log", dir);
-    topics_admin(c, true);
+    topics_create(c);
 }
 
 static void print_tail(const char *path)
@@ -501,8 +485,12 @@ void ph_case_close(ph_case_t *c)
         fprintf(stderr, "==== case %s: imtask-push log %s (last 60 lines):\n", c->tag, c->log);
         print_tail(c->log);
     }
-    if (c->topic[0][0])
-        topics_admin(c, false);
+    if (c->topic[0][0]) {
+        const char *topics[] = {c->topic[0], c->topic[1], c->topic[2]};
+        char what[80];
+        snprintf(what, sizeof(what), "case %s", c->tag);
+        ts_kafka_delete(ph_env.brokers, topics, 3, c->group, what);
+    }
     memset(c, 0, sizeof(*c));
 }
 
@@ -590,15 +578,7 @@ static void spawn(ph_case_t *c)
 
 bool ph_log_has(ph_case_t *c, const char *text)
 {
-    FILE *f = fopen(c->log, "r");
-    char line[8192];
-    bool found = false;
-    if (!f)
-        return false;
-    while (!found && fgets(line, sizeof(line), f))
-        found = strstr(line, text) != NULL;
-    fclose(f);
-    return found;
+    return ts_file_has(c->log, text);
 }
 
 void ph_child_start(ph_case_t *c, const ph_child_opts_t *o)

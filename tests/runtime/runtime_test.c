@@ -59,6 +59,7 @@
 
 #include "dispatch/headers.h"
 #include "dispatch/task.h"
+#include "tests/support/support.h"
 
 #define NAME_MAX_LEN 200
 #define MAX_CHILDREN 4
@@ -490,32 +491,12 @@ static void topics_create(case_t *c)
 
 static void cleanup_kafka(case_t *c)
 {
-    char err[256];
-    rd_kafka_t *rk = kafka_new(RD_KAFKA_PRODUCER, NULL, NULL);
-    rd_kafka_queue_t *q = rd_kafka_queue_new(rk);
-    rd_kafka_DeleteTopic_t *dt[4];
-    rd_kafka_AdminOptions_t *opt = rd_kafka_AdminOptions_new(rk, RD_KAFKA_ADMIN_OP_ANY);
-    rd_kafka_AdminOptions_set_request_timeout(opt, 30000, err, sizeof(err));
+    const char *topics[4];
+    char what[64];
     for (int i = 0; i < c->ntopics; i++)
-        dt[i] = rd_kafka_DeleteTopic_new(c->topics[i]);
-    rd_kafka_DeleteTopics(rk, dt, (size_t)c->ntopics, opt, q);
-    rd_kafka_event_t *ev = rd_kafka_queue_poll(q, 30000);
-    if (!ev || rd_kafka_event_error(ev))
-        fprintf(stderr, "note: deleting the topics of case %s: %s\n", c->tag,
-                ev ? rd_kafka_event_error_string(ev) : "no answer");
-    if (ev)
-        rd_kafka_event_destroy(ev);
-    rd_kafka_DeleteTopic_destroy_array(dt, (size_t)c->ntopics);
-
-    rd_kafka_DeleteGroup_t *dg = rd_kafka_DeleteGroup_new(c->group);
-    rd_kafka_DeleteGroups(rk, &dg, 1, opt, q);
-    ev = rd_kafka_queue_poll(q, 30000);
-    if (ev)
-        rd_kafka_event_destroy(ev);
-    rd_kafka_DeleteGroup_destroy(dg);
-    rd_kafka_AdminOptions_destroy(opt);
-    rd_kafka_queue_destroy(q);
-    rd_kafka_destroy(rk);
+        topics[i] = c->topics[i];
+    snprintf(what, sizeof(what), "case %s", c->tag);
+    ts_kafka_delete(g_brokers, topics, (size_t)c->ntopics, c->group, what);
 }
 
 static void case_open(case_t *c, const char *tag, const char *name, int nparts_retry,
@@ -1658,19 +1639,6 @@ static void test_rebalance(void **state)
 #define C8_ROUNDS 10
 #define C8_MEMBERS 3 /* per round, in slots 1..3 */
 
-static bool file_has(const char *path, const char *needle)
-{
-    char line[4096];
-    bool found = false;
-    FILE *f = fopen(path, "r");
-    if (!f)
-        return false;
-    while (!found && fgets(line, sizeof(line), f))
-        found = strstr(line, needle) != NULL;
-    fclose(f);
-    return found;
-}
-
 /* Members that start and are stopped while the group rebalances (joining,
  * mid-assignment, while others leave) must each end with exit 0 within the
  * stop bound: librdkafka 2.0 aborts or hangs when a cooperative-sticky member
@@ -1680,7 +1648,7 @@ static void test_stop_mid_rebalance(void **state)
 {
     case_t *c = &g_case;
     tally_t t;
-    char (*records)[sizeof(c->ch[0].record)];
+    char(*records)[sizeof(c->ch[0].record)];
     int nrecords = 0;
     (void)state;
     case_open(c, "c8", "churn", 1, 1, false);
@@ -1704,7 +1672,7 @@ static void test_stop_mid_rebalance(void **state)
          * different moment of the rebalances the round causes */
         int64_t began[C8_MEMBERS], until = mono_ms() + 60000;
         for (int k = 0; k < C8_MEMBERS; k++) {
-            while (!file_has(m[k]->log, "consuming as group")) {
+            while (!ts_file_has(m[k]->log, "consuming as group")) {
                 children_check(c);
                 CHECK(mono_ms() < until, "member %s did not start consuming in 60 s (log %s)",
                       m[k]->name, m[k]->log);
@@ -2007,7 +1975,7 @@ static void test_exactly_once(void **state)
     /* each worker's transactional producer was made at start, before the
      * first task, not by the task that needed it */
     for (int i = 0; i < 2; i++)
-        CHECK(file_has(both[i]->log, "made 4 transactional producers for 4 workers"),
+        CHECK(ts_file_has(both[i]->log, "made 4 transactional producers for 4 workers"),
               "child %s did not make its 4 producers at start (log %s)", both[i]->name,
               both[i]->log);
 

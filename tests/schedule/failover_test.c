@@ -41,6 +41,7 @@
 #include "dispatch/task.h"
 #include "proto/schedule.pb-c.h"
 #include "schedule/etcd.h"
+#include "tests/support/support.h"
 
 #define CHECK(cond, ...)                                                                           \
     do {                                                                                           \
@@ -331,17 +332,6 @@ static int run_ctl(const char *out, const char *a1, const char *a2, const char *
     return system(cmd);
 }
 
-static bool file_has(const char *path, const char *needle)
-{
-    static char buf[65536];
-    FILE *f = fopen(path, "r");
-    size_t n = f ? fread(buf, 1, sizeof(buf) - 1, f) : 0;
-    if (f)
-        fclose(f);
-    buf[n] = '\0';
-    return strstr(buf, needle) != NULL;
-}
-
 int main(int argc, char **argv)
 {
     char holder[1024], buf[65536];
@@ -453,12 +443,13 @@ int main(int argc, char **argv)
     snprintf(cfg2, sizeof(cfg2), "%s/node2.yaml", g_dir);
     snprintf(out, sizeof(out), "%s/ctl.out", g_dir);
     CHECK(run_ctl(out, "run", "tick", cfg2) == 0, "imtask-ctl schedule run failed (see %s)", out);
-    CHECK(file_has(out, "tick@manual-"), "ctl run printed no task id");
+    CHECK(ts_file_has(out, "tick@manual-"), "ctl run printed no task id");
     CHECK(run_ctl(out, "list", "", cfg2) == 0, "imtask-ctl schedule list failed");
-    CHECK(file_has(out, "tick") && file_has(out, "*/2 * * * * *") && file_has(out, "Europe/Berlin"),
+    CHECK(ts_file_has(out, "tick") && ts_file_has(out, "*/2 * * * * *") &&
+              ts_file_has(out, "Europe/Berlin"),
           "ctl list lacks the job");
     CHECK(etcd_leader(holder, sizeof(holder)), "no leader key");
-    CHECK(file_has(out, holder), "ctl list does not name the leader \"%s\"", holder);
+    CHECK(ts_file_has(out, holder), "ctl list does not name the leader \"%s\"", holder);
     until = mono_ms() + 10000;
     bool manual = false;
     while (!manual && mono_ms() < until) {

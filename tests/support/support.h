@@ -1,0 +1,25 @@
+/* tests/support: helpers the integration tests and benchmarks share.
+ *
+ *   ts_kafka_delete   remove what a test made on the broker (its topics,
+ *                     its consumer group) when it ends
+ *   ts_file_has       whether a log or output file contains a text
+ *
+ * Clean-up never fails a test: a broker that does not answer is noted on
+ * stderr and the test goes on. */
+#ifndef IMTASK_TESTS_SUPPORT_H
+#define IMTASK_TESTS_SUPPORT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+/* Deletes the topics (ntopics may be 0) and then the consumer group (NULL:
+ * none) on brokers, waiting at most 30 s for each answer. what names the
+ * caller in the notes ("case c7"). */
+void ts_kafka_delete(const char *brokers, const char *const *topics, size_t ntopics,
+                     const char *group, const char *what);
+
+/* Whether the file at path contains needle (the whole file is read; a
+ * missing file contains nothing). */
+bool ts_file_has(const char *path, const char *needle);
+
+#endif
