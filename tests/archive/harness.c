@@ -370,38 +370,9 @@ void h_topics_create(h_topics_t *t, const char *tag)
     snprintf(t->dlq, sizeof(t->dlq), "%s-dlq", t->base);
     snprintf(t->group, sizeof(t->group), "%s-group", t->base);
     const char *names[] = {t->topic, t->retry, t->dlq};
-    rd_kafka_t *rk = kafka_new(RD_KAFKA_PRODUCER);
-    rd_kafka_queue_t *q = rd_kafka_queue_new(rk);
-    rd_kafka_AdminOptions_t *o = rd_kafka_AdminOptions_new(rk, RD_KAFKA_ADMIN_OP_CREATETOPICS);
-    rd_kafka_AdminOptions_set_operation_timeout(o, 30000, err, sizeof(err));
-    rd_kafka_NewTopic_t *nt[3];
-    for (int i = 0; i < 3; i++)
-        nt[i] = rd_kafka_NewTopic_new(names[i], 1, 1, err, sizeof(err));
-    rd_kafka_CreateTopics(rk, nt, 3, o, q);
-    rd_kafka_event_t *ev = rd_kafka_queue_poll(q, 60000);
-    CHECK(ev && !rd_kafka_event_error(ev), "CreateTopics: %s",
-          ev ? rd_kafka_event_error_string(ev) : "no answer");
-    rd_kafka_event_destroy(ev);
-    rd_kafka_NewTopic_destroy_array(nt, 3);
-    rd_kafka_AdminOptions_destroy(o);
-    rd_kafka_queue_destroy(q);
-    for (int64_t until = h_now_ms() + 30000;;) {
-        const struct rd_kafka_metadata *md = NULL;
-        int ready = 0;
-        if (rd_kafka_metadata(rk, 1, NULL, &md, 5000) == RD_KAFKA_RESP_ERR_NO_ERROR) {
-            for (int i = 0; i < 3; i++)
-                for (int j = 0; j < md->topic_cnt; j++)
-                    if (!strcmp(md->topics[j].topic, names[i]) && !md->topics[j].err &&
-                        md->topics[j].partition_cnt == 1 && md->topics[j].partitions[0].leader >= 0)
-                        ready++;
-            rd_kafka_metadata_destroy(md);
-        }
-        if (ready == 3)
-            break;
-        CHECK(h_now_ms() < until, "topics not ready after 30 s");
-        h_sleep_ms(200);
-    }
-    rd_kafka_destroy(rk);
+    const int parts[] = {1, 1, 1};
+    CHECK(ts_kafka_create(h_env.brokers, names, parts, 3, err, sizeof(err)) == 0, "topics: %s",
+          err);
 }
 
 void h_topics_delete(h_topics_t *t)

@@ -192,52 +192,9 @@ static void topics_create(e2e_case_t *c)
 {
     char err[512];
     const char *names[] = {c->topic_task, c->topic_retry, c->topic_dlq, c->topic_result};
-    int parts[] = {3, 1, 1, 2};
-    rd_kafka_NewTopic_t *nt[4];
-    rd_kafka_t *rk = kafka_new(RD_KAFKA_PRODUCER, NULL);
-    rd_kafka_queue_t *q = rd_kafka_queue_new(rk);
-    rd_kafka_AdminOptions_t *o = rd_kafka_AdminOptions_new(rk, RD_KAFKA_ADMIN_OP_CREATETOPICS);
-    rd_kafka_AdminOptions_set_operation_timeout(o, 30000, err, sizeof(err));
-    for (int i = 0; i < 4; i++)
-        nt[i] = rd_kafka_NewTopic_new(names[i], parts[i], 1, err, sizeof(err));
-    rd_kafka_CreateTopics(rk, nt, 4, o, q);
-    rd_kafka_event_t *ev = rd_kafka_queue_poll(q, 60000);
-    CHECK(ev && !rd_kafka_event_error(ev), "CreateTopics: %s",
-          ev ? rd_kafka_event_error_string(ev) : "no answer");
-    size_t n;
-    const rd_kafka_topic_result_t **tr =
-        rd_kafka_CreateTopics_result_topics(rd_kafka_event_CreateTopics_result(ev), &n);
-    for (size_t i = 0; i < n; i++)
-        CHECK(!rd_kafka_topic_result_error(tr[i]), "CreateTopics %s: %s",
-              rd_kafka_topic_result_name(tr[i]), rd_kafka_topic_result_error_string(tr[i]));
-    rd_kafka_event_destroy(ev);
-    rd_kafka_NewTopic_destroy_array(nt, 4);
-    rd_kafka_AdminOptions_destroy(o);
-    rd_kafka_queue_destroy(q);
-    /* until every partition has a leader */
-    int64_t until = e2e_now_ms() + 30000;
-    for (;;) {
-        const struct rd_kafka_metadata *md = NULL;
-        int ready = 0;
-        if (rd_kafka_metadata(rk, 1, NULL, &md, 5000) == RD_KAFKA_RESP_ERR_NO_ERROR) {
-            for (int i = 0; i < 4; i++)
-                for (int j = 0; j < md->topic_cnt; j++) {
-                    const struct rd_kafka_metadata_topic *t = &md->topics[j];
-                    if (strcmp(t->topic, names[i]) || t->err || t->partition_cnt != parts[i])
-                        continue;
-                    bool ok = true;
-                    for (int k = 0; k < t->partition_cnt; k++)
-                        ok = ok && t->partitions[k].leader >= 0;
-                    ready += ok;
-                }
-            rd_kafka_metadata_destroy(md);
-        }
-        if (ready == 4)
-            break;
-        CHECK(e2e_now_ms() < until, "topics not ready after 30 s");
-        e2e_sleep_ms(200);
-    }
-    rd_kafka_destroy(rk);
+    const int parts[] = {3, 1, 1, 2};
+    CHECK(ts_kafka_create(e2e_env.brokers, names, parts, 4, err, sizeof(err)) == 0,
+          "topics of case %s: %s", c->tag, err);
 }
 
 static void topics_delete(e2e_case_t *c)

@@ -183,58 +183,7 @@ rd_kafka_t *h_kafka_new(rd_kafka_type_t type, const char *const *kv)
 void h_topics_create(const char *const *names, const int *parts, int n)
 {
     char err[512];
-    rd_kafka_NewTopic_t **nt = calloc((size_t)n, sizeof(*nt));
-    rd_kafka_t *rk = h_kafka_new(RD_KAFKA_PRODUCER, NULL);
-    rd_kafka_queue_t *q = rd_kafka_queue_new(rk);
-    rd_kafka_AdminOptions_t *opt = rd_kafka_AdminOptions_new(rk, RD_KAFKA_ADMIN_OP_CREATETOPICS);
-    H_CHECK(nt != NULL, "out of memory");
-    rd_kafka_AdminOptions_set_operation_timeout(opt, 30000, err, sizeof(err));
-    for (int i = 0; i < n; i++) {
-        nt[i] = rd_kafka_NewTopic_new(names[i], parts[i], 1, err, sizeof(err));
-        H_CHECK(nt[i] != NULL, "NewTopic %s: %s", names[i], err);
-    }
-    rd_kafka_CreateTopics(rk, nt, (size_t)n, opt, q);
-    rd_kafka_event_t *ev = rd_kafka_queue_poll(q, 60000);
-    H_CHECK(ev != NULL, "CreateTopics: no answer within 60 s");
-    H_CHECK(rd_kafka_event_error(ev) == RD_KAFKA_RESP_ERR_NO_ERROR, "CreateTopics: %s",
-            rd_kafka_event_error_string(ev));
-    size_t nr;
-    const rd_kafka_topic_result_t **tr =
-        rd_kafka_CreateTopics_result_topics(rd_kafka_event_CreateTopics_result(ev), &nr);
-    for (size_t i = 0; i < nr; i++)
-        H_CHECK(rd_kafka_topic_result_error(tr[i]) == RD_KAFKA_RESP_ERR_NO_ERROR,
-                "CreateTopics %s: %s", rd_kafka_topic_result_name(tr[i]),
-                rd_kafka_topic_result_error_string(tr[i]));
-    rd_kafka_event_destroy(ev);
-    rd_kafka_NewTopic_destroy_array(nt, (size_t)n);
-    free(nt);
-    rd_kafka_AdminOptions_destroy(opt);
-
-    int64_t until = h_mono_ms() + 30000;
-    for (;;) {
-        const struct rd_kafka_metadata *md = NULL;
-        int ready = 0;
-        if (rd_kafka_metadata(rk, 1, NULL, &md, 5000) == RD_KAFKA_RESP_ERR_NO_ERROR) {
-            for (int i = 0; i < n; i++) {
-                for (int j = 0; j < md->topic_cnt; j++) {
-                    const struct rd_kafka_metadata_topic *t = &md->topics[j];
-                    if (strcmp(t->topic, names[i]) != 0 || t->err || t->partition_cnt != parts[i])
-                        continue;
-                    bool leaders = true;
-                    for (int k = 0; k < t->partition_cnt; k++)
-                        leaders = leaders && t->partitions[k].leader >= 0;
-                    ready += leaders;
-                }
-            }
-            rd_kafka_metadata_destroy(md);
-        }
-        if (ready == n)
-            break;
-        H_CHECK(h_mono_ms() < until, "topics not ready after 30 s (%d of %d)", ready, n);
-        h_sleep_ms(200);
-    }
-    rd_kafka_queue_destroy(q);
-    rd_kafka_destroy(rk);
+    H_CHECK(ts_kafka_create(h_brokers, names, parts, (size_t)n, err, sizeof(err)) == 0, "%s", err);
 }
 
 void h_topics_delete(const char *const *names, int n)

@@ -206,52 +206,10 @@ static rd_kafka_t *kafka_new(rd_kafka_type_t type, const char *const *kv)
 static void topics_create(ph_case_t *c)
 {
     char err[512];
-    rd_kafka_t *rk = kafka_new(RD_KAFKA_PRODUCER, NULL);
-    rd_kafka_queue_t *q = rd_kafka_queue_new(rk);
-    rd_kafka_AdminOptions_t *opt = rd_kafka_AdminOptions_new(rk, RD_KAFKA_ADMIN_OP_ANY);
-    rd_kafka_AdminOptions_set_request_timeout(opt, 30000, err, sizeof(err));
-    rd_kafka_event_t *ev;
-    rd_kafka_NewTopic_t *nt[3];
-    for (int i = 0; i < 3; i++)
-        nt[i] = rd_kafka_NewTopic_new(c->topic[i], i == 0 ? 3 : 1, 1, err, sizeof(err));
-    rd_kafka_CreateTopics(rk, nt, 3, opt, q);
-    ev = rd_kafka_queue_poll(q, 60000);
-    PH_CHECK(ev && !rd_kafka_event_error(ev), "CreateTopics: %s",
-             ev ? rd_kafka_event_error_string(ev) : "no answer");
-    size_t n;
-    const rd_kafka_topic_result_t **tr =
-        rd_kafka_CreateTopics_result_topics(rd_kafka_event_CreateTopics_result(ev), &n);
-    for (size_t i = 0; i < n; i++)
-        PH_CHECK(!rd_kafka_topic_result_error(tr[i]), "CreateTopics %s: %s",
-                 rd_kafka_topic_result_name(tr[i]), rd_kafka_topic_result_error_string(tr[i]));
-    rd_kafka_event_destroy(ev);
-    rd_kafka_NewTopic_destroy_array(nt, 3);
-    /* until every partition has a leader */
-    int64_t until = ph_mono_ms() + 30000;
-    for (;;) {
-        const struct rd_kafka_metadata *md = NULL;
-        int ready = 0;
-        if (rd_kafka_metadata(rk, 1, NULL, &md, 5000) == RD_KAFKA_RESP_ERR_NO_ERROR) {
-            for (int j = 0; j < md->topic_cnt; j++) {
-                for (int i = 0; i < 3; i++) {
-                    if (strcmp(md->topics[j].topic, c->topic[i]) != 0 || md->topics[j].err)
-                        continue;
-                    bool ok = md->topics[j].partition_cnt > 0;
-                    for (int k = 0; k < md->topics[j].partition_cnt; k++)
-                        ok = ok && md->topics[j].partitions[k].leader >= 0;
-                    ready += ok;
-                }
-            }
-            rd_kafka_metadata_destroy(md);
-        }
-        if (ready == 3)
-            break;
-        PH_CHECK(ph_mono_ms() < until, "topics of %s not ready", c->tag);
-        ph_sleep_ms(200);
-    }
-    rd_kafka_AdminOptions_destroy(opt);
-    rd_kafka_queue_destroy(q);
-    rd_kafka_destroy(rk);
+    const char *topics[] = {c->topic[0], c->topic[1], c->topic[2]};
+    const int parts[] = {3, 1, 1};
+    PH_CHECK(ts_kafka_create(ph_env.brokers, topics, parts, 3, err, sizeof(err)) == 0,
+             "topics of %s: %s", c->tag, err);
 }
 
 void ph_produce(ph_case_t *c, const char *task_id, const Imtask__V1__PushTask *pt)

@@ -434,59 +434,11 @@ static case_t g_case;
 static void topics_create(case_t *c)
 {
     char err[512];
-    rd_kafka_NewTopic_t *nt[4];
-    rd_kafka_t *rk = kafka_new(RD_KAFKA_PRODUCER, NULL, NULL);
-    rd_kafka_queue_t *q = rd_kafka_queue_new(rk);
-    rd_kafka_AdminOptions_t *opt = rd_kafka_AdminOptions_new(rk, RD_KAFKA_ADMIN_OP_CREATETOPICS);
-    rd_kafka_AdminOptions_set_operation_timeout(opt, 30000, err, sizeof(err));
-    for (int i = 0; i < c->ntopics; i++) {
-        nt[i] = rd_kafka_NewTopic_new(c->topics[i], c->parts[i], 1, err, sizeof(err));
-        CHECK(nt[i] != NULL, "NewTopic %s: %s", c->topics[i], err);
-    }
-    rd_kafka_CreateTopics(rk, nt, (size_t)c->ntopics, opt, q);
-    rd_kafka_event_t *ev = rd_kafka_queue_poll(q, 60000);
-    CHECK(ev != NULL, "CreateTopics: no answer within 60 s");
-    CHECK(rd_kafka_event_error(ev) == RD_KAFKA_RESP_ERR_NO_ERROR, "CreateTopics: %s",
-          rd_kafka_event_error_string(ev));
-    size_t n;
-    const rd_kafka_topic_result_t **tr =
-        rd_kafka_CreateTopics_result_topics(rd_kafka_event_CreateTopics_result(ev), &n);
-    for (size_t i = 0; i < n; i++) {
-        CHECK(rd_kafka_topic_result_error(tr[i]) == RD_KAFKA_RESP_ERR_NO_ERROR,
-              "CreateTopics %s: %s", rd_kafka_topic_result_name(tr[i]),
-              rd_kafka_topic_result_error_string(tr[i]));
-    }
-    rd_kafka_event_destroy(ev);
-    rd_kafka_NewTopic_destroy_array(nt, (size_t)c->ntopics);
-    rd_kafka_AdminOptions_destroy(opt);
-
-    /* until the metadata shows every partition with a leader */
-    int64_t until = mono_ms() + 30000;
-    for (;;) {
-        const struct rd_kafka_metadata *md = NULL;
-        int ready = 0;
-        if (rd_kafka_metadata(rk, 1, NULL, &md, 5000) == RD_KAFKA_RESP_ERR_NO_ERROR) {
-            for (int i = 0; i < c->ntopics; i++) {
-                for (int j = 0; j < md->topic_cnt; j++) {
-                    const struct rd_kafka_metadata_topic *t = &md->topics[j];
-                    if (strcmp(t->topic, c->topics[i]) != 0 || t->err ||
-                        t->partition_cnt != c->parts[i])
-                        continue;
-                    bool leaders = true;
-                    for (int k = 0; k < t->partition_cnt; k++)
-                        leaders = leaders && t->partitions[k].leader >= 0;
-                    ready += leaders;
-                }
-            }
-            rd_kafka_metadata_destroy(md);
-        }
-        if (ready == c->ntopics)
-            break;
-        CHECK(mono_ms() < until, "topics of case %s not ready after 30 s", c->tag);
-        sleep_ms(200);
-    }
-    rd_kafka_queue_destroy(q);
-    rd_kafka_destroy(rk);
+    const char *topics[4];
+    for (int i = 0; i < c->ntopics; i++)
+        topics[i] = c->topics[i];
+    CHECK(ts_kafka_create(g_brokers, topics, c->parts, (size_t)c->ntopics, err, sizeof(err)) == 0,
+          "topics of case %s: %s", c->tag, err);
 }
 
 static void cleanup_kafka(case_t *c)

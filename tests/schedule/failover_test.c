@@ -206,36 +206,16 @@ static bool wait_metric(int i, const char *series, double want, int64_t ms)
 static void kafka_setup(void)
 {
     char err[512];
-    rd_kafka_conf_t *conf = rd_kafka_conf_new();
-    rd_kafka_conf_set(conf, "bootstrap.servers", g_brokers, err, sizeof(err));
-    rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, err, sizeof(err));
-    CHECK(rk, "producer: %s", err);
     const char *names[4] = {g_topic, g_in, NULL, NULL};
+    const int parts[4] = {1, 1, 1, 1};
     char retry[160], dlq[160];
     snprintf(retry, sizeof(retry), "%s-retry", g_in);
     snprintf(dlq, sizeof(dlq), "%s-dlq", g_in);
     names[2] = retry;
     names[3] = dlq;
-    rd_kafka_NewTopic_t *nt[4];
-    for (int i = 0; i < 4; i++)
-        nt[i] = rd_kafka_NewTopic_new(names[i], 1, 1, err, sizeof(err));
-    rd_kafka_queue_t *q = rd_kafka_queue_new(rk);
-    rd_kafka_CreateTopics(rk, nt, 4, NULL, q);
-    rd_kafka_event_t *ev = rd_kafka_queue_poll(q, 30000);
-    CHECK(ev && !rd_kafka_event_error(ev), "CreateTopics: %s",
-          ev ? rd_kafka_event_error_string(ev) : "no answer in 30 s");
-    size_t n;
-    const rd_kafka_topic_result_t **tr =
-        rd_kafka_CreateTopics_result_topics(rd_kafka_event_CreateTopics_result(ev), &n);
-    for (size_t i = 0; i < n; i++)
-        CHECK(!rd_kafka_topic_result_error(tr[i]), "CreateTopics %s: %s",
-              rd_kafka_topic_result_name(tr[i]), rd_kafka_topic_result_error_string(tr[i]));
-    rd_kafka_event_destroy(ev);
-    rd_kafka_NewTopic_destroy_array(nt, 4);
-    rd_kafka_queue_destroy(q);
-    rd_kafka_destroy(rk);
+    CHECK(ts_kafka_create(g_brokers, names, parts, 4, err, sizeof(err)) == 0, "topics: %s", err);
 
-    conf = rd_kafka_conf_new();
+    rd_kafka_conf_t *conf = rd_kafka_conf_new();
     rd_kafka_conf_set(conf, "bootstrap.servers", g_brokers, err, sizeof(err));
     rd_kafka_conf_set(conf, "group.id", g_topic, err, sizeof(err));
     rd_kafka_conf_set(conf, "enable.partition.eof", "false", err, sizeof(err));

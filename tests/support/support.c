@@ -5,8 +5,117 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #define TS_ADMIN_TIMEOUT_MS 30000
+
+static int64_t ts_mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* A producer handle for admin calls; NULL with err set. */
+static rd_kafka_t *ts_admin_client(const char *brokers, char *err, size_t errlen)
+{
+    rd_kafka_conf_t *conf = rd_kafka_conf_new();
+    if (rd_kafka_conf_set(conf, "bootstrap.servers", brokers, err, errlen) != RD_KAFKA_CONF_OK) {
+        rd_kafka_conf_destroy(conf);
+        return NULL;
+    }
+    rd_kafka_conf_set(conf, "log_level", "3", err, errlen);
+    rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, err, errlen);
+    if (!rk)
+        rd_kafka_conf_destroy(conf);
+    return rk;
+}
+
+/* How many of the topics the metadata shows with all their partitions led. */
+static size_t ts_topics_led(rd_kafka_t *rk, const char *const *topics, const int *parts,
+                            size_t ntopics)
+{
+    const struct rd_kafka_metadata *md = NULL;
+    size_t ready = 0;
+    if (rd_kafka_metadata(rk, 1, NULL, &md, 5000) != RD_KAFKA_RESP_ERR_NO_ERROR)
+        return 0;
+    for (size_t i = 0; i < ntopics; i++) {
+        for (int j = 0; j < md->topic_cnt; j++) {
+            const struct rd_kafka_metadata_topic *t = &md->topics[j];
+            if (strcmp(t->topic, topics[i]) != 0 || t->err || t->partition_cnt != parts[i])
+                continue;
+            bool led = true;
+            for (int k = 0; k < t->partition_cnt; k++)
+                led = led && t->partitions[k].leader >= 0;
+            ready += led;
+        }
+    }
+    rd_kafka_metadata_destroy(md);
+    return ready;
+}
+
+int ts_kafka_create(const char *brokers, const char *const *topics, const int *parts,
+                    size_t ntopics, char *err, size_t errlen)
+{
+    int rc = -1;
+    rd_kafka_t *rk = ts_admin_client(brokers, err, errlen);
+    if (!rk)
+        return -1;
+    rd_kafka_queue_t *q = rd_kafka_queue_new(rk);
+    rd_kafka_AdminOptions_t *opt = rd_kafka_AdminOptions_new(rk, RD_KAFKA_ADMIN_OP_CREATETOPICS);
+    rd_kafka_AdminOptions_set_operation_timeout(opt, TS_ADMIN_TIMEOUT_MS, err, errlen);
+    rd_kafka_NewTopic_t **nt = calloc(ntopics ? ntopics : 1, sizeof(*nt));
+    rd_kafka_event_t *ev = NULL;
+    size_t made = 0;
+    if (!nt) {
+        snprintf(err, errlen, "out of memory");
+        goto out;
+    }
+    for (; made < ntopics; made++) {
+        if (!(nt[made] = rd_kafka_NewTopic_new(topics[made], parts[made], 1, err, errlen)))
+            goto out;
+    }
+    rd_kafka_CreateTopics(rk, nt, ntopics, opt, q);
+    ev = rd_kafka_queue_poll(q, 2 * TS_ADMIN_TIMEOUT_MS);
+    if (!ev || rd_kafka_event_error(ev)) {
+        snprintf(err, errlen, "CreateTopics: %s",
+                 ev ? rd_kafka_event_error_string(ev) : "no answer within 60 s");
+        goto out;
+    }
+    size_t nr;
+    const rd_kafka_topic_result_t **tr =
+        rd_kafka_CreateTopics_result_topics(rd_kafka_event_CreateTopics_result(ev), &nr);
+    for (size_t i = 0; i < nr; i++) {
+        if (rd_kafka_topic_result_error(tr[i])) {
+            snprintf(err, errlen, "CreateTopics %s: %s", rd_kafka_topic_result_name(tr[i]),
+                     rd_kafka_topic_result_error_string(tr[i]));
+            goto out;
+        }
+    }
+    for (int64_t until = ts_mono_ms() + TS_ADMIN_TIMEOUT_MS;;) {
+        size_t ready = ts_topics_led(rk, topics, parts, ntopics);
+        if (ready == ntopics)
+            break;
+        if (ts_mono_ms() >= until) {
+            snprintf(err, errlen, "%zu of %zu topics have leaders for all partitions after 30 s",
+                     ready, ntopics);
+            goto out;
+        }
+        struct timespec pause = {0, 200 * 1000000};
+        nanosleep(&pause, NULL);
+    }
+    rc = 0;
+out:
+    if (ev)
+        rd_kafka_event_destroy(ev);
+    if (nt)
+        rd_kafka_NewTopic_destroy_array(nt, made);
+    free(nt);
+    rd_kafka_AdminOptions_destroy(opt);
+    rd_kafka_queue_destroy(q);
+    rd_kafka_destroy(rk);
+    return rc;
+}
 
 /* Waits for one admin answer; a missing or failed one is noted. */
 static void ts_admin_wait(rd_kafka_queue_t *q, const char *what, const char *op)
@@ -23,18 +132,9 @@ void ts_kafka_delete(const char *brokers, const char *const *topics, size_t ntop
                      const char *group, const char *what)
 {
     char err[256];
-    rd_kafka_conf_t *conf = rd_kafka_conf_new();
-    if (rd_kafka_conf_set(conf, "bootstrap.servers", brokers, err, sizeof(err)) !=
-        RD_KAFKA_CONF_OK) {
-        fprintf(stderr, "note: %s: clean-up: %s\n", what, err);
-        rd_kafka_conf_destroy(conf);
-        return;
-    }
-    rd_kafka_conf_set(conf, "log_level", "3", err, sizeof(err));
-    rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, err, sizeof(err));
+    rd_kafka_t *rk = ts_admin_client(brokers, err, sizeof(err));
     if (!rk) {
         fprintf(stderr, "note: %s: clean-up: %s\n", what, err);
-        rd_kafka_conf_destroy(conf);
         return;
     }
     rd_kafka_queue_t *q = rd_kafka_queue_new(rk);

@@ -1,5 +1,7 @@
 /* tests/support: helpers the integration tests and benchmarks share.
  *
+ *   ts_kafka_create   make a test's topics and wait until every partition
+ *                     has a leader
  *   ts_kafka_delete   remove what a test made on the broker (its topics,
  *                     its consumer group) when it ends
  *   ts_file_has       whether a log or output file contains a text
@@ -11,6 +13,13 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+
+/* Creates the topics (parts[i] partitions each, replication 1) on brokers
+ * and waits until the metadata shows every partition with a leader (at
+ * most 60 s for the answer, 30 s for the leaders). Returns 0, or -1 with
+ * what went wrong in err. */
+int ts_kafka_create(const char *brokers, const char *const *topics, const int *parts,
+                    size_t ntopics, char *err, size_t errlen);
 
 /* Deletes the topics (ntopics may be 0) and then the consumer group (NULL:
  * none) on brokers, waiting at most 30 s for each answer. what names the
