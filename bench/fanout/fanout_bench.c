@@ -172,16 +172,6 @@ static void tail_count(rd_kafka_t *tail, const opts_t *o, int64_t want, tally_t 
 }
 
 /* A metric line's value summed over the processes (absent counts 0). */
-static double metric_sum(const int *ports, int n, const char *prefix)
-{
-    double sum = 0;
-    for (int i = 0; i < n; i++) {
-        double v = h_metric(ports[i], prefix);
-        sum += v > 0 ? v : 0;
-    }
-    return sum;
-}
-
 /* What the clock watches, summed over the processes from one scrape each. */
 typedef struct {
     double shard_ends, in_flight, pages;
@@ -323,7 +313,7 @@ static void run_scenario(const opts_t *o, h_double_t *dbl, int64_t n, double rat
         int64_t k = (n + o->shard_members - 1) / o->shard_members;
         n_shards = (uint32_t)(k < o->max_shards ? k : o->max_shards);
     }
-    double shards_before = metric_sum(ports, o->procs, "imtask_fanout_shard_seconds_count ");
+    double shards_before = progress(ports, o->procs).shard_ends;
     h_prod_open(&p);
     int64_t t0 = h_mono_ms();
     h_prod_task(&p, t.tp[0], gid, "fanout", "bench-fanout", buf, len);
@@ -477,20 +467,18 @@ static double run_ceiling(long n, size_t size, double *cpu)
 static double ceiling_median(long n, size_t size, double *cpu)
 {
     double rate[3], c[3];
+    int order[3] = {0, 1, 2};
     for (int i = 0; i < 3; i++)
         rate[i] = run_ceiling(n, size, &c[i]);
-    int mid = 0;
-    for (int i = 0; i < 3; i++) {
-        int below = 0, above = 0;
-        for (int j = 0; j < 3; j++) {
-            below += j != i && rate[j] < rate[i];
-            above += j != i && rate[j] > rate[i];
+    for (int i = 1; i < 3; i++) { /* order the runs by rate */
+        for (int j = i; j > 0 && rate[order[j]] < rate[order[j - 1]]; j--) {
+            int tmp = order[j];
+            order[j] = order[j - 1];
+            order[j - 1] = tmp;
         }
-        if (below <= 1 && above <= 1)
-            mid = i;
     }
-    *cpu = c[mid];
-    return rate[mid];
+    *cpu = c[order[1]];
+    return rate[order[1]];
 }
 
 static int parse_list_i(const char *s, int64_t *out, int max)

@@ -594,25 +594,23 @@ static void dispatch_txns_premake(dispatch_t *d)
 {
     char err[CFG_ERR_MAX];
     int64_t t0 = clock_mono_ms();
-    size_t made = 0;
-    for (int64_t i = 0; i < d->conf.workers && d->ntxns < sizeof(d->txns) / sizeof(d->txns[0]);
-         i++) {
+    /* no worker runs yet: the slots filled here are the first ntxns */
+    while (d->ntxns < (size_t)d->conf.workers && d->ntxns < sizeof(d->txns) / sizeof(d->txns[0])) {
         int64_t left = DISPATCH_PREMAKE_MS - (clock_mono_ms() - t0);
         if (app_stopping(d->app))
             return;
         mq_txn_t *txn = left > 0 ? dispatch_txn_make(d, (int)left, err, sizeof(err)) : NULL;
         if (!txn) {
-            log_warn("transactional producers: %lld of %lld made at start (%s); the others are "
+            log_warn("transactional producers: %zu of %lld made at start (%s); the others are "
                      "made on their worker's first task",
-                     (long long)made, (long long)d->conf.workers, left > 0 ? err : "out of time");
+                     d->ntxns, (long long)d->conf.workers, left > 0 ? err : "out of time");
             return;
         }
-        made++;
         pthread_mutex_lock(&d->txn_lock);
         d->txns[d->ntxns++] = txn;
         pthread_mutex_unlock(&d->txn_lock);
     }
-    log_info("made %zu transactional producers for %lld workers in %lld ms", made,
+    log_info("made %zu transactional producers for %lld workers in %lld ms", d->ntxns,
              (long long)d->conf.workers, (long long)(clock_mono_ms() - t0));
 }
 

@@ -255,24 +255,23 @@ func (s *groupSvc) GetGroupMembers(_ context.Context, r *pb.GetGroupMembersReque
 		}
 	}
 	resp := &pb.GetGroupMembersResponse{Total: n, Members: make([]*pb.GroupMember, 0, limit)}
+	var ks []int32
 	if r.RoleFilter == pb.GroupRole_GROUP_ROLE_UNSPECIFIED {
-		if ks := s.index.get(r.GroupId, base, n, shards, uint64(r.ShardIndex)); ks != nil {
-			page, next := indexPage(ks, k, limit, n) // k is past an offset's skipped members
-			for _, pk := range page {
-				resp.Members = append(resp.Members, groupMember(r.GroupId, base, int64(pk)))
-			}
-			if next < n {
-				resp.HasMore = true
-				resp.NextCursor = encodeCursor("members", next)
-			}
-			return resp, nil
-		}
+		ks = s.index.get(r.GroupId, base, n, shards, uint64(r.ShardIndex))
 	}
-	for ; k < n && len(resp.Members) < limit; k++ {
-		if !match(k) {
-			continue
+	if ks != nil { // the shard's members from the index; k is past an offset's skipped ones
+		var page []int32
+		page, k = indexPage(ks, k, limit, n)
+		for _, pk := range page {
+			resp.Members = append(resp.Members, groupMember(r.GroupId, base, int64(pk)))
 		}
-		resp.Members = append(resp.Members, groupMember(r.GroupId, base, k))
+	} else {
+		for ; k < n && len(resp.Members) < limit; k++ {
+			if !match(k) {
+				continue
+			}
+			resp.Members = append(resp.Members, groupMember(r.GroupId, base, k))
+		}
 	}
 	if k < n {
 		resp.HasMore = true
