@@ -10,11 +10,13 @@
  *   - members per second and downlink records per second over that time;
  *   - the peak RSS (VmHWM) of each fan-out process;
  *   - im-repo calls (the double's counters);
- *   - CPU seconds of the fan-out processes and of the double meanwhile.
+ *   - CPU seconds of the fan-out processes, of the double and of the broker
+ *     meanwhile (the broker's when the stack's kafka.pid names it).
  * Then the ceiling in the same run: a plain librdkafka producer writing the
  * same number of records of the same mean size (key, header) to 16 fresh
  * topics of the same layout, records per second from the first produce to
- * the last delivery report, and its CPU seconds: the median of three runs.
+ * the last delivery report, and its and the broker's CPU seconds: the median
+ * of three runs.
  *
  *   fanout_bench BIN [--members 10000,100000,1000000] [--ratios 1,0.3]
  *                [--procs 1] [--workers 4] [--format recipient|batch]
@@ -64,6 +66,34 @@ typedef struct {
     const char *tp[3 + NGW];
     int parts[3 + NGW];
 } topics_t;
+
+/* The stack's broker, for its CPU seconds: $IMTASK_STACK_DIR/kafka.pid, or
+ * 0 when there is none (a broker elsewhere). */
+static pid_t broker_pid(void)
+{
+    static pid_t pid = -1;
+    if (pid >= 0)
+        return pid;
+    pid = 0;
+    const char *dir = getenv("IMTASK_STACK_DIR");
+    char path[512];
+    if (!dir || snprintf(path, sizeof(path), "%s/kafka.pid", dir) >= (int)sizeof(path))
+        return pid;
+    FILE *f = fopen(path, "r");
+    int v = 0;
+    if (f && fscanf(f, "%d", &v) == 1 && v > 0)
+        pid = (pid_t)v;
+    if (f)
+        fclose(f);
+    return pid;
+}
+
+/* The broker's CPU seconds so far; 0 when it is not known. */
+static double broker_cpu(void)
+{
+    double c = broker_pid() ? h_cpu_seconds(broker_pid()) : 0;
+    return c > 0 ? c : 0;
+}
 
 static void topics_make(topics_t *t, const char *tag)
 {
@@ -129,7 +159,7 @@ typedef struct {
     double secs, members_per_s, records_per_s, mean_bytes;
     long records;
     long rss_kb[MAX_PROCS];
-    double cpu_fanout, cpu_double; /* seconds during the fan-out */
+    double cpu_fanout, cpu_double, cpu_broker; /* seconds during the fan-out */
     int64_t calls_members, calls_status, calls_count, calls_msg;
 } result_t;
 
@@ -299,7 +329,7 @@ static void run_scenario(const opts_t *o, h_double_t *dbl, int64_t n, double rat
     /* im-repo across a network: every call answers after this long, so a
      * worker waits on round trips rather than on the CPU */
     cJSON_Delete(h_double_admin(dbl, true, "/faults?latency_ms=%d", o->imrepo_latency_ms));
-    double cpu0[MAX_PROCS], dcpu0 = h_cpu_seconds(dbl->pid);
+    double cpu0[MAX_PROCS], dcpu0 = h_cpu_seconds(dbl->pid), bcpu0 = broker_cpu();
     for (int i = 0; i < o->procs; i++)
         cpu0[i] = h_cpu_seconds(ch[i].pid);
     Imtask__V1__FanoutTask ft = IMTASK__V1__FANOUT_TASK__INIT;
@@ -332,6 +362,7 @@ static void run_scenario(const opts_t *o, h_double_t *dbl, int64_t n, double rat
         progress_t pr = progress(ports, o->procs);
         if (pr.shard_ends >= shards_before + (double)n_shards && pr.in_flight == 0) {
             last = h_mono_ms();
+            r->cpu_broker = broker_cpu() - bcpu0; /* before the reader's fetches */
             break;
         }
         if (pr.pages != pages) {
@@ -407,7 +438,7 @@ static void ceil_dr(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
         c->delivered++;
 }
 
-static double run_ceiling(long n, size_t size, double *cpu)
+static double run_ceiling(long n, size_t size, double *cpu, double *bcpu)
 {
     topics_t t;
     char err[256];
@@ -434,7 +465,7 @@ static double run_ceiling(long n, size_t size, double *cpu)
     }
     rd_kafka_flush(rk, 60000);
     dr.delivered = 0;
-    double c0 = h_cpu_seconds(getpid());
+    double c0 = h_cpu_seconds(getpid()), b0 = broker_cpu();
     int64_t t0 = h_mono_ms();
     for (long i = 0; i < n; i++) {
         char key[24];
@@ -455,6 +486,7 @@ static double run_ceiling(long n, size_t size, double *cpu)
     rd_kafka_flush(rk, 120000);
     int64_t t1 = h_mono_ms();
     *cpu = h_cpu_seconds(getpid()) - c0;
+    *bcpu = broker_cpu() - b0;
     H_CHECK(dr.delivered == n, "ceiling: %ld of %ld delivered", dr.delivered, n);
     rd_kafka_destroy(rk);
     free(v);
@@ -464,12 +496,12 @@ static double run_ceiling(long n, size_t size, double *cpu)
 
 /* The ceiling's median of three runs (a single short run moves a lot with
  * the machine's load), with that run's CPU seconds. */
-static double ceiling_median(long n, size_t size, double *cpu)
+static double ceiling_median(long n, size_t size, double *cpu, double *bcpu)
 {
-    double rate[3], c[3];
+    double rate[3], c[3], b[3];
     int order[3] = {0, 1, 2};
     for (int i = 0; i < 3; i++)
-        rate[i] = run_ceiling(n, size, &c[i]);
+        rate[i] = run_ceiling(n, size, &c[i], &b[i]);
     for (int i = 1; i < 3; i++) { /* order the runs by rate */
         for (int j = i; j > 0 && rate[order[j]] < rate[order[j - 1]]; j--) {
             int tmp = order[j];
@@ -478,6 +510,7 @@ static double ceiling_median(long n, size_t size, double *cpu)
         }
     }
     *cpu = c[order[1]];
+    *bcpu = b[order[1]];
     return rate[order[1]];
 }
 
@@ -554,8 +587,9 @@ int main(int argc, char **argv)
         return 1;
     printf("| members | online | format | procs x workers | recipients | seconds | members/s | "
            "records/s | ceiling rec/s | %% of ceiling | peak RSS MB | im-repo calls (members / "
-           "status / count / message) | CPU s fan-out / double / ceiling |\n"
-           "|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
+           "status / count / message) | CPU s fan-out / double / broker | CPU s ceiling / "
+           "broker |\n"
+           "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
     fflush(stdout);
     for (int ri = 0; ri < o.nratios; ri++) {
         h_double_t dbl;
@@ -563,9 +597,10 @@ int main(int argc, char **argv)
         for (int mi = 0; mi < o.nmembers; mi++) {
             result_t r;
             run_scenario(&o, &dbl, o.members[mi], o.ratios[ri], &r);
-            double ccpu = 0;
+            double ccpu = 0, cbcpu = 0;
             double ceiling =
-                o.ceiling ? ceiling_median(r.records, (size_t)(r.mean_bytes + 0.5), &ccpu) : 0;
+                o.ceiling ? ceiling_median(r.records, (size_t)(r.mean_bytes + 0.5), &ccpu, &cbcpu)
+                          : 0;
             char rss[64] = "";
             size_t used = 0;
             for (int i = 0; i < o.procs; i++)
@@ -573,11 +608,12 @@ int main(int argc, char **argv)
                                          (double)r.rss_kb[i] / 1024.0);
             printf("| %" PRId64 " | %.0f%% | %s | %d x %d | %" PRId64 " | %.2f | %.0f | %.0f | "
                    "%.0f | %.0f%% | %s | %" PRId64 " / %" PRId64 " / %" PRId64 " / %" PRId64
-                   " | %.1f / %.1f / %.1f |\n",
+                   " | %.1f / %.1f / %.1f | %.1f / %.1f |\n",
                    r.members, o.ratios[ri] * 100, o.format, o.procs, o.workers,
                    r.recipients_expected, r.secs, r.members_per_s, r.records_per_s, ceiling,
                    ceiling > 0 ? 100.0 * r.records_per_s / ceiling : 0, rss, r.calls_members,
-                   r.calls_status, r.calls_count, r.calls_msg, r.cpu_fanout, r.cpu_double, ccpu);
+                   r.calls_status, r.calls_count, r.calls_msg, r.cpu_fanout, r.cpu_double,
+                   r.cpu_broker, ccpu, cbcpu);
             fflush(stdout);
         }
         h_double_stop(&dbl);

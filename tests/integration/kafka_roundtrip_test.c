@@ -1,7 +1,8 @@
 /* kafka_roundtrip_test.c: produce and consume through the real broker of the
  * local stack (scripts/stack.sh), proving librdkafka 2.0.2 and the broker
  * agree: admin topic creation, idempotent produce with headers, delivery
- * reports, a consumer group reading everything back. Needs
+ * reports, a consumer group reading everything back; a transactional
+ * producer learning its topics ahead (mq_txn_learn_topics). Needs
  * IMTASK_KAFKA_BROKERS (the test command passes it with --test_env). */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -16,6 +17,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "mqclient/mq.h"
 #include "tests/support/support.h"
 
 #define NMSG 500
@@ -178,10 +180,36 @@ static void test_produce_consume(void **state)
     assert_int_equal(with_headers, NMSG);
 }
 
+/* A transactional producer learns the topic's partitions ahead: a topic
+ * that exists counts, one that does not is reported as not learnt (the
+ * broker does not create topics here), and the producer then writes to the
+ * learnt topic in a transaction. */
+static void test_txn_learn_topics(void **state)
+{
+    (void)state;
+    char err[512] = "", txid[160], missing[160];
+    const char *extra[] = {"log_level", "0", NULL};
+    rd_kafka_conf_t *conf = mq_conf_build(brokers, NULL, extra, err, sizeof(err));
+    assert_non_null(conf);
+    snprintf(txid, sizeof(txid), "%s-txn", topic);
+    mq_txn_t *t = mq_txn_new(conf, txid, 30000, err, sizeof(err));
+    if (!t)
+        fail_msg("mq_txn_new: %s", err);
+    snprintf(missing, sizeof(missing), "%s-missing", topic);
+    const char *topics[] = {topic, missing};
+    assert_int_equal(mq_txn_learn_topics(t, topics, 2, 5000), 1);
+    assert_int_equal(mq_txn_begin(t, err, sizeof(err)), MQ_OK);
+    assert_int_equal(mq_txn_produce(t, topic, "k", 1, "learnt", 6, NULL, 0), MQ_OK);
+    assert_int_equal(mq_txn_abort(t, 30000), MQ_OK);
+    mq_txn_destroy(&t);
+    assert_null(t);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_produce_consume),
+        cmocka_unit_test(test_txn_learn_topics),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -20,6 +20,7 @@
 
 #define DISPATCH_PRODUCE_TIMEOUT_MS 30000
 #define DISPATCH_PREMAKE_MS 10000 /* making the workers' producers at start */
+#define DISPATCH_LEARN_MS 2000    /* a new producer learning one task topic's leaders */
 #define DISPATCH_BLOCK_MS 10000
 #define DISPATCH_NUM_MAX 32
 #define DISPATCH_KNOWN_TYPES_MAX 8 /* entries of task_types[] with a skipped series */
@@ -582,6 +583,10 @@ static mq_txn_t *dispatch_txn_make(dispatch_t *d, int timeout_ms, char *err, siz
     mq_txn_t *txn = conf ? mq_txn_new(conf, txid, timeout_ms, err, errlen) : NULL;
     if (!txn && conf)
         rd_kafka_conf_destroy(conf);
+    if (txn) { /* the task topics every processor may write: follow-ups, retries */
+        const char *topics[] = {d->conf.topic, d->conf.retry_topic, d->conf.dlq_topic};
+        mq_txn_learn_topics(txn, topics, 3, DISPATCH_LEARN_MS);
+    }
     return txn;
 }
 
@@ -954,8 +959,13 @@ static void dispatch_handle(void *opaque, mq_msg_t *msg)
             r = dispatch_retry(0, "%s", t.output_error);
         if (t.txn) {
             if (r.status == DISPATCH_DONE) {
+                int64_t c0 = clock_mono_ms();
                 if (dispatch_txn_commit(d, t.txn, msg, err, sizeof(err)) != MQ_OK)
                     r = dispatch_retry(0, "%s", err);
+                log_debug("transaction of %s[%d]@%lld: process %lld ms, commit %lld ms",
+                          rd_kafka_topic_name(m->rkt), (int)m->partition, (long long)m->offset,
+                          (long long)(c0 - t.attempt_started_ms),
+                          (long long)(clock_mono_ms() - c0));
             } else {
                 dispatch_txn_abort(t.txn); /* outputs discarded */
             }

@@ -22,8 +22,8 @@
  * so that polling, rebalances and max.poll.interval.ms go on. */
 #define MQ_PAUSE_AFTER_MS 1000
 #define MQ_BOUND_WAIT_STEP_MS 10
-#define MQ_DONE_EVERY_MS 1 /* a worker hands finished messages back at least this often */
-#define MQ_POLL_BATCH 256  /* messages taken from librdkafka per loop, at most */
+#define MQ_DONE_EVERY_MS 1    /* a worker hands finished messages back at least this often */
+#define MQ_POLL_BATCH 256     /* messages taken from librdkafka per loop, at most */
 #define MQ_LEAVE_MAX_MS 10000 /* leaving the group, after the grace, at most */
 #define MQ_LEAVE_STEP_MS 50
 
@@ -38,6 +38,8 @@ typedef struct mq_part_s {
     int delayed;    /* in the delay heap, this generation */
     bool blocked;   /* ordered mode: a delayed message holds the partition */
     bool dirty;     /* finished offsets not yet stored */
+    int lane;       /* ordered mode: the lane of its queued messages */
+    int queued;     /* messages in a lane, not yet handed back (any generation) */
     int64_t stored; /* last offset stored, -1 none */
     metrics_series_t *lag;
 } mq_part_t;
@@ -51,6 +53,7 @@ struct mq_msg_s {
     void *user;
     int64_t not_before_ms;
     atomic_bool abandoned;
+    int lane;
     mq_msg_t *next;
 };
 
@@ -62,6 +65,7 @@ typedef struct {
     mq_consumer_t *c;
     bool started;
     mq_msg_t *pend_head, *pend_tail; /* poll thread only: dispatched, not yet handed over */
+    int load;                        /* poll thread only: dispatched, not yet handed back */
 } mq_lane_t;
 
 struct mq_consumer_s {
@@ -359,28 +363,43 @@ static void *mq_lane_thread(void *arg)
     }
 }
 
-/* FNV-1a over the partition and the key: same key, same lane, same order.
- * In ordered mode over the topic and partition only. */
-static unsigned mq_lane_of(mq_consumer_t *c, const rd_kafka_message_t *rkm)
+/* The lane of a message. Keyed mode: FNV-1a over the partition and the
+ * key, so one key keeps one lane and its order. Ordered mode: while the
+ * partition has a message in a lane, that lane (one at a time, in order);
+ * else the lane with the least work, so partitions spread over the workers
+ * by their work rather than by a hash (a hash of 6 partitions over 4 lanes
+ * can leave a lane with none and another with three). */
+static int mq_lane_of(mq_consumer_t *c, const mq_msg_t *m)
 {
-    uint32_t h = 2166136261u;
+    const rd_kafka_message_t *rkm = m->rkm;
+    int n = c->opts.workers;
     if (c->opts.ordered_partitions) {
-        for (const char *s = rd_kafka_topic_name(rkm->rkt); *s; s++)
-            h = (h ^ (unsigned char)*s) * 16777619u;
-    } else {
-        if (!rkm->key || rkm->key_len == 0)
-            return c->rr++ % (unsigned)c->opts.workers;
-        for (size_t i = 0; i < rkm->key_len; i++)
-            h = (h ^ ((const unsigned char *)rkm->key)[i]) * 16777619u;
+        if (m->part->queued > 0)
+            return m->part->lane;
+        int best = (int)(c->rr++ % (unsigned)n); /* ties: take turns */
+        for (int i = 0; i < n; i++) {
+            if (c->lanes[i].load < c->lanes[best].load)
+                best = i;
+        }
+        return best;
     }
+    if (!rkm->key || rkm->key_len == 0)
+        return (int)(c->rr++ % (unsigned)n);
+    uint32_t h = 2166136261u;
+    for (size_t i = 0; i < rkm->key_len; i++)
+        h = (h ^ ((const unsigned char *)rkm->key)[i]) * 16777619u;
     h = (h ^ (uint32_t)rkm->partition) * 16777619u;
-    return h % (unsigned)c->opts.workers;
+    return (int)(h % (unsigned)n);
 }
 
 /* Queue m for its lane; mq_lanes_flush hands the queued messages over. */
 static void mq_dispatch(mq_consumer_t *c, mq_msg_t *m)
 {
-    mq_lane_t *lane = &c->lanes[mq_lane_of(c, m->rkm)];
+    m->lane = mq_lane_of(c, m);
+    mq_lane_t *lane = &c->lanes[m->lane];
+    lane->load++;
+    m->part->lane = m->lane;
+    m->part->queued++;
     m->part->running++;
     c->outstanding++;
     m->next = NULL;
@@ -453,6 +472,8 @@ static void mq_drain_done(mq_consumer_t *c)
         mq_part_t *p = m->part;
         list = m->next;
         c->outstanding--;
+        c->lanes[m->lane].load--;
+        p->queued--;
         if (p->assigned && m->gen == atomic_load(&p->gen)) {
             p->running--;
             if (atomic_load(&m->abandoned))

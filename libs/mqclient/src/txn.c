@@ -9,9 +9,13 @@
 
 #define MQ_TXN_RETRIES 5 /* retriable errors of one transactional call */
 
+#define MQ_TXN_LEARN_MAX 8 /* topics learnt ahead (mq_txn_learn_topics) */
+
 struct mq_txn_s {
     rd_kafka_t *rk;
     bool open;
+    rd_kafka_topic_t *learnt[MQ_TXN_LEARN_MAX]; /* held: the producer keeps their leaders */
+    size_t nlearnt;
 };
 
 /* Turn a transactional API error into our error, logging it. */
@@ -77,9 +81,36 @@ void mq_txn_destroy(mq_txn_t **tp)
         return;
     if (t->open)
         mq_txn_abort(t, 10000);
+    for (size_t i = 0; i < t->nlearnt; i++)
+        rd_kafka_topic_destroy(t->learnt[i]);
     rd_kafka_destroy(t->rk);
     free(t);
     *tp = NULL;
+}
+
+int mq_txn_learn_topics(mq_txn_t *t, const char *const *topics, size_t n, int timeout_ms)
+{
+    int learnt = 0;
+    for (size_t i = 0; i < n && t->nlearnt < MQ_TXN_LEARN_MAX; i++) {
+        const struct rd_kafka_metadata *md = NULL;
+        rd_kafka_topic_t *rkt = rd_kafka_topic_new(t->rk, topics[i], NULL);
+        rd_kafka_resp_err_t e = rkt ? rd_kafka_metadata(t->rk, 0, rkt, &md, timeout_ms)
+                                    : RD_KAFKA_RESP_ERR__INVALID_ARG;
+        bool ok = e == RD_KAFKA_RESP_ERR_NO_ERROR && md->topic_cnt == 1 && !md->topics[0].err;
+        if (!ok)
+            log_debug("metadata of %s: %s", topics[i],
+                      e || !md->topic_cnt ? rd_kafka_err2str(e)
+                                          : rd_kafka_err2str(md->topics[0].err));
+        if (md)
+            rd_kafka_metadata_destroy(md);
+        if (ok) {
+            t->learnt[t->nlearnt++] = rkt;
+            learnt++;
+        } else if (rkt) {
+            rd_kafka_topic_destroy(rkt);
+        }
+    }
+    return learnt;
 }
 
 mq_err_t mq_txn_begin(mq_txn_t *t, char *errstr, size_t errlen)

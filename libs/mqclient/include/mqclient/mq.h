@@ -114,6 +114,12 @@ typedef struct mq_txn_s mq_txn_t;
 mq_txn_t *mq_txn_new(rd_kafka_conf_t *conf, const char *transactional_id, int timeout_ms, char *err,
                      size_t errlen);
 void mq_txn_destroy(mq_txn_t **tp); /* aborts an open transaction; NULL no-op */
+/* Learn the partitions and leaders of topics the producer will write (at
+ * most 8 per producer), so its first records to them do not wait for
+ * metadata (up to a second seen). At most timeout_ms per topic; returns how
+ * many were learnt (a topic that does not exist or times out is learnt on
+ * its first record instead). */
+int mq_txn_learn_topics(mq_txn_t *t, const char *const *topics, size_t n, int timeout_ms);
 mq_err_t mq_txn_begin(mq_txn_t *t, char *errstr, size_t errlen);
 /* Queue a record in the open transaction; its outcome is known at commit. */
 mq_err_t mq_txn_produce(mq_txn_t *t, const char *topic, const void *key, size_t keylen,
@@ -145,8 +151,10 @@ typedef struct {
     int64_t revoke_timeout_ms; /* how long a revoke waits for in-flight work */
     int64_t poll_interval_ms;  /* poll timeout: bounds the latency of completions */
     /* One message of a partition at a time, in offset order (for
-     * transactions: committing offset N+1 is then safe). A delayed message
-     * pauses its partition until it is due. */
+     * transactions: committing offset N+1 is then safe). A partition with
+     * no message in a worker's queue goes to the worker with the least
+     * queued, so partitions share the workers by their work. A delayed
+     * message pauses its partition until it is due. */
     bool ordered_partitions;
     /* Offsets are committed by the handler's transactions (mq_txn_commit),
      * never by the consumer: no offset store, no auto-commit, no commit on
