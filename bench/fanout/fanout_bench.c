@@ -13,14 +13,17 @@
  *   - CPU seconds of the fan-out processes, of the double and of the broker
  *     meanwhile (the broker's when the stack's kafka.pid names it).
  * Then the ceiling in the same run: a plain librdkafka producer writing the
- * same number of records of the same mean size (key, header) to 16 fresh
+ * same number of records of the same mean size, key (the group id, or one
+ * per user with --record-key user) and header to 16 fresh
  * topics of the same layout, records per second from the first produce to
  * the last delivery report, and its and the broker's CPU seconds: the median
  * of three runs.
  *
  *   fanout_bench BIN [--members 10000,100000,1000000] [--ratios 1,0.3]
  *                [--procs 1] [--workers 4] [--format recipient|batch]
- *                [--batch-size 200] [--slice-pages 50] [--shard-members 25000]
+ *                [--record-key group|user]
+ *                [--batch-size 200] [--slice-pages 250] [--slice-time-ms 1000]
+ *                [--shard-members 25000]
  *                [--max-shards 16] [--kafka "key: value;..."] [--no-ceiling]
  *                [--imrepo-latency-ms 0]
  * FANOUT_BENCH_METRICS=1 prints the fan-out's slice and im-repo metrics,
@@ -53,9 +56,10 @@ typedef struct {
     int nmembers;
     double ratios[4];
     int nratios;
-    int procs, workers, batch_size, slice_pages, shard_members, max_shards;
+    int procs, workers, batch_size, slice_pages, slice_time_ms, shard_members, max_shards;
     const char *format;
-    const char *kafka; /* extra kafka: lines, "key: value" separated by ';' */
+    const char *record_key; /* group | user */
+    const char *kafka;      /* extra kafka: lines, "key: value" separated by ';' */
     bool ceiling;
     int imrepo_latency_ms; /* added by the double to every call after the warm-up */
 } opts_t;
@@ -157,6 +161,7 @@ static void tail_pause(rd_kafka_t *tail, bool pause)
 typedef struct {
     int64_t members, online, recipients_expected;
     double secs, members_per_s, records_per_s, mean_bytes;
+    char key[64]; /* the recipient records' key when they share one (record_key group) */
     long records;
     long rss_kb[MAX_PROCS];
     double cpu_fanout, cpu_double, cpu_broker; /* seconds during the fan-out */
@@ -270,11 +275,13 @@ static void run_scenario(const opts_t *o, h_double_t *dbl, int64_t n, double rat
                  "consumer:\n  group_id: %s-group\n  topic: %s\n  retry_topic: %s\n"
                  "  dlq_topic: %s\n  workers: %d\n"
                  "imrepo:\n  endpoints: %s\n"
-                 "fanout:\n  topic_template: %s-{gateway_id}\n  format: %s\n"
-                 "  batch_size: %d\n  slice_pages: %d\n  shard_members: %d\n  max_shards: %d\n",
+                 "fanout:\n  topic_template: %s-{gateway_id}\n  format: %s\n  record_key: %s\n"
+                 "  batch_size: %d\n  slice_pages: %d\n  slice_time: %dms\n  shard_members: %d\n"
+                 "  max_shards: %d\n",
                  getenv("FANOUT_BENCH_LOG") ? getenv("FANOUT_BENCH_LOG") : "warn", ports[i],
                  h_brokers, kextra, t.base, t.tp[0], t.tp[1], t.tp[2], o->workers, dbl->addr,
-                 t.base, o->format, o->batch_size, o->slice_pages, o->shard_members, o->max_shards);
+                 t.base, o->format, o->record_key, o->batch_size, o->slice_pages, o->slice_time_ms,
+                 o->shard_members, o->max_shards);
         char name[32];
         snprintf(name, sizeof(name), "fanout-%d", i);
         h_child_start(&ch[i], o->bin, dir, name, yaml);
@@ -335,6 +342,8 @@ static void run_scenario(const opts_t *o, h_double_t *dbl, int64_t n, double rat
     Imtask__V1__FanoutTask ft = IMTASK__V1__FANOUT_TASK__INIT;
     uint8_t buf[512];
     ft.group_id = gid;
+    if (strcmp(o->format, "batch") == 0 || strcmp(o->record_key, "group") == 0)
+        snprintf(r->key, sizeof(r->key), "%s", gid); /* the ceiling's records share it too */
     ft.message_id = (char *)"m4242";
     ft.sender_id = sender;
     size_t len = imtask__v1__fanout_task__pack(&ft, buf);
@@ -438,7 +447,7 @@ static void ceil_dr(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
         c->delivered++;
 }
 
-static double run_ceiling(long n, size_t size, double *cpu, double *bcpu)
+static double run_ceiling(long n, size_t size, const char *group_key, double *cpu, double *bcpu)
 {
     topics_t t;
     char err[256];
@@ -468,8 +477,12 @@ static double run_ceiling(long n, size_t size, double *cpu, double *bcpu)
     double c0 = h_cpu_seconds(getpid()), b0 = broker_cpu();
     int64_t t0 = h_mono_ms();
     for (long i = 0; i < n; i++) {
-        char key[24];
-        int kl = snprintf(key, sizeof(key), "u%ld", 500000000 + i);
+        char ukey[24];
+        const char *key = group_key;
+        int kl = group_key ? (int)strlen(group_key)
+                           : snprintf(ukey, sizeof(ukey), "u%ld", 500000000 + i);
+        if (!group_key)
+            key = ukey;
         const char *topic = t.tp[3 + (i % NGW)];
         for (;;) {
             rd_kafka_resp_err_t e = rd_kafka_producev(
@@ -496,12 +509,12 @@ static double run_ceiling(long n, size_t size, double *cpu, double *bcpu)
 
 /* The ceiling's median of three runs (a single short run moves a lot with
  * the machine's load), with that run's CPU seconds. */
-static double ceiling_median(long n, size_t size, double *cpu, double *bcpu)
+static double ceiling_median(long n, size_t size, const char *group_key, double *cpu, double *bcpu)
 {
     double rate[3], c[3], b[3];
     int order[3] = {0, 1, 2};
     for (int i = 0; i < 3; i++)
-        rate[i] = run_ceiling(n, size, &c[i], &b[i]);
+        rate[i] = run_ceiling(n, size, group_key, &c[i], &b[i]);
     for (int i = 1; i < 3; i++) { /* order the runs by rate */
         for (int j = i; j > 0 && rate[order[j]] < rate[order[j - 1]]; j--) {
             int tmp = order[j];
@@ -535,10 +548,12 @@ int main(int argc, char **argv)
     opts_t o = {.procs = 1,
                 .workers = 4,
                 .batch_size = 200,
-                .slice_pages = 50,
+                .slice_pages = 250,
+                .slice_time_ms = 1000,
                 .shard_members = 25000, /* the service's defaults */
                 .max_shards = 16,
                 .format = "recipient",
+                .record_key = "group",
                 .ceiling = true};
     o.nmembers = parse_list_i("10000,100000,1000000", o.members, 8);
     o.nratios = parse_list_d("1,0.3", o.ratios, 4);
@@ -557,12 +572,16 @@ int main(int argc, char **argv)
             o.procs = atoi(v), i++;
         else if (!strcmp(a, "--workers"))
             o.workers = atoi(v), i++;
+        else if (!strcmp(a, "--record-key"))
+            o.record_key = v, i++;
         else if (!strcmp(a, "--format"))
             o.format = v, i++;
         else if (!strcmp(a, "--batch-size"))
             o.batch_size = atoi(v), i++;
         else if (!strcmp(a, "--slice-pages"))
             o.slice_pages = atoi(v), i++;
+        else if (!strcmp(a, "--slice-time-ms"))
+            o.slice_time_ms = atoi(v), i++;
         else if (!strcmp(a, "--shard-members"))
             o.shard_members = atoi(v), i++;
         else if (!strcmp(a, "--max-shards"))
@@ -598,9 +617,9 @@ int main(int argc, char **argv)
             result_t r;
             run_scenario(&o, &dbl, o.members[mi], o.ratios[ri], &r);
             double ccpu = 0, cbcpu = 0;
-            double ceiling =
-                o.ceiling ? ceiling_median(r.records, (size_t)(r.mean_bytes + 0.5), &ccpu, &cbcpu)
-                          : 0;
+            double ceiling = o.ceiling ? ceiling_median(r.records, (size_t)(r.mean_bytes + 0.5),
+                                                        r.key[0] ? r.key : NULL, &ccpu, &cbcpu)
+                                       : 0;
             char rss[64] = "";
             size_t used = 0;
             for (int i = 0; i < o.procs; i++)

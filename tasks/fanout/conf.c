@@ -5,9 +5,11 @@
 #include <string.h>
 
 #include "fanout.h"
+#include "infra/log.h"
 
 static const char *const fanout_format_choices[] = {"recipient", "batch", NULL};
 static const char *const fanout_priority_choices[] = {"high", "normal", NULL};
+static const char *const fanout_key_choices[] = {"group", "user", NULL};
 
 #define FC(k) offsetof(fanout_conf_t, k)
 static const cfg_field_t fanout_fields[] = {
@@ -18,6 +20,14 @@ static const cfg_field_t fanout_fields[] = {
      .choices = fanout_format_choices,
      .help = "downlinks: recipient (one DownstreamMessage per user) or batch (one "
              "DownstreamBatch per gateway per page)"},
+    {.key = "record_key",
+     .type = CFG_ENUM,
+     .offset = FC(record_key),
+     .def = "group",
+     .choices = fanout_key_choices,
+     .help = "key of recipient-format downlinks: group (a group's downlinks stay in one "
+             "partition per gateway, in order; bigger batches) or user (a user's downlinks stay "
+             "in one partition)"},
     {.key = "topic_template",
      .type = CFG_STRING,
      .offset = FC(topic_template),
@@ -33,10 +43,18 @@ static const cfg_field_t fanout_fields[] = {
     {.key = "slice_pages",
      .type = CFG_INT,
      .offset = FC(slice_pages),
-     .def = "50",
+     .def = "250",
      .min = 1,
      .max = 10000,
-     .help = "pages per slice: one Kafka transaction, the unit repeated after a crash"},
+     .help = "pages per slice at most: one Kafka transaction, the unit repeated after a crash"},
+    {.key = "slice_time",
+     .type = CFG_DURATION,
+     .offset = FC(slice_time_ms),
+     .def = "1s",
+     .min = 10,
+     .max = 600000,
+     .help = "a slice begins no new page after this long, so read_committed readers see its "
+             "downlinks soon however slow im-repo is"},
     {.key = "pages_in_flight",
      .type = CFG_INT,
      .offset = FC(pages_in_flight),
@@ -207,14 +225,16 @@ int fanout_conf_check(fanout_conf_t *c, const char *origin, char *err, size_t er
         return -1;
     }
     /* one slice's outputs (downlinks, push tasks, the next task) must stay
-     * below what the runtime accepts from one process() call */
-    if (c->slice_pages * c->batch_size > DISPATCH_MAX_OUTPUTS / 2) {
-        snprintf(err, errlen,
-                 "%s: fanout.slice_pages x fanout.batch_size (%lld x %lld) must not exceed %d "
-                 "members per slice",
-                 origin, (long long)c->slice_pages, (long long)c->batch_size,
-                 DISPATCH_MAX_OUTPUTS / 2);
-        return -1;
+     * below what the runtime accepts from one process() call: slice_pages is
+     * an upper bound, so it is lowered to fit (with big pages) */
+    int64_t fit = (DISPATCH_MAX_OUTPUTS / 2) / c->batch_size;
+    if (c->slice_pages > fit) {
+        log_warn("%s: fanout.slice_pages %lld lowered to %lld: a slice holds at most %d members "
+                 "(%lld pages of %lld)",
+                 origin, (long long)c->slice_pages, (long long)(fit > 0 ? fit : 1),
+                 DISPATCH_MAX_OUTPUTS / 2, (long long)(fit > 0 ? fit : 1),
+                 (long long)c->batch_size);
+        c->slice_pages = fit > 0 ? fit : 1;
     }
     if (!c->push_title)
         c->push_title = "";

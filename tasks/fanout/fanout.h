@@ -32,6 +32,11 @@ typedef enum {
 } fanout_format_t;
 
 typedef enum {
+    FANOUT_KEY_GROUP = 0, /* the group id: a group's downlinks in one partition per gateway */
+    FANOUT_KEY_USER = 1,  /* target_user_id: a user's downlinks in one partition */
+} fanout_key_t;
+
+typedef enum {
     FANOUT_PUSH_PRIORITY_HIGH = 0,
     FANOUT_PUSH_PRIORITY_NORMAL = 1,
 } fanout_push_priority_t;
@@ -43,10 +48,12 @@ typedef enum {
 #define FANOUT_HDR_FORMAT "downlink_format"
 
 typedef struct {
-    int format; /* fanout_format_t */
+    int format;     /* fanout_format_t */
+    int record_key; /* fanout_key_t: the key of recipient records */
     const char *topic_template;
     int64_t batch_size;      /* members per GetGroupMembers page */
-    int64_t slice_pages;     /* pages per slice (one transaction) */
+    int64_t slice_pages;     /* pages per slice (one transaction), at most */
+    int64_t slice_time_ms;   /* a slice takes no new page after this long */
     int64_t pages_in_flight; /* pages fetched or being fetched, not yet produced */
     int64_t shard_members;   /* a group above this many members is split */
     int64_t max_shards;
@@ -173,6 +180,7 @@ typedef struct {
     uint32_t shard_index, shard_count; /* shard_count 1: the whole group */
     const char *cursor;                /* where to start; "" the first page */
     int batch_size, max_pages, pages_in_flight;
+    int64_t issue_until_ms; /* monotonic: no page is begun after it (the first always is); 0 none */
     int64_t timeout_ms;
     const repo_md_t *md; /* metadata of every call (traceparent, configured) */
     size_t nmd;

@@ -95,6 +95,8 @@ static fanout_slot_t *fanout_pager_claim_locked(fanout_pager_t *p)
     if (p->failed || p->members_inflight || !p->more || p->issued >= o->max_pages ||
         p->issued - p->consumed >= p->cap)
         return NULL;
+    if (o->issue_until_ms > 0 && p->issued > 0 && clock_mono_ms() >= o->issue_until_ms)
+        return NULL; /* the slice's time is up: it ends after the pages begun */
     fanout_slot_t *s = &p->slots[p->issued % p->cap];
     s->cursor = strdup(p->cursor ? p->cursor : "");
     if (!s->cursor) {

@@ -5,17 +5,20 @@
  *                             a big group is split into n shard tasks (and
  *                             that is all this call does); a small one goes
  *                             on as shard 0 of 1, slice 0.
- *   slice                     up to slice_pages pages from the cursor
- *                             (pager.c): online members -> downlinks on
- *                             their gateway's topic, offline ones -> push
- *                             tasks; then the task of the next slice, with
- *                             the cursor, if the shard has more members.
+ *   slice                     up to slice_pages pages from the cursor, none
+ *                             begun after slice_time (pager.c): online
+ *                             members -> downlinks on their gateway's
+ *                             topic, offline ones -> push tasks; then the
+ *                             task of the next slice, with the cursor, if
+ *                             the shard has more members.
  *
  * Every output (downlinks, push tasks, shard and next-slice tasks) is
  * produced in the transaction that commits the input's offset, so a crash
  * repeats at most the unfinished slice and read_committed readers see each
  * recipient once. Follow-up task ids are deterministic
- * (<fanout>.s<i>of<n>.c<k>[.p<j>]), so a repeated slice writes the same ids.
+ * (<fanout>.s<i>of<n>.c<k>[.p<j>]), so a repeated slice writes the same ids
+ * (a repeat may end at another page than an aborted try cut by slice_time:
+ * only the committed try is ever read).
  */
 #include <inttypes.h>
 #include <pthread.h>
@@ -137,12 +140,16 @@ static int fanout_start(void *state, app_t *app, char *err, size_t errlen)
         return -1;
     }
     s->rconf = NULL; /* the client's now */
-    log_info("fan-out: format %s, topics %s, pages of %lld members, slices of %lld pages, "
-             "shards above %lld members (at most %lld), push %s",
-             s->conf.format == FANOUT_FORMAT_BATCH ? "batch" : "recipient", s->conf.topic_template,
-             (long long)s->conf.batch_size, (long long)s->conf.slice_pages,
-             (long long)s->conf.shard_members, (long long)s->conf.max_shards,
-             s->conf.push_enabled ? "on" : "off");
+    log_info("fan-out: format %s (keyed by %s), topics %s, pages of %lld members, slices of up to "
+             "%lld pages "
+             "or %lld ms, shards above %lld members (at most %lld), push %s",
+             s->conf.format == FANOUT_FORMAT_BATCH ? "batch" : "recipient",
+             s->conf.format == FANOUT_FORMAT_BATCH || s->conf.record_key == FANOUT_KEY_GROUP
+                 ? "group"
+                 : "user",
+             s->conf.topic_template, (long long)s->conf.batch_size, (long long)s->conf.slice_pages,
+             (long long)s->conf.slice_time_ms, (long long)s->conf.shard_members,
+             (long long)s->conf.max_shards, s->conf.push_enabled ? "on" : "off");
     return 0;
 }
 
@@ -406,8 +413,9 @@ static int fanout_on_page(void *opaque, const fanout_page_t *page, char *err, si
             snprintf(err, errlen, "a downlink record for %s is too large", uid);
             return -1;
         }
-        if (fanout_produce(c, t, batch ? c->ft->group_id : uid, batch ? "batch" : "recipient", err,
-                           errlen))
+        const char *key =
+            batch || c->s->conf.record_key == FANOUT_KEY_GROUP ? c->ft->group_id : uid;
+        if (fanout_produce(c, t, key, batch ? "batch" : "recipient", err, errlen))
             return -1;
     }
     if (npairs) {
@@ -519,6 +527,7 @@ static dispatch_result_t fanout_slice(fanout_ctx_t *c, const char *cursor)
         .cursor = cursor,
         .batch_size = (int)conf->batch_size,
         .max_pages = (int)conf->slice_pages,
+        .issue_until_ms = clock_mono_ms() + conf->slice_time_ms,
         .pages_in_flight = (int)conf->pages_in_flight,
         .timeout_ms = conf->imrepo_timeout_ms,
         .md = c->md,

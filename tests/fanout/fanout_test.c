@@ -212,6 +212,7 @@ typedef struct {
     long bad;
     char first_bad[512];
     const char *format;
+    bool user_key; /* recipient records keyed by user (fanout.record_key: user), else group */
 } oracle_t;
 
 static void bad(oracle_t *o, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -413,9 +414,10 @@ static void on_record(void *ctx, const rd_kafka_message_t *km)
             }
             check_downlink_msg(o, dm, &grp);
             if (grp >= 0) {
-                if (km->key_len != strlen(dm->target_user_id) ||
-                    memcmp(km->key, dm->target_user_id, km->key_len) != 0)
-                    bad(o, "downlink for %s with another key", dm->target_user_id);
+                const char *key = o->user_key ? dm->target_user_id : o->g[grp].gid;
+                if (km->key_len != strlen(key) || memcmp(km->key, key, km->key_len) != 0)
+                    bad(o, "downlink for %s: key \"%.*s\", want %s", dm->target_user_id,
+                        (int)km->key_len, km->key ? (const char *)km->key : "", key);
                 got_downlink(o, grp, dm->target_user_id, gw);
             }
             imtask__v1__downstream_message__free_unpacked(dm, NULL);
@@ -440,6 +442,9 @@ static void on_record(void *ctx, const rd_kafka_message_t *km)
             if (grp >= 0) {
                 if (strcmp(b->group_id, o->g[grp].gid) != 0)
                     bad(o, "batch of group %s says group %s", o->g[grp].gid, b->group_id);
+                if (km->key_len != strlen(o->g[grp].gid) ||
+                    memcmp(km->key, o->g[grp].gid, km->key_len) != 0)
+                    bad(o, "batch of group %s with another key", o->g[grp].gid);
                 for (size_t i = 0; i < b->n_target_user_ids; i++)
                     got_downlink(o, grp, b->target_user_ids[i], gw);
             }
@@ -728,7 +733,7 @@ static void count_record(void *ctx, const rd_kafka_message_t *km)
 static void test_kill9(void **state)
 {
     fcase_t *c = &g_case;
-    oracle_t o = {.format = "recipient"};
+    oracle_t o = {.format = "recipient", .user_key = true}; /* the other record key */
     char sbuf[64];
     (void)state;
     case_open(c, "c3");
@@ -738,7 +743,8 @@ static void test_kill9(void **state)
     for (size_t i = 0; i < o.nm; i++)
         online += o.m[i].online && !o.m[i].excluded;
     /* small slices so the kill lands in the middle of many */
-    child_conf_t cc = {.workers = 2, .slice_pages = 4, .shard_members = 50000};
+    child_conf_t cc = {
+        .workers = 2, .slice_pages = 4, .shard_members = 50000, .fanout = "  record_key: user\n"};
     h_child_t *a = case_child(c, "c3-a", &cc);
     produce_fanouts(c, &o);
     const char *const *gws = c->tp + T_GW;

@@ -295,10 +295,15 @@ static void test_conf_check(void **state)
     assert_non_null(strstr(err, "fanout.topic_template"));
 
     c = base_conf();
-    c.slice_pages = 1000;
+    c.slice_pages = 1000; /* an upper bound: lowered to 50,000 members a slice */
     c.batch_size = 1000;
-    assert_int_equal(fanout_conf_check(&c, "f.yaml", err, sizeof(err)), -1);
-    assert_non_null(strstr(err, "fanout.slice_pages x fanout.batch_size"));
+    assert_int_equal(fanout_conf_check(&c, "f.yaml", err, sizeof(err)), 0);
+    assert_int_equal(c.slice_pages, 50);
+    c = base_conf();
+    c.slice_pages = 250;
+    c.batch_size = 10000;
+    assert_int_equal(fanout_conf_check(&c, "f.yaml", err, sizeof(err)), 0);
+    assert_int_equal(c.slice_pages, 5);
 
     c = base_conf();
     c.slice_pages = 2;
@@ -321,7 +326,8 @@ static void test_conf_bind(void **state)
     assert_int_equal(fanout_conf_bind(&c, cfg, err, sizeof(err)), 0);
     assert_int_equal(c.format, FANOUT_FORMAT_BATCH);
     assert_int_equal(c.batch_size, 500);
-    assert_int_equal(c.slice_pages, 50);
+    assert_int_equal(c.slice_pages, 100); /* 250 by default, lowered to 50,000 members */
+    assert_int_equal(c.slice_time_ms, 1000);
     assert_string_equal(c.topic_template, "im-downstream-topic-{gateway_id}");
     assert_string_equal(c.push_sound, "");
     assert_string_equal(c.push_title, "");
