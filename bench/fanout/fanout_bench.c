@@ -22,10 +22,10 @@
  *   fanout_bench BIN [--members 10000,100000,1000000] [--ratios 1,0.3]
  *                [--procs 1] [--workers 4] [--format recipient|batch]
  *                [--record-key group|user]
- *                [--batch-size 200] [--slice-pages 250] [--slice-time-ms 1000]
+ *                [--batch-size 200] [--slice-pages 100] [--slice-time-ms 1000]
  *                [--shard-members 25000]
  *                [--max-shards 16] [--kafka "key: value;..."] [--no-ceiling]
- *                [--imrepo-latency-ms 0]
+ *                [--imrepo-latency-ms 0] [--no-push]
  * FANOUT_BENCH_METRICS=1 prints the fan-out's slice and im-repo metrics,
  * FANOUT_BENCH_LOG=debug sets the processes' log level.
  *
@@ -61,6 +61,7 @@ typedef struct {
     const char *record_key; /* group | user */
     const char *kafka;      /* extra kafka: lines, "key: value" separated by ';' */
     bool ceiling;
+    bool push;             /* offline members become push tasks (fanout.push_enabled) */
     int imrepo_latency_ms; /* added by the double to every call after the warm-up */
 } opts_t;
 
@@ -277,11 +278,11 @@ static void run_scenario(const opts_t *o, h_double_t *dbl, int64_t n, double rat
                  "imrepo:\n  endpoints: %s\n"
                  "fanout:\n  topic_template: %s-{gateway_id}\n  format: %s\n  record_key: %s\n"
                  "  batch_size: %d\n  slice_pages: %d\n  slice_time: %dms\n  shard_members: %d\n"
-                 "  max_shards: %d\n",
+                 "  max_shards: %d\n  push_enabled: %s\n",
                  getenv("FANOUT_BENCH_LOG") ? getenv("FANOUT_BENCH_LOG") : "warn", ports[i],
                  h_brokers, kextra, t.base, t.tp[0], t.tp[1], t.tp[2], o->workers, dbl->addr,
                  t.base, o->format, o->record_key, o->batch_size, o->slice_pages, o->slice_time_ms,
-                 o->shard_members, o->max_shards);
+                 o->shard_members, o->max_shards, o->push ? "true" : "false");
         char name[32];
         snprintf(name, sizeof(name), "fanout-%d", i);
         h_child_start(&ch[i], o->bin, dir, name, yaml);
@@ -548,13 +549,14 @@ int main(int argc, char **argv)
     opts_t o = {.procs = 1,
                 .workers = 4,
                 .batch_size = 200,
-                .slice_pages = 250,
+                .slice_pages = 100,
                 .slice_time_ms = 1000,
                 .shard_members = 25000, /* the service's defaults */
                 .max_shards = 16,
                 .format = "recipient",
                 .record_key = "group",
-                .ceiling = true};
+                .ceiling = true,
+                .push = true};
     o.nmembers = parse_list_i("10000,100000,1000000", o.members, 8);
     o.nratios = parse_list_d("1,0.3", o.ratios, 4);
     if (argc < 2) {
@@ -590,6 +592,8 @@ int main(int argc, char **argv)
             o.kafka = v, i++;
         else if (!strcmp(a, "--no-ceiling"))
             o.ceiling = false;
+        else if (!strcmp(a, "--no-push"))
+            o.push = false;
         else if (!strcmp(a, "--imrepo-latency-ms"))
             o.imrepo_latency_ms = atoi(v), i++;
         else {
