@@ -22,6 +22,10 @@
  *                  nothing lost
  *   5 broker away  the broker frozen (SIGSTOP) for 20 s, then more work
  *   6 outputs      outputs written before the input is committed
+ *   7 exactly once outputs seen once by read_committed readers across kill -9
+ *   9 lanes        exactly-once mode: one slow task on each of the 3 task
+ *                  partitions, 3 workers: all three run at once (no two
+ *                  partitions share a worker while another worker is idle)
  *
  * The children run with session.timeout.ms 6000 and heartbeat.interval.ms
  * 200 (a killed member is replaced and rebalances finish in seconds) and
@@ -1960,6 +1964,72 @@ static void test_exactly_once(void **state)
     c->passed = true;
 }
 
+/* ---- case 9: exactly-once lanes spread the partitions ------------------- */
+
+#define C9_SLEEP_MS 3000
+
+/* A key the producer's default partitioner (consistent_random: CRC32 of the
+ * key) puts on partition p of n. */
+static void key_for_partition(int p, int n, char *key, size_t len)
+{
+    for (int i = 0; i < 100000; i++) {
+        snprintf(key, len, "lane-key-%d", i);
+        if (rd_kafka_msg_partitioner_consistent_random(NULL, key, strlen(key), n, NULL, NULL) == p)
+            return;
+    }
+    fail_msg("no key for partition %d of %d", p, n);
+}
+
+static void test_lanes(void **state)
+{
+    case_t *c = &g_case;
+    char payload[32], key[32], line[512];
+    prod_t p;
+    task_rec_t t;
+    (void)state;
+    case_open(c, "c9", "lanes", 1, 1, false);
+    const int n = c->parts[T_TASK];
+    snprintf(payload, sizeof(payload), "sleep:%d", C9_SLEEP_MS);
+    prod_open(&p);
+    for (int i = 0; i < n; i++) { /* one slow task on each partition */
+        key_for_partition(i, n, key, sizeof(key));
+        task_fill(&t, K_SLEEP, c->tag, i, key, "rt_test", payload);
+        owned_t *o = own(t.value, own_free, 0);
+        produce_raw(&p, c->topics[T_TASK], t.key, t.type_hdr, t.id, t.traceparent, t.value, t.len,
+                    NULL);
+        own_drop(o);
+    }
+    prod_close(&p);
+    child_conf_t cc = {.workers = n, .exactly_once = true};
+    child_t *a = child_start(c, "c9-a", &cc);
+    const child_t *only_a[] = {a};
+    tally_t tl;
+    tally_init(&tl, n);
+    wait_tally(c, &tl, only_a, 1, false, n, 120, "all done");
+    child_stop_expect_0(c, a, false);
+    /* every task started before any finished: each partition had a worker
+     * of its own (a worker given two partitions starts the second only
+     * after the first's C9_SLEEP_MS) */
+    FILE *f = fopen(a->record, "r");
+    CHECK(f != NULL, "record file %s: %s", a->record, strerror(errno));
+    int starts = 0, starts_before_done = -1;
+    while (fgets(line, sizeof(line), f)) {
+        if (strncmp(line, "start ", 6) == 0)
+            starts++;
+        else if (strncmp(line, "done ", 5) == 0 && starts_before_done < 0)
+            starts_before_done = starts;
+    }
+    fclose(f);
+    CHECK(starts == n, "%d start lines, want %d (record %s)", starts, n, a->record);
+    CHECK(starts_before_done == n,
+          "%d of %d tasks had started when the first finished: partitions shared a worker while "
+          "another was idle (record %s, log %s)",
+          starts_before_done, n, a->record, a->log);
+    assert_committed_at_end(c, T_TASK);
+    print_message("case lanes: %d partitions, %d workers: all %d tasks ran at once\n", n, n, n);
+    c->passed = true;
+}
+
 /* ---- main ------------------------------------------------------------- */
 
 static void build_child_env(void)
@@ -2020,6 +2090,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_teardown(test_broker_away, case_teardown),
         cmocka_unit_test_teardown(test_outputs, case_teardown),
         cmocka_unit_test_teardown(test_exactly_once, case_teardown),
+        cmocka_unit_test_teardown(test_lanes, case_teardown),
     };
     g_brokers = getenv("IMTASK_KAFKA_BROKERS");
     if (!g_brokers || !*g_brokers) {
