@@ -207,7 +207,6 @@ static void tail_count(rd_kafka_t *tail, const opts_t *o, int64_t want, tally_t 
     }
 }
 
-/* A metric line's value summed over the processes (absent counts 0). */
 /* What the clock watches, summed over the processes from one scrape each. */
 typedef struct {
     double shard_ends, in_flight, pages;
@@ -479,16 +478,15 @@ static double run_ceiling(long n, size_t size, const char *group_key, double *cp
     int64_t t0 = h_mono_ms();
     for (long i = 0; i < n; i++) {
         char ukey[24];
-        const char *key = group_key;
-        int kl = group_key ? (int)strlen(group_key)
-                           : snprintf(ukey, sizeof(ukey), "u%ld", 500000000 + i);
+        const char *key = group_key ? group_key : ukey;
         if (!group_key)
-            key = ukey;
+            snprintf(ukey, sizeof(ukey), "u%ld", 500000000 + i);
+        size_t kl = strlen(key);
         const char *topic = t.tp[3 + (i % NGW)];
         for (;;) {
             rd_kafka_resp_err_t e = rd_kafka_producev(
-                rk, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_KEY(key, (size_t)kl),
-                RD_KAFKA_V_VALUE(v, size), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+                rk, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_KEY(key, kl), RD_KAFKA_V_VALUE(v, size),
+                RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
                 RD_KAFKA_V_HEADER("downlink_format", "recipient", 9), RD_KAFKA_V_END);
             if (e == RD_KAFKA_RESP_ERR_NO_ERROR)
                 break;

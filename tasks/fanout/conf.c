@@ -228,13 +228,14 @@ int fanout_conf_check(fanout_conf_t *c, const char *origin, char *err, size_t er
      * below what the runtime accepts from one process() call: slice_pages is
      * an upper bound, so it is lowered to fit (with big pages) */
     int64_t fit = (DISPATCH_MAX_OUTPUTS / 2) / c->batch_size;
+    if (fit < 1)
+        fit = 1;
     if (c->slice_pages > fit) {
         log_warn("%s: fanout.slice_pages %lld lowered to %lld: a slice holds at most %d members "
-                 "(%lld pages of %lld)",
-                 origin, (long long)c->slice_pages, (long long)(fit > 0 ? fit : 1),
-                 DISPATCH_MAX_OUTPUTS / 2, (long long)(fit > 0 ? fit : 1),
+                 "(pages of %lld)",
+                 origin, (long long)c->slice_pages, (long long)fit, DISPATCH_MAX_OUTPUTS / 2,
                  (long long)c->batch_size);
-        c->slice_pages = fit > 0 ? fit : 1;
+        c->slice_pages = fit;
     }
     if (!c->push_title)
         c->push_title = "";

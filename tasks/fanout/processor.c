@@ -130,6 +130,13 @@ static int fanout_configure(void **state, cfg_t *cfg, char *err, size_t errlen)
     return 0;
 }
 
+/* Downlinks keyed by the group id: batch records always, recipient records
+ * unless fanout.record_key is user. */
+static bool fanout_keyed_by_group(const fanout_conf_t *conf)
+{
+    return conf->format == FANOUT_FORMAT_BATCH || conf->record_key == FANOUT_KEY_GROUP;
+}
+
 static int fanout_start(void *state, app_t *app, char *err, size_t errlen)
 {
     fanout_state_t *s = state;
@@ -141,13 +148,10 @@ static int fanout_start(void *state, app_t *app, char *err, size_t errlen)
     }
     s->rconf = NULL; /* the client's now */
     log_info("fan-out: format %s (keyed by %s), topics %s, pages of %lld members, slices of up to "
-             "%lld pages "
-             "or %lld ms, shards above %lld members (at most %lld), push %s",
+             "%lld pages or %lld ms, shards above %lld members (at most %lld), push %s",
              s->conf.format == FANOUT_FORMAT_BATCH ? "batch" : "recipient",
-             s->conf.format == FANOUT_FORMAT_BATCH || s->conf.record_key == FANOUT_KEY_GROUP
-                 ? "group"
-                 : "user",
-             s->conf.topic_template, (long long)s->conf.batch_size, (long long)s->conf.slice_pages,
+             fanout_keyed_by_group(&s->conf) ? "group" : "user", s->conf.topic_template,
+             (long long)s->conf.batch_size, (long long)s->conf.slice_pages,
              (long long)s->conf.slice_time_ms, (long long)s->conf.shard_members,
              (long long)s->conf.max_shards, s->conf.push_enabled ? "on" : "off");
     return 0;
@@ -413,8 +417,7 @@ static int fanout_on_page(void *opaque, const fanout_page_t *page, char *err, si
             snprintf(err, errlen, "a downlink record for %s is too large", uid);
             return -1;
         }
-        const char *key =
-            batch || c->s->conf.record_key == FANOUT_KEY_GROUP ? c->ft->group_id : uid;
+        const char *key = fanout_keyed_by_group(&c->s->conf) ? c->ft->group_id : uid;
         if (fanout_produce(c, t, key, batch ? "batch" : "recipient", err, errlen))
             return -1;
     }
