@@ -485,16 +485,16 @@ static int dispatch_wait_outputs(dispatch_task_t *t)
 /* ---- retry and dead-letter records ------------------------------------- */
 
 /* Headers of the original record, without the ones named in `drop`. */
-static size_t dispatch_copy_headers(const rd_kafka_message_t *m, const char *const *drop,
-                                    mq_header_t *out, size_t max)
+static size_t dispatch_copy_headers(const mq_record_t *m, const char *const *drop, mq_header_t *out,
+                                    size_t max)
 {
-    rd_kafka_headers_t *hdrs;
     const char *name;
     const void *val;
     size_t size, n = 0;
-    if (rd_kafka_message_headers(m, &hdrs) != RD_KAFKA_RESP_ERR_NO_ERROR)
+    if (!m->headers)
         return 0;
-    for (size_t i = 0; n < max && rd_kafka_header_get_all(hdrs, i, &name, &val, &size) == 0; i++) {
+    for (size_t i = 0; n < max && rd_kafka_header_get_all(m->headers, i, &name, &val, &size) == 0;
+         i++) {
         bool skip = strncmp(name, "dlq_", 4) == 0; /* never two sets of DLQ headers */
         for (const char *const *d = drop; *d && !skip; d++)
             skip = strcmp(name, *d) == 0;
@@ -674,7 +674,7 @@ static mq_err_t dispatch_txn_commit(dispatch_t *d, mq_txn_t *txn, mq_msg_t *msg,
         dispatch_txn_abort(txn);
         return MQ_ERR_KAFKA;
     }
-    mq_err_t err = mq_txn_commit(txn, mq_msg_kafka(msg), consumer, DISPATCH_PRODUCE_TIMEOUT_MS,
+    mq_err_t err = mq_txn_commit(txn, mq_msg_record(msg), consumer, DISPATCH_PRODUCE_TIMEOUT_MS,
                                  errstr, errlen);
     if (err == MQ_ERR_FATAL)
         dispatch_txn_drop();
@@ -725,10 +725,10 @@ static int dispatch_write_record(dispatch_t *d, mq_msg_t *msg, const char *topic
     return -1;
 }
 
-static const char *dispatch_origin(const rd_kafka_message_t *m, const char *name, char *buf,
-                                   size_t len, const char *fallback)
+static const char *dispatch_origin(const mq_record_t *m, const char *name, char *buf, size_t len,
+                                   const char *fallback)
 {
-    if (mq_header_get(m, name, buf, len) >= 0)
+    if (mq_headers_get(m->headers, name, buf, len) >= 0)
         return buf;
     snprintf(buf, len, "%s", fallback);
     return buf;
@@ -738,24 +738,23 @@ static void dispatch_dead_letter(dispatch_t *d, mq_msg_t *msg, const char *type,
                                  const char *reason, uint32_t attempts, int64_t first_failure_ms)
 {
     static const char *const drop[] = {NULL};
-    const rd_kafka_message_t *m = mq_msg_kafka(msg);
+    const mq_record_t *m = mq_msg_record(msg);
     mq_header_t h[MQ_MAX_HEADERS];
     dispatch_num_t part, off, ts, att, first, last;
     char otopic[256], opart[DISPATCH_NUM_MAX], ooff[DISPATCH_NUM_MAX], ots[DISPATCH_NUM_MAX];
     char ffirst[DISPATCH_NUM_MAX], mypart[DISPATCH_NUM_MAX], myoff[DISPATCH_NUM_MAX];
     char myts[DISPATCH_NUM_MAX];
-    rd_kafka_timestamp_type_t tstype;
     int64_t now = clock_wall_ms();
     size_t n = dispatch_copy_headers(m, drop, h, MQ_MAX_HEADERS - 11);
 
     snprintf(mypart, sizeof(mypart), "%d", (int)m->partition);
     snprintf(myoff, sizeof(myoff), "%lld", (long long)m->offset);
-    snprintf(myts, sizeof(myts), "%lld", (long long)rd_kafka_message_timestamp(m, &tstype));
-    dispatch_origin(m, HDR_ORIGIN_TOPIC, otopic, sizeof(otopic), rd_kafka_topic_name(m->rkt));
+    snprintf(myts, sizeof(myts), "%lld", (long long)m->timestamp);
+    dispatch_origin(m, HDR_ORIGIN_TOPIC, otopic, sizeof(otopic), m->topic);
     dispatch_origin(m, HDR_ORIGIN_PARTITION, opart, sizeof(opart), mypart);
     dispatch_origin(m, HDR_ORIGIN_OFFSET, ooff, sizeof(ooff), myoff);
     dispatch_origin(m, HDR_ORIGIN_TIMESTAMP, ots, sizeof(ots), myts);
-    if (mq_header_get(m, HDR_FIRST_FAILURE, ffirst, sizeof(ffirst)) >= 0)
+    if (mq_headers_get(m->headers, HDR_FIRST_FAILURE, ffirst, sizeof(ffirst)) >= 0)
         first_failure_ms = strtoll(ffirst, NULL, 10);
 
     h[n++] = dispatch_hdr_str(HDR_DLQ_ORIGINAL_TOPIC, otopic);
@@ -779,7 +778,7 @@ static void dispatch_dead_letter(dispatch_t *d, mq_msg_t *msg, const char *type,
         dispatch_outcome_label_t ol[] = {{"error_kind", kind}};
         char tid[TASK_ID_MAX];
         metrics_counter_add(metrics_series_get(d->f_dead, labels), 1);
-        if (mq_header_get(m, HDR_TASK_ID, tid, sizeof(tid)) < 0)
+        if (mq_headers_get(m->headers, HDR_TASK_ID, tid, sizeof(tid)) < 0)
             tid[0] = '\0';
         dispatch_outcome_emit(type, tid, OUTCOME_DEAD_LETTERED, ol, 1, 1);
     }
@@ -792,21 +791,20 @@ static void dispatch_republish(dispatch_t *d, mq_msg_t *msg, dispatch_task_t *t,
         HDR_ATTEMPT,          HDR_RETRY_DUE,        HDR_LAST_ERROR,
         HDR_ORIGIN_TOPIC,     HDR_ORIGIN_PARTITION, HDR_ORIGIN_OFFSET,
         HDR_ORIGIN_TIMESTAMP, HDR_FIRST_FAILURE,    NULL};
-    const rd_kafka_message_t *m = mq_msg_kafka(msg);
+    const mq_record_t *m = mq_msg_record(msg);
     mq_header_t h[MQ_MAX_HEADERS];
     dispatch_num_t att, due, part, off, ts, first;
     char otopic[256], opart[DISPATCH_NUM_MAX], ooff[DISPATCH_NUM_MAX], ots[DISPATCH_NUM_MAX];
     char ffirst[DISPATCH_NUM_MAX], mypart[DISPATCH_NUM_MAX], myoff[DISPATCH_NUM_MAX];
     char myts[DISPATCH_NUM_MAX], nowtxt[DISPATCH_NUM_MAX];
-    rd_kafka_timestamp_type_t tstype;
     int64_t now = clock_wall_ms();
     uint32_t next_attempt = t->task.attempt + 1;
     size_t n = dispatch_copy_headers(m, drop, h, MQ_MAX_HEADERS - 8);
     snprintf(mypart, sizeof(mypart), "%d", (int)m->partition);
     snprintf(myoff, sizeof(myoff), "%lld", (long long)m->offset);
-    snprintf(myts, sizeof(myts), "%lld", (long long)rd_kafka_message_timestamp(m, &tstype));
+    snprintf(myts, sizeof(myts), "%lld", (long long)m->timestamp);
     snprintf(nowtxt, sizeof(nowtxt), "%lld", (long long)now);
-    dispatch_origin(m, HDR_ORIGIN_TOPIC, otopic, sizeof(otopic), rd_kafka_topic_name(m->rkt));
+    dispatch_origin(m, HDR_ORIGIN_TOPIC, otopic, sizeof(otopic), m->topic);
     dispatch_origin(m, HDR_ORIGIN_PARTITION, opart, sizeof(opart), mypart);
     dispatch_origin(m, HDR_ORIGIN_OFFSET, ooff, sizeof(ooff), myoff);
     dispatch_origin(m, HDR_ORIGIN_TIMESTAMP, ots, sizeof(ots), myts);
@@ -832,9 +830,9 @@ static void dispatch_republish(dispatch_t *d, mq_msg_t *msg, dispatch_task_t *t,
 
 /* ---- the two consumer callbacks ----------------------------------------- */
 
-static bool dispatch_from_retry_topic(const dispatch_t *d, const rd_kafka_message_t *m)
+static bool dispatch_from_retry_topic(const dispatch_t *d, const char *topic)
 {
-    return strcmp(rd_kafka_topic_name(m->rkt), d->conf.retry_topic) == 0;
+    return strcmp(topic, d->conf.retry_topic) == 0;
 }
 
 static mq_verdict_t dispatch_filter(void *opaque, const rd_kafka_message_t *m,
@@ -850,7 +848,7 @@ static mq_verdict_t dispatch_filter(void *opaque, const rd_kafka_message_t *m,
     p = dispatch_find_header(d, type, &canon);
     if (p) {
         metrics_counter_add(p->consumed, 1);
-        if (dispatch_from_retry_topic(d, m) &&
+        if (dispatch_from_retry_topic(d, rd_kafka_topic_name(m->rkt)) &&
             mq_header_get(m, HDR_RETRY_DUE, due, sizeof(due)) > 0)
             *not_before_ms = strtoll(due, NULL, 10);
         *user = p; /* the handler need not look the type up again */
@@ -867,7 +865,7 @@ static mq_verdict_t dispatch_filter(void *opaque, const rd_kafka_message_t *m,
 static void dispatch_handle(void *opaque, mq_msg_t *msg)
 {
     dispatch_t *d = opaque;
-    const rd_kafka_message_t *m = mq_msg_kafka(msg);
+    const mq_record_t *m = mq_msg_record(msg);
     static _Thread_local unsigned seed;
     char type[TASK_TYPE_MAX], err[DISPATCH_REASON_MAX];
     const char *canon;
@@ -883,7 +881,7 @@ static void dispatch_handle(void *opaque, mq_msg_t *msg)
     if (t.proc) {
         str_copy(type, sizeof(type), t.proc->type);
     } else {
-        if (mq_header_get(m, HDR_TASK_TYPE, type, sizeof(type)) < 0)
+        if (mq_headers_get(m->headers, HDR_TASK_TYPE, type, sizeof(type)) < 0)
             type[0] = '\0';
         canon = task_type_canonical(type);
         t.proc = dispatch_find(d, canon ? canon : type);
@@ -901,15 +899,16 @@ static void dispatch_handle(void *opaque, mq_msg_t *msg)
         char tp[TASK_TRACEPARENT_LEN + 2];
         if (t.task.traceparent[0])
             task_traceparent_parse(t.task.traceparent, t.task.trace_id);
-        else if (mq_header_get(m, HDR_TRACEPARENT, tp, sizeof(tp)) == TASK_TRACEPARENT_LEN &&
+        else if (mq_headers_get(m->headers, HDR_TRACEPARENT, tp, sizeof(tp)) ==
+                     TASK_TRACEPARENT_LEN &&
                  task_traceparent_parse(tp, t.task.trace_id) == 0)
             memcpy(t.task.traceparent, tp, sizeof(t.task.traceparent));
     }
     log_ctx_set(t.task.task_id, t.task.trace_id);
     {
         char att[DISPATCH_NUM_MAX];
-        if (dispatch_from_retry_topic(d, m) &&
-            mq_header_get(m, HDR_ATTEMPT, att, sizeof(att)) > 0) {
+        if (dispatch_from_retry_topic(d, m->topic) &&
+            mq_headers_get(m->headers, HDR_ATTEMPT, att, sizeof(att)) > 0) {
             long long a = strtoll(att, NULL, 10);
             if (a > (long long)t.task.attempt && a < 1000000)
                 t.task.attempt = (uint32_t)a; /* deliveries through the retry topic */
@@ -962,8 +961,8 @@ static void dispatch_handle(void *opaque, mq_msg_t *msg)
                 int64_t c0 = clock_mono_ms();
                 if (dispatch_txn_commit(d, t.txn, msg, err, sizeof(err)) != MQ_OK)
                     r = dispatch_retry(0, "%s", err);
-                log_debug("transaction of %s[%d]@%lld: process %lld ms, commit %lld ms",
-                          rd_kafka_topic_name(m->rkt), (int)m->partition, (long long)m->offset,
+                log_debug("transaction of %s[%d]@%lld: process %lld ms, commit %lld ms", m->topic,
+                          (int)m->partition, (long long)m->offset,
                           (long long)(c0 - t.attempt_started_ms),
                           (long long)(clock_mono_ms() - c0));
             } else {

@@ -44,8 +44,14 @@ typedef struct mq_part_s {
     metrics_series_t *lag;
 } mq_part_t;
 
+/* Record copies up to this size keep their buffer when the mq_msg_t is kept
+ * as a spare; bigger ones are freed (max_in_flight spares of at most this). */
+#define MQ_SPARE_BUF_MAX 16384
+
 struct mq_msg_s {
-    rd_kafka_message_t *rkm;
+    mq_record_t rec; /* copied out of librdkafka's fetch buffer (mq_msg_copy) */
+    uint8_t *buf;    /* rec's key and value */
+    size_t cap;
     mq_consumer_t *c;
     mq_part_t *part;
     uint32_t gen;
@@ -148,14 +154,22 @@ static void mq_msg_free(mq_msg_t *m)
 {
     if (!m)
         return;
-    rd_kafka_message_destroy(m->rkm);
+    if (m->rec.headers)
+        rd_kafka_headers_destroy(m->rec.headers);
+    m->rec.headers = NULL;
     mq_consumer_t *c = m->c;
     if (c && c->nspare < c->opts.max_in_flight) {
+        if (m->cap > MQ_SPARE_BUF_MAX) {
+            free(m->buf);
+            m->buf = NULL;
+            m->cap = 0;
+        }
         m->next = c->spare;
         c->spare = m;
         c->nspare++;
         return;
     }
+    free(m->buf);
     free(m);
 }
 
@@ -167,8 +181,48 @@ static mq_msg_t *mq_msg_new(mq_consumer_t *c)
         return calloc(1, sizeof(*m));
     c->spare = m->next;
     c->nspare--;
+    uint8_t *buf = m->buf;
+    size_t cap = m->cap;
     memset(m, 0, sizeof(*m));
+    m->buf = buf; /* a spare keeps its buffer */
+    m->cap = cap;
     return m;
+}
+
+/* Copy what a handler may read of rkm (key, value, headers, position,
+ * timestamp) into m, so that rkm can be destroyed at once. librdkafka's
+ * records point into the fetch response they came in, which stays
+ * allocated while any of its records lives: a task held for seconds (a
+ * fan-out slice, a delayed retry) would pin the whole response, with every
+ * other record in it, skipped ones included. Returns -1 when out of memory. */
+static int mq_msg_copy(mq_msg_t *m, const mq_part_t *p, rd_kafka_message_t *rkm)
+{
+    size_t klen = rkm->key ? rkm->key_len : 0;
+    size_t vlen = rkm->payload ? rkm->len : 0;
+    if (klen + vlen > m->cap) {
+        uint8_t *b = realloc(m->buf, klen + vlen);
+        if (!b)
+            return -1;
+        m->buf = b;
+        m->cap = klen + vlen;
+    }
+    if (klen)
+        memcpy(m->buf, rkm->key, klen);
+    if (vlen)
+        memcpy(m->buf + klen, rkm->payload, vlen);
+    rd_kafka_timestamp_type_t tstype;
+    m->rec = (mq_record_t){.topic = p->topic,
+                           .partition = rkm->partition,
+                           .offset = rkm->offset,
+                           .timestamp = rd_kafka_message_timestamp(rkm, &tstype),
+                           .key = klen ? m->buf : NULL,
+                           .key_len = klen,
+                           .payload = rkm->payload ? m->buf + klen : NULL,
+                           .len = vlen};
+    rd_kafka_headers_t *h = NULL;
+    if (rd_kafka_message_detach_headers(rkm, &h) == RD_KAFKA_RESP_ERR_NO_ERROR)
+        m->rec.headers = h;
+    return 0;
 }
 
 static void mq_update_gauges(mq_consumer_t *c)
@@ -297,9 +351,9 @@ bool mq_msg_revoked(const mq_msg_t *msg)
     return atomic_load(&msg->part->gen) != msg->gen;
 }
 
-const rd_kafka_message_t *mq_msg_kafka(const mq_msg_t *msg)
+const mq_record_t *mq_msg_record(const mq_msg_t *msg)
 {
-    return msg->rkm;
+    return &msg->rec;
 }
 
 void mq_msg_set_user(mq_msg_t *msg, void *user)
@@ -371,7 +425,7 @@ static void *mq_lane_thread(void *arg)
  * can leave a lane with none and another with three). */
 static int mq_lane_of(mq_consumer_t *c, const mq_msg_t *m)
 {
-    const rd_kafka_message_t *rkm = m->rkm;
+    const mq_record_t *r = &m->rec;
     int n = c->opts.workers;
     if (c->opts.ordered_partitions) {
         if (m->part->queued > 0)
@@ -383,12 +437,12 @@ static int mq_lane_of(mq_consumer_t *c, const mq_msg_t *m)
         }
         return best;
     }
-    if (!rkm->key || rkm->key_len == 0)
+    if (!r->key || r->key_len == 0)
         return (int)(c->rr++ % (unsigned)n);
     uint32_t h = 2166136261u;
-    for (size_t i = 0; i < rkm->key_len; i++)
-        h = (h ^ ((const unsigned char *)rkm->key)[i]) * 16777619u;
-    h = (h ^ (uint32_t)rkm->partition) * 16777619u;
+    for (size_t i = 0; i < r->key_len; i++)
+        h = (h ^ ((const unsigned char *)r->key)[i]) * 16777619u;
+    h = (h ^ (uint32_t)r->partition) * 16777619u;
     return (int)(h % (unsigned)n);
 }
 
@@ -479,8 +533,8 @@ static void mq_drain_done(mq_consumer_t *c)
             if (atomic_load(&m->abandoned))
                 log_error("%s[%d]@%lld left unfinished: the partition's offset stays before it "
                           "until it is consumed again",
-                          p->topic, (int)p->partition, (long long)m->rkm->offset);
-            else if (mq_offsets_done(p->offsets, m->rkm->offset) == 0)
+                          p->topic, (int)p->partition, (long long)m->rec.offset);
+            else if (mq_offsets_done(p->offsets, m->rec.offset) == 0)
                 p->dirty = true;
         }
         mq_msg_free(m);
@@ -726,12 +780,14 @@ static void mq_take(mq_consumer_t *c, rd_kafka_message_t *rkm)
         return;
     }
     mq_msg_t *m = mq_msg_new(c);
-    if (!m || mq_offsets_add(p->offsets, rkm->offset) != 0) {
+    if (!m || mq_msg_copy(m, p, rkm) != 0 || mq_offsets_add(p->offsets, rkm->offset) != 0) {
         /* Out of memory or a tracker bound that pausing should have
          * prevented: rewind so the message comes again, never lose it. */
         log_error("cannot take %s[%d]@%lld: rewinding", p->topic, (int)p->partition,
                   (long long)rkm->offset);
-        free(m);
+        if (m)
+            m->c = NULL; /* not kept as a spare */
+        mq_msg_free(m);
         rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(1);
         rd_kafka_topic_partition_list_add(l, p->topic, p->partition)->offset = rkm->offset;
         rd_kafka_error_t *e = rd_kafka_seek_partitions(c->rk, l, 5000);
@@ -742,7 +798,7 @@ static void mq_take(mq_consumer_t *c, rd_kafka_message_t *rkm)
         return;
     }
     mq_held_track(c, p, before);
-    m->rkm = rkm;
+    rd_kafka_message_destroy(rkm); /* m holds a copy */
     m->c = c;
     m->part = p;
     m->gen = atomic_load(&p->gen);
@@ -1177,6 +1233,7 @@ void mq_consumer_destroy(mq_consumer_t **cp)
     while (c->spare) {
         mq_msg_t *m = c->spare;
         c->spare = m->next;
+        free(m->buf);
         free(m);
     }
     free(c->lanes);

@@ -110,11 +110,16 @@ fail:
 ssize_t mq_header_get(const rd_kafka_message_t *m, const char *name, char *buf, size_t buflen)
 {
     rd_kafka_headers_t *hdrs;
-    const void *v;
-    size_t len;
     if (rd_kafka_message_headers(m, &hdrs) != RD_KAFKA_RESP_ERR_NO_ERROR)
         return -1;
-    if (rd_kafka_header_get_last(hdrs, name, &v, &len) != RD_KAFKA_RESP_ERR_NO_ERROR)
+    return mq_headers_get(hdrs, name, buf, buflen);
+}
+
+ssize_t mq_headers_get(const rd_kafka_headers_t *h, const char *name, char *buf, size_t buflen)
+{
+    const void *v;
+    size_t len;
+    if (!h || rd_kafka_header_get_last(h, name, &v, &len) != RD_KAFKA_RESP_ERR_NO_ERROR)
         return -1;
     if (buf && buflen > 0) {
         size_t n = len < buflen - 1 ? len : buflen - 1;

@@ -149,7 +149,7 @@ mq_err_t mq_txn_produce(mq_txn_t *t, const char *topic, const void *key, size_t 
         /* The queue is full: its batches are as big as they will get, so send
          * them now (a flush overrides linger.ms) rather than wait out the
          * linger; at most 10 ms, then try again. */
-        rd_kafka_flush(t->rk, 10);
+        rd_kafka_flush(t->rk, 1);
     }
     if (e == RD_KAFKA_RESP_ERR__QUEUE_FULL)
         return MQ_ERR_QUEUE_FULL;
@@ -157,8 +157,8 @@ mq_err_t mq_txn_produce(mq_txn_t *t, const char *topic, const void *key, size_t 
     return e == RD_KAFKA_RESP_ERR__FATAL ? MQ_ERR_FATAL : MQ_ERR_KAFKA;
 }
 
-mq_err_t mq_txn_commit(mq_txn_t *t, const rd_kafka_message_t *input, rd_kafka_t *consumer,
-                       int timeout_ms, char *errstr, size_t errlen)
+mq_err_t mq_txn_commit(mq_txn_t *t, const mq_record_t *input, rd_kafka_t *consumer, int timeout_ms,
+                       char *errstr, size_t errlen)
 {
     rd_kafka_error_t *e = NULL;
     rd_kafka_consumer_group_metadata_t *meta;
@@ -168,8 +168,8 @@ mq_err_t mq_txn_commit(mq_txn_t *t, const rd_kafka_message_t *input, rd_kafka_t 
         return MQ_ERR_INVALID;
     meta = rd_kafka_consumer_group_metadata(consumer);
     offsets = rd_kafka_topic_partition_list_new(1);
-    rd_kafka_topic_partition_list_add(offsets, rd_kafka_topic_name(input->rkt), input->partition)
-        ->offset = input->offset + 1;
+    rd_kafka_topic_partition_list_add(offsets, input->topic, input->partition)->offset =
+        input->offset + 1;
     for (int i = 0; i < MQ_TXN_RETRIES; i++) {
         e = rd_kafka_send_offsets_to_transaction(t->rk, offsets, meta, timeout_ms);
         if (!e || !rd_kafka_error_is_retriable(e))

@@ -69,6 +69,24 @@ typedef struct {
 /* The value of the last header `name` of a message as a NUL-terminated copy in
  * buf (cut to buflen-1). Returns the value length, or -1 when absent. */
 ssize_t mq_header_get(const rd_kafka_message_t *m, const char *name, char *buf, size_t buflen);
+/* The same on a list of headers (NULL: none). */
+ssize_t mq_headers_get(const rd_kafka_headers_t *h, const char *name, char *buf, size_t buflen);
+
+/* A consumed record as a handler sees it (mq_msg_record). The consumer copies
+ * it out of librdkafka when it takes it: librdkafka's records point into the
+ * fetch response they came in, which stays allocated while any of its records
+ * lives, so a record held for a long task would pin the whole response. */
+typedef struct {
+    const char *topic;
+    int32_t partition;
+    int64_t offset;
+    int64_t timestamp; /* ms since the epoch; -1 when the record has none */
+    const void *key;   /* NULL: none */
+    size_t key_len;
+    const void *payload; /* NULL: none */
+    size_t len;
+    rd_kafka_headers_t *headers; /* NULL: none */
+} mq_record_t;
 
 /* ---- producer --------------------------------------------------------- */
 
@@ -128,8 +146,8 @@ mq_err_t mq_txn_produce(mq_txn_t *t, const char *topic, const void *key, size_t 
  * MQ_OK: outputs and offset are committed. MQ_ERR_KAFKA: aborted, nothing
  * visible, try again. MQ_ERR_FATAL: the producer is unusable (fenced):
  * destroy it and make a new one. */
-mq_err_t mq_txn_commit(mq_txn_t *t, const rd_kafka_message_t *input, rd_kafka_t *consumer,
-                       int timeout_ms, char *errstr, size_t errlen);
+mq_err_t mq_txn_commit(mq_txn_t *t, const mq_record_t *input, rd_kafka_t *consumer, int timeout_ms,
+                       char *errstr, size_t errlen);
 mq_err_t mq_txn_abort(mq_txn_t *t, int timeout_ms);
 
 /* ---- consumer --------------------------------------------------------- */
@@ -201,8 +219,8 @@ bool mq_consumer_cancelled(const mq_consumer_t *c);
 rd_kafka_t *mq_consumer_handle(mq_consumer_t *c);
 int mq_consumer_in_flight(const mq_consumer_t *c);
 
-/* The message of a handler call. Valid until it is finished. */
-const rd_kafka_message_t *mq_msg_kafka(const mq_msg_t *msg);
+/* The record of a handler call. Valid until it is finished. */
+const mq_record_t *mq_msg_record(const mq_msg_t *msg);
 /* Take one more reference: the message stays unfinished until released. */
 void mq_msg_hold(mq_msg_t *msg);
 /* Drop a reference taken with mq_msg_hold. Any thread. */
