@@ -296,7 +296,7 @@ fanout:
   format: recipient
   topic_template: $gw_template
   batch_size: 200
-  slice_pages: 50
+  slice_pages: 250
   push_batch: 500
   # The double's messages are dated from 2025-01-01: with the default TTL of a
   # day their notifications would be expired before they are sent. 0: the

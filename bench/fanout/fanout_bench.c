@@ -22,7 +22,7 @@
  *   fanout_bench BIN [--members 10000,100000,1000000] [--ratios 1,0.3]
  *                [--procs 1] [--workers 4] [--format recipient|batch]
  *                [--record-key group|user]
- *                [--batch-size 200] [--slice-pages 50] [--slice-time-ms 1000]
+ *                [--batch-size 200] [--slice-pages 250] [--slice-time-ms 1000]
  *                [--shard-members 25000]
  *                [--max-shards 16] [--kafka "key: value;..."] [--no-ceiling]
  *                [--imrepo-latency-ms 0] [--no-push]
@@ -547,7 +547,7 @@ int main(int argc, char **argv)
     opts_t o = {.procs = 1,
                 .workers = 4,
                 .batch_size = 200,
-                .slice_pages = 50,
+                .slice_pages = 250,
                 .slice_time_ms = 1000,
                 .shard_members = 25000, /* the service's defaults */
                 .max_shards = 16,

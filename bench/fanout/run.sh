@@ -4,7 +4,7 @@
 # local stack's Kafka and a private im-repo double (16 gateways):
 #   1. groups of 10k, 100k and 1M members, 100% and 30% online, one fan-out
 #      process with 4 workers, format recipient, the default fanout: settings
-#      (pages of 200, slices of up to 50 pages or 1 s, shards of 25,000),
+#      (pages of 200, slices of up to 250 pages or 1 s, shards of 25,000),
 #      each with the ceiling (a plain librdkafka producer writing as many
 #      records of the same size);
 #   2. shards over workers: 1M members, 30% online, one process with one

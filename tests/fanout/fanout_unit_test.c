@@ -326,7 +326,7 @@ static void test_conf_bind(void **state)
     assert_int_equal(fanout_conf_bind(&c, cfg, err, sizeof(err)), 0);
     assert_int_equal(c.format, FANOUT_FORMAT_BATCH);
     assert_int_equal(c.batch_size, 500);
-    assert_int_equal(c.slice_pages, 50);
+    assert_int_equal(c.slice_pages, 100); /* the default 250, lowered to 50,000 members */
     assert_int_equal(c.slice_time_ms, 1000);
     assert_string_equal(c.topic_template, "im-downstream-topic-{gateway_id}");
     assert_string_equal(c.push_sound, "");
