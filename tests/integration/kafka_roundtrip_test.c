@@ -2,7 +2,8 @@
  * local stack (scripts/stack.sh), proving librdkafka 2.0.2 and the broker
  * agree: admin topic creation, idempotent produce with headers, delivery
  * reports, a consumer group reading everything back; a transactional
- * producer learning its topics ahead (mq_txn_learn_topics). Needs
+ * producer learning its topics ahead (mq_txn_learn_topics); mq_consumer
+ * handing its handler a faithful copy of each record. Needs
  * IMTASK_KAFKA_BROKERS (the test command passes it with --test_env). */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -11,6 +12,7 @@
 #include <cmocka.h>
 
 #include <librdkafka/rdkafka.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -205,11 +207,173 @@ static void test_txn_learn_topics(void **state)
     assert_null(t);
 }
 
+/* ---- mq_consumer: the record a handler sees ----------------------------- */
+
+#define NCOPY 2
+
+typedef struct {
+    pthread_mutex_t lock;
+    int got;
+    int64_t offset[NCOPY]; /* from the delivery reports */
+    struct {
+        char topic[160], key[16], value[32], h[16], type[16];
+        int32_t partition;
+        int64_t offset, timestamp;
+        bool key_null, value_null;
+        size_t key_len, len;
+        ssize_t hlen;
+    } seen[NCOPY];
+    mq_consumer_t *c;
+} copy_state_t;
+
+static copy_state_t cs = {.lock = PTHREAD_MUTEX_INITIALIZER};
+
+static void copy_dr(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
+{
+    (void)rk;
+    (void)opaque;
+    intptr_t i = (intptr_t)m->_private;
+    if (!m->err && i >= 0 && i < NCOPY)
+        cs.offset[i] = m->offset;
+}
+
+static mq_verdict_t copy_filter(void *opaque, const rd_kafka_message_t *m, int64_t *not_before,
+                                void **user)
+{
+    char type[16];
+    (void)opaque;
+    (void)not_before;
+    (void)user;
+    if (mq_header_get(m, "task_type", type, sizeof(type)) < 0 || strcmp(type, "copy") != 0)
+        return MQ_SKIP; /* the other test's records */
+    return MQ_ACCEPT;
+}
+
+static void copy_handle(void *opaque, mq_msg_t *msg)
+{
+    const mq_record_t *r = mq_msg_record(msg);
+    (void)opaque;
+    pthread_mutex_lock(&cs.lock);
+    if (cs.got < NCOPY) {
+        __typeof__(cs.seen[0]) *s = &cs.seen[cs.got++];
+        snprintf(s->topic, sizeof(s->topic), "%s", r->topic);
+        s->partition = r->partition;
+        s->offset = r->offset;
+        s->timestamp = r->timestamp;
+        s->key_null = r->key == NULL;
+        s->key_len = r->key_len;
+        if (r->key && r->key_len < sizeof(s->key))
+            memcpy(s->key, r->key, r->key_len);
+        s->value_null = r->payload == NULL;
+        s->len = r->len;
+        if (r->payload && r->len < sizeof(s->value))
+            memcpy(s->value, r->payload, r->len);
+        s->hlen = mq_headers_get(r->headers, "h", s->h, sizeof(s->h));
+        mq_headers_get(r->headers, "task_type", s->type, sizeof(s->type));
+    }
+    if (cs.got == NCOPY)
+        mq_consumer_stop(cs.c);
+    pthread_mutex_unlock(&cs.lock);
+}
+
+static void *copy_run(void *arg)
+{
+    mq_consumer_run(arg, 5000);
+    return NULL;
+}
+
+/* The consumer copies each record out of librdkafka before the handler
+ * runs (so a held task does not pin its fetch response): the copy keeps
+ * the topic, partition, offset, timestamp, key, value and headers, an
+ * empty value stays distinct from a missing key, and other records are
+ * skipped by the filter. */
+static void test_consumer_records(void **state)
+{
+    (void)state;
+    char err[512] = "", group[192];
+    rd_kafka_conf_t *pc = rd_kafka_conf_new();
+    rd_kafka_conf_set_dr_msg_cb(pc, copy_dr);
+    assert_int_equal(rd_kafka_conf_set(pc, "bootstrap.servers", brokers, err, sizeof(err)), 0);
+    rd_kafka_t *p = rd_kafka_new(RD_KAFKA_PRODUCER, pc, err, sizeof(err));
+    assert_non_null(p);
+    assert_int_equal(
+        rd_kafka_producev(
+            p, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_PARTITION(1), RD_KAFKA_V_KEY("kc", 2),
+            RD_KAFKA_V_VALUE("copy-1", 6), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+            RD_KAFKA_V_TIMESTAMP(1700000000123), RD_KAFKA_V_HEADER("task_type", "copy", -1),
+            RD_KAFKA_V_HEADER("h", "first", -1), RD_KAFKA_V_HEADER("h", "last", -1),
+            RD_KAFKA_V_OPAQUE((void *)(intptr_t)0), RD_KAFKA_V_END),
+        RD_KAFKA_RESP_ERR_NO_ERROR);
+    assert_int_equal(rd_kafka_producev(p, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_PARTITION(1),
+                                       RD_KAFKA_V_VALUE("", 0),
+                                       RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+                                       RD_KAFKA_V_TIMESTAMP(1700000000456),
+                                       RD_KAFKA_V_HEADER("task_type", "copy", -1),
+                                       RD_KAFKA_V_OPAQUE((void *)(intptr_t)1), RD_KAFKA_V_END),
+                     RD_KAFKA_RESP_ERR_NO_ERROR);
+    assert_int_equal(rd_kafka_flush(p, 30000), RD_KAFKA_RESP_ERR_NO_ERROR);
+    rd_kafka_destroy(p);
+
+    snprintf(group, sizeof(group), "%s-copy", topic);
+    const char *extra[] = {"auto.offset.reset", "earliest", "log_level", "0", NULL};
+    rd_kafka_conf_t *cc = mq_conf_build(brokers, NULL, extra, err, sizeof(err));
+    assert_non_null(cc);
+    const char *topics[] = {topic, NULL};
+    mq_consumer_opts_t o = {.group_id = group,
+                            .topics = topics,
+                            .workers = 2,
+                            .max_in_flight = 16,
+                            .max_delayed = 4,
+                            .revoke_timeout_ms = 5000,
+                            .poll_interval_ms = 100,
+                            .filter = copy_filter,
+                            .handle = copy_handle};
+    cs.c = mq_consumer_new(cc, &o, err, sizeof(err));
+    if (!cs.c)
+        fail_msg("mq_consumer_new: %s", err);
+    pthread_t th;
+    assert_int_equal(pthread_create(&th, NULL, copy_run, cs.c), 0);
+    for (int i = 0; i < 600; i++) { /* 60 s at most */
+        pthread_mutex_lock(&cs.lock);
+        int got = cs.got;
+        pthread_mutex_unlock(&cs.lock);
+        if (got == NCOPY)
+            break;
+        usleep(100 * 1000);
+    }
+    mq_consumer_stop(cs.c);
+    pthread_join(th, NULL);
+    mq_consumer_destroy(&cs.c);
+
+    assert_int_equal(cs.got, NCOPY);
+    for (int i = 0; i < NCOPY; i++) { /* one partition: in offset order */
+        assert_string_equal(cs.seen[i].topic, topic);
+        assert_int_equal(cs.seen[i].partition, 1);
+        assert_int_equal(cs.seen[i].offset, cs.offset[i]);
+        assert_string_equal(cs.seen[i].type, "copy");
+    }
+    assert_int_equal(cs.seen[0].timestamp, 1700000000123);
+    assert_false(cs.seen[0].key_null);
+    assert_int_equal(cs.seen[0].key_len, 2);
+    assert_memory_equal(cs.seen[0].key, "kc", 2);
+    assert_int_equal(cs.seen[0].len, 6);
+    assert_memory_equal(cs.seen[0].value, "copy-1", 6);
+    assert_int_equal(cs.seen[0].hlen, 4); /* the last of two "h" headers */
+    assert_string_equal(cs.seen[0].h, "last");
+    assert_int_equal(cs.seen[1].timestamp, 1700000000456);
+    assert_true(cs.seen[1].key_null);
+    assert_int_equal(cs.seen[1].key_len, 0);
+    assert_false(cs.seen[1].value_null); /* empty, not missing */
+    assert_int_equal(cs.seen[1].len, 0);
+    assert_int_equal(cs.seen[1].hlen, -1);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_produce_consume),
         cmocka_unit_test(test_txn_learn_topics),
+        cmocka_unit_test(test_consumer_records),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

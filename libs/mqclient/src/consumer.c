@@ -210,6 +210,9 @@ static int mq_msg_copy(mq_msg_t *m, const mq_part_t *p, rd_kafka_message_t *rkm)
         memcpy(m->buf, rkm->key, klen);
     if (vlen)
         memcpy(m->buf + klen, rkm->payload, vlen);
+    const void *payload = NULL; /* an empty value stays distinct from none */
+    if (rkm->payload)
+        payload = vlen ? m->buf + klen : (const void *)"";
     rd_kafka_timestamp_type_t tstype;
     m->rec = (mq_record_t){.topic = p->topic,
                            .partition = rkm->partition,
@@ -217,7 +220,7 @@ static int mq_msg_copy(mq_msg_t *m, const mq_part_t *p, rd_kafka_message_t *rkm)
                            .timestamp = rd_kafka_message_timestamp(rkm, &tstype),
                            .key = klen ? m->buf : NULL,
                            .key_len = klen,
-                           .payload = rkm->payload ? m->buf + klen : NULL,
+                           .payload = payload,
                            .len = vlen};
     rd_kafka_headers_t *h = NULL;
     if (rd_kafka_message_detach_headers(rkm, &h) == RD_KAFKA_RESP_ERR_NO_ERROR)
