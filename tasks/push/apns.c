@@ -20,77 +20,24 @@
 /* ---- configuration -------------------------------------------------------- */
 
 typedef struct {
-    const char *endpoint;
+    push_conn_conf_t conn;
     const char *sandbox_endpoint;
-    const char *ca_file;
-    int64_t connect_timeout_ms;
-    int64_t request_timeout_ms;
-    int64_t max_in_flight;
-    int64_t max_conns;
-    int64_t max_streams_per_conn;
-    double rate_limit;
     int64_t token_refresh_ms;
     cfg_list_t apps;
 } apns_conf_t;
 
 #define AC(f) offsetof(apns_conf_t, f)
 static const cfg_field_t apns_fields[] = {
-    {.key = "endpoint",
-     .type = CFG_STRING,
-     .offset = AC(endpoint),
-     .def = "https://api.push.apple.com",
-     .help = "APNs production endpoint (https://host[:port])"},
+    PUSH_CONN_FIELDS(
+        apns_conf_t, conn, "https://api.push.apple.com",
+        "APNs production endpoint (https://host[:port])",
+        "CA bundle to verify APNs with (\"\": the system's); verification is always on", "1000",
+        "1", "1000"),
     {.key = "sandbox_endpoint",
      .type = CFG_STRING,
      .offset = AC(sandbox_endpoint),
      .def = "https://api.sandbox.push.apple.com",
      .help = "APNs sandbox endpoint, for devices marked sandbox"},
-    {.key = "ca_file",
-     .type = CFG_STRING,
-     .offset = AC(ca_file),
-     .help = "CA bundle to verify APNs with (\"\": the system's); verification is always on"},
-    {.key = "connect_timeout",
-     .type = CFG_DURATION,
-     .offset = AC(connect_timeout_ms),
-     .def = "5s",
-     .min = 100,
-     .max = 600000,
-     .help = "TCP and TLS connect timeout"},
-    {.key = "request_timeout",
-     .type = CFG_DURATION,
-     .offset = AC(request_timeout_ms),
-     .def = "15s",
-     .min = 100,
-     .max = 600000,
-     .help = "one request, waiting for a stream included"},
-    {.key = "max_in_flight",
-     .type = CFG_INT,
-     .offset = AC(max_in_flight),
-     .def = "1000",
-     .min = 1,
-     .max = 100000,
-     .help = "requests in flight per app"},
-    {.key = "max_conns",
-     .type = CFG_INT,
-     .offset = AC(max_conns),
-     .def = "1",
-     .min = 1,
-     .max = 64,
-     .help = "HTTP/2 connections per app (more open when streams are full)"},
-    {.key = "max_streams_per_conn",
-     .type = CFG_INT,
-     .offset = AC(max_streams_per_conn),
-     .def = "1000",
-     .min = 1,
-     .max = 100000,
-     .help = "streams per connection before another is opened (the server's limit also holds)"},
-    {.key = "rate_limit",
-     .type = CFG_DOUBLE,
-     .offset = AC(rate_limit),
-     .def = "0",
-     .min = 0,
-     .max = 1e7,
-     .help = "pushes per second per app (0: no limit)"},
     {.key = "token_refresh",
      .type = CFG_DURATION,
      .offset = AC(token_refresh_ms),
@@ -188,8 +135,7 @@ int push_apns_configure(push_apns_t **out, cfg_t *cfg, char *err, size_t errlen)
     if (cfg_bind(cfg, "apns", apns_fields, sizeof(apns_fields) / sizeof(apns_fields[0]), &a->c,
                  NULL, err, errlen))
         goto fail;
-    if (!a->c.ca_file)
-        a->c.ca_file = "";
+    push_conn_conf_fix(&a->c.conn);
     if (a->c.apps.count > PUSH_MAX_APPS) {
         snprintf(err, errlen, "apns.apps: at most %d apps", PUSH_MAX_APPS);
         goto fail;
@@ -357,25 +303,16 @@ int push_apns_start(push_apns_t *a, push_h2_t *h2, push_clock_fn clock, void *cl
         } else if (check_client_cert(app, err, errlen)) {
             return -1;
         }
-        push_lane_conf_t lc = {
-            .name = lname,
-            .provider = "apns",
-            .origin = a->c.endpoint,
-            .max_in_flight = (int)a->c.max_in_flight,
-            .max_conns = (int)a->c.max_conns,
-            .max_streams_per_conn = (int)a->c.max_streams_per_conn,
-            .rate_per_s = a->c.rate_limit,
-            .ca_file = a->c.ca_file,
-            .client_cert = app->c.auth == 1 ? app->c.cert_file : NULL,
-            .client_key = app->c.auth == 1 ? app->c.cert_key_file : NULL,
-            .connect_timeout_ms = a->c.connect_timeout_ms,
-            .request_timeout_ms = a->c.request_timeout_ms,
-        };
+        push_lane_conf_t lc = push_conn_lane(&a->c.conn, lname, "apns");
+        if (app->c.auth == 1) {
+            lc.client_cert = app->c.cert_file;
+            lc.client_key = app->c.cert_key_file;
+        }
         app->lane = push_h2_lane_add(h2, &lc, err, errlen);
         if (app->lane < 0)
             return -1;
         app->lane_sandbox = app->lane;
-        if (strcmp(a->c.sandbox_endpoint, a->c.endpoint) != 0) {
+        if (strcmp(a->c.sandbox_endpoint, a->c.conn.endpoint) != 0) {
             snprintf(lname, sizeof(lname), "apns/%s/sandbox", app->name);
             lc.origin = a->c.sandbox_endpoint;
             app->lane_sandbox = push_h2_lane_add(h2, &lc, err, errlen);
@@ -383,8 +320,8 @@ int push_apns_start(push_apns_t *a, push_h2_t *h2, push_clock_fn clock, void *cl
                 return -1;
         }
         log_info("apns app %s: %s auth, topics %zu, endpoint %s (sandbox %s)", app->name,
-                 app->c.auth == 0 ? "token" : "certificate", app->c.topics.count, a->c.endpoint,
-                 a->c.sandbox_endpoint);
+                 app->c.auth == 0 ? "token" : "certificate", app->c.topics.count,
+                 a->c.conn.endpoint, a->c.sandbox_endpoint);
     }
     return 0;
 }
@@ -600,16 +537,8 @@ void push_apns_classify(const push_h2_req_t *r, int64_t now_ms, int64_t max_ra, 
     bool known = false;
     size_t i;
 
-    if (r->err != PUSH_H2_OK || r->status == 0) {
-        push_verdict_transport(r, v);
+    if (push_verdict_decided(r, v))
         return;
-    }
-    v->retry_after_ms = -1;
-    if (r->status == 200) {
-        v->outcome = PUSH_OK;
-        snprintf(v->reason, sizeof(v->reason), "ok");
-        return;
-    }
     if (r->resp && r->resp_len > 0) {
         cJSON *j = cJSON_ParseWithLength(r->resp, r->resp_len);
         const cJSON *rs = cJSON_GetObjectItemCaseSensitive(j, "reason");
@@ -632,11 +561,7 @@ void push_apns_classify(const push_h2_req_t *r, int64_t now_ms, int64_t max_ra, 
         snprintf(v->reason, sizeof(v->reason), "%s", reason);
     else
         snprintf(v->reason, sizeof(v->reason), "http_%ld", r->status);
-    if (v->outcome == PUSH_TRANSIENT && r->retry_after[0]) {
-        int64_t d;
-        if (push_retry_after_parse(r->retry_after, now_ms, &d) == 0)
-            v->retry_after_ms = d > max_ra ? max_ra : d;
-    }
+    push_verdict_retry_after(r, now_ms, max_ra, v);
 }
 
 bool push_apns_auth_expired(push_apns_t *a, const push_job_t *j)

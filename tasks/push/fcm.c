@@ -26,76 +26,22 @@
 /* ---- configuration -------------------------------------------------------- */
 
 typedef struct {
-    const char *endpoint;
+    push_conn_conf_t conn;
     const char *token_uri;
-    const char *ca_file;
-    int64_t connect_timeout_ms;
-    int64_t request_timeout_ms;
-    int64_t max_in_flight;
-    int64_t max_conns;
-    int64_t max_streams_per_conn;
-    double rate_limit;
     int64_t token_margin_ms;
     cfg_list_t apps;
 } fcm_conf_t;
 
 #define FC(f) offsetof(fcm_conf_t, f)
 static const cfg_field_t fcm_fields[] = {
-    {.key = "endpoint",
-     .type = CFG_STRING,
-     .offset = FC(endpoint),
-     .def = "https://fcm.googleapis.com",
-     .help = "FCM HTTP v1 endpoint (https://host[:port])"},
+    PUSH_CONN_FIELDS(fcm_conf_t, conn, "https://fcm.googleapis.com",
+                     "FCM HTTP v1 endpoint (https://host[:port])",
+                     "CA bundle for FCM and the token endpoint (\"\": the system's)", "400", "4",
+                     "100"),
     {.key = "token_uri",
      .type = CFG_STRING,
      .offset = FC(token_uri),
      .help = "OAuth2 token endpoint (\"\": the service account's token_uri)"},
-    {.key = "ca_file",
-     .type = CFG_STRING,
-     .offset = FC(ca_file),
-     .help = "CA bundle for FCM and the token endpoint (\"\": the system's)"},
-    {.key = "connect_timeout",
-     .type = CFG_DURATION,
-     .offset = FC(connect_timeout_ms),
-     .def = "5s",
-     .min = 100,
-     .max = 600000,
-     .help = "TCP and TLS connect timeout"},
-    {.key = "request_timeout",
-     .type = CFG_DURATION,
-     .offset = FC(request_timeout_ms),
-     .def = "15s",
-     .min = 100,
-     .max = 600000,
-     .help = "one request, waiting for a stream included"},
-    {.key = "max_in_flight",
-     .type = CFG_INT,
-     .offset = FC(max_in_flight),
-     .def = "400",
-     .min = 1,
-     .max = 100000,
-     .help = "requests in flight per app"},
-    {.key = "max_conns",
-     .type = CFG_INT,
-     .offset = FC(max_conns),
-     .def = "4",
-     .min = 1,
-     .max = 64,
-     .help = "HTTP/2 connections per app (more open when streams are full)"},
-    {.key = "max_streams_per_conn",
-     .type = CFG_INT,
-     .offset = FC(max_streams_per_conn),
-     .def = "100",
-     .min = 1,
-     .max = 100000,
-     .help = "streams per connection before another is opened (the server's limit also holds)"},
-    {.key = "rate_limit",
-     .type = CFG_DOUBLE,
-     .offset = FC(rate_limit),
-     .def = "0",
-     .min = 0,
-     .max = 1e7,
-     .help = "pushes per second per app (0: no limit)"},
     {.key = "token_margin",
      .type = CFG_DURATION,
      .offset = FC(token_margin_ms),
@@ -161,8 +107,7 @@ int push_fcm_configure(push_fcm_t **out, cfg_t *cfg, char *err, size_t errlen)
         goto fail;
     if (!f->c.token_uri)
         f->c.token_uri = "";
-    if (!f->c.ca_file)
-        f->c.ca_file = "";
+    push_conn_conf_fix(&f->c.conn);
     if (f->c.apps.count > 16) {
         snprintf(err, errlen, "fcm.apps: at most 16 apps");
         goto fail;
@@ -331,18 +276,7 @@ int push_fcm_start(push_fcm_t *f, push_h2_t *h2, push_clock_fn clock, void *cloc
             return -1;
         }
         snprintf(lname, sizeof(lname), "fcm/%s", app->name);
-        push_lane_conf_t lc = {
-            .name = lname,
-            .provider = "fcm",
-            .origin = f->c.endpoint,
-            .max_in_flight = (int)f->c.max_in_flight,
-            .max_conns = (int)f->c.max_conns,
-            .max_streams_per_conn = (int)f->c.max_streams_per_conn,
-            .rate_per_s = f->c.rate_limit,
-            .ca_file = f->c.ca_file,
-            .connect_timeout_ms = f->c.connect_timeout_ms,
-            .request_timeout_ms = f->c.request_timeout_ms,
-        };
+        push_lane_conf_t lc = push_conn_lane(&f->c.conn, lname, "fcm");
         app->lane = push_h2_lane_add(h2, &lc, err, errlen);
         if (app->lane < 0)
             return -1;
@@ -454,10 +388,10 @@ int push_fcm_fetch(void *opaque, const char *token_uri, const char *assertion, c
     curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "https");
     curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, 1L);
     curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, 2L);
-    if (f->c.ca_file[0])
-        curl_easy_setopt(e, CURLOPT_CAINFO, f->c.ca_file);
-    curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, (long)f->c.connect_timeout_ms);
-    curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, (long)f->c.request_timeout_ms);
+    if (f->c.conn.ca_file[0])
+        curl_easy_setopt(e, CURLOPT_CAINFO, f->c.conn.ca_file);
+    curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, (long)f->c.conn.connect_timeout_ms);
+    curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, (long)f->c.conn.request_timeout_ms);
     curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_token_body);
     curl_easy_setopt(e, CURLOPT_WRITEDATA, &r);
     curl_easy_setopt(e, CURLOPT_ERRORBUFFER, cerr);
@@ -593,16 +527,8 @@ void push_fcm_classify(const push_h2_req_t *r, int64_t now_ms, int64_t max_ra, p
     bool known = false;
     cJSON *j = NULL;
 
-    if (r->err != PUSH_H2_OK || r->status == 0) {
-        push_verdict_transport(r, v);
+    if (push_verdict_decided(r, v))
         return;
-    }
-    v->retry_after_ms = -1;
-    if (r->status == 200) {
-        v->outcome = PUSH_OK;
-        snprintf(v->reason, sizeof(v->reason), "ok");
-        return;
-    }
     if (r->resp && r->resp_len > 0)
         j = cJSON_ParseWithLength(r->resp, r->resp_len);
     const cJSON *e = cJSON_GetObjectItemCaseSensitive(j, "error");
@@ -646,11 +572,7 @@ void push_fcm_classify(const push_h2_req_t *r, int64_t now_ms, int64_t max_ra, p
         else
             snprintf(v->reason, sizeof(v->reason), "http_%ld", r->status);
     }
-    if (v->outcome == PUSH_TRANSIENT && r->retry_after[0]) {
-        int64_t dl;
-        if (push_retry_after_parse(r->retry_after, now_ms, &dl) == 0)
-            v->retry_after_ms = dl > max_ra ? max_ra : dl;
-    }
+    push_verdict_retry_after(r, now_ms, max_ra, v);
 }
 
 bool push_fcm_auth_expired(push_fcm_t *f, const push_job_t *j)
