@@ -16,7 +16,6 @@
  */
 #include <curl/curl.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <arpa/inet.h>
 #include <librdkafka/rdkafka.h>
 #include <netinet/in.h>
@@ -26,7 +25,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -35,6 +33,7 @@
 #include "dispatch/headers.h"
 #include "dispatch/task.h"
 #include "proto/push.pb-c.h"
+#include "tests/support/support.h"
 
 #define MAX_SAMPLES 100000
 
@@ -379,15 +378,10 @@ int main(int argc, char **argv)
             streams, key, fcm, ca, max_in_flight, conns, streams, sa);
     fclose(f);
     int64_t started = mono_ms();
-    pid_t pid = fork();
-    if (pid == 0) {
-        int fd = open(log, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-        dup2(fd, 1);
-        dup2(fd, 2);
-        prctl(PR_SET_PDEATHSIG, SIGKILL);
-        execl(bin, bin, "--config", cfg, (char *)NULL);
-        _exit(127);
-    }
+    char *child_argv[] = {(char *)bin, (char *)"--config", cfg, NULL};
+    pid_t pid = ts_spawn(bin, child_argv, NULL, log, true);
+    if (pid < 0)
+        die("fork: %s", strerror(errno));
     g_child = pid;
     char murl[128];
     snprintf(murl, sizeof(murl), "http://127.0.0.1:%d/metrics", port);

@@ -18,7 +18,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -31,7 +30,6 @@
 #include "tasks/archive/segment.h"
 #include "tests/support/support.h"
 
-extern char **environ;
 
 #define CHECK(cond, ...)                                                                           \
     do {                                                                                           \
@@ -485,22 +483,8 @@ void h_child_start(h_child_t *c, const h_topics_t *t, const char *storage_yaml,
             storage_yaml, archive_yaml);
     CHECK(fclose(f) == 0, "%s", c->cfg);
     char *argv[] = {(char *)h_env.archive_bin, (char *)"--config", c->cfg, NULL};
-    pid_t parent = getpid();
-    pid_t pid = fork();
+    pid_t pid = ts_spawn(argv[0], argv, NULL, c->log, false);
     CHECK(pid >= 0, "fork");
-    if (pid == 0) {
-        int fd = open(c->log, O_WRONLY | O_CREAT | O_APPEND, 0644);
-        if (fd >= 0) {
-            dup2(fd, 1);
-            dup2(fd, 2);
-            close(fd);
-        }
-        prctl(PR_SET_PDEATHSIG, SIGKILL);
-        if (getppid() != parent)
-            _exit(126);
-        execve(argv[0], argv, environ);
-        _exit(127);
-    }
     c->pid = pid;
 }
 

@@ -15,7 +15,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/prctl.h>
 #include <sys/random.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -36,7 +35,6 @@
     } while (0)
 
 e2e_env_t e2e_env;
-extern char **environ;
 
 int64_t e2e_now_ms(void)
 {
@@ -525,22 +523,8 @@ void e2e_child_start(e2e_case_t *c, const e2e_child_opts_t *o)
     CHECK(fclose(f) == 0, "%s", cfg);
 
     char *argv[] = {(char *)e2e_env.audit_bin, (char *)"--config", cfg, NULL};
-    pid_t parent = getpid();
-    pid_t pid = fork();
+    pid_t pid = ts_spawn(argv[0], argv, NULL, c->child_log, false);
     CHECK(pid >= 0, "fork");
-    if (pid == 0) {
-        int fd = open(c->child_log, O_WRONLY | O_CREAT | O_APPEND, 0644);
-        if (fd >= 0) {
-            dup2(fd, 1);
-            dup2(fd, 2);
-            close(fd);
-        }
-        prctl(PR_SET_PDEATHSIG, SIGKILL);
-        if (getppid() != parent)
-            _exit(126);
-        execve(argv[0], argv, environ);
-        _exit(127);
-    }
     c->child = pid;
 }
 

@@ -17,7 +17,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -629,22 +628,8 @@ void h_double_start(h_double_t *d, double online_ratio, int gateways)
                     (char *)"-gateways",
                     gws,
                     NULL};
-    pid_t parent = getpid();
-    pid_t pid = fork();
+    pid_t pid = ts_spawn(bin, argv, NULL, d->log, false);
     H_CHECK(pid >= 0, "fork: %s", strerror(errno));
-    if (pid == 0) {
-        int fd = open(d->log, O_WRONLY | O_CREAT | O_APPEND, 0644);
-        if (fd >= 0) {
-            dup2(fd, 1);
-            dup2(fd, 2);
-            close(fd);
-        }
-        prctl(PR_SET_PDEATHSIG, SIGKILL);
-        if (getppid() != parent)
-            _exit(126);
-        execv(bin, argv);
-        _exit(127);
-    }
     d->pid = pid;
     h_pid_add(pid);
     int64_t until = h_mono_ms() + 30000;
@@ -742,30 +727,8 @@ void h_child_start(h_child_t *ch, const char *bin, const char *dir, const char *
             envp[k++] = *e;
     }
     char *argv[] = {(char *)bin, (char *)"--config", ch->cfg, NULL};
-    pid_t parent = getpid();
-    pid_t pid = fork();
+    pid_t pid = ts_spawn(bin, argv, envp, ch->log, false);
     H_CHECK(pid >= 0, "fork: %s", strerror(errno));
-    if (pid == 0) {
-        int fd = open(ch->log, O_WRONLY | O_CREAT | O_APPEND, 0644);
-        int nul = open("/dev/null", O_RDONLY);
-        sigset_t none;
-        if (fd >= 0) {
-            dup2(fd, 1);
-            dup2(fd, 2);
-            close(fd);
-        }
-        if (nul >= 0) {
-            dup2(nul, 0);
-            close(nul);
-        }
-        sigemptyset(&none);
-        sigprocmask(SIG_SETMASK, &none, NULL);
-        prctl(PR_SET_PDEATHSIG, SIGKILL);
-        if (getppid() != parent)
-            _exit(126);
-        execve(bin, argv, envp);
-        _exit(127);
-    }
     free(envp);
     ch->pid = pid;
     ch->running = true;

@@ -15,7 +15,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -509,26 +508,9 @@ static void write_config(ph_case_t *c, const ph_child_opts_t *o)
 static void spawn(ph_case_t *c)
 {
     char *argv[] = {ph_env.binary, (char *)"--config", c->cfg, NULL};
-    pid_t parent = getpid();
-    int lfd = open(c->log, O_WRONLY | O_CREAT | O_TRUNC, 0644); /* this run's log only */
-    if (lfd >= 0)
-        close(lfd);
     c->metrics_port = 0;
-    pid_t pid = fork();
+    pid_t pid = ts_spawn(ph_env.binary, argv, NULL, c->log, true); /* this run's log only */
     PH_CHECK(pid >= 0, "fork: %s", strerror(errno));
-    if (pid == 0) {
-        int fd = open(c->log, O_WRONLY | O_CREAT | O_APPEND, 0644);
-        if (fd >= 0) {
-            dup2(fd, 1);
-            dup2(fd, 2);
-            close(fd);
-        }
-        prctl(PR_SET_PDEATHSIG, SIGKILL);
-        if (getppid() != parent)
-            _exit(126);
-        execv(ph_env.binary, argv);
-        _exit(127);
-    }
     c->pid = pid;
     c->running = true;
     g_child = pid;

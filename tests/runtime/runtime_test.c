@@ -54,7 +54,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/types.h>
 #include <sys/wait.h>
@@ -598,34 +597,8 @@ static child_t *child_start(case_t *c, const char *name, const child_conf_t *cc)
         memcpy(envp, g_child_env, n * sizeof(char *));
         envp[n] = (char *)"TESTPROC_EXACTLY_ONCE=1"; /* envp is owned by the case */
     }
-    pid_t parent = getpid();
-    pid_t pid = fork();
+    pid_t pid = ts_spawn(g_testproc, argv, envp, ch->log, false);
     CHECK(pid >= 0, "fork: %s", strerror(errno));
-    if (pid == 0) { /* only async-signal-safe calls until exec */
-        static const char msg[] = "runtime_test: exec of imtask-testproc failed\n";
-        sigset_t none;
-        int fd = open(ch->log, O_WRONLY | O_CREAT | O_APPEND, 0644);
-        int nul = open("/dev/null", O_RDONLY);
-        if (fd >= 0) {
-            dup2(fd, 1);
-            dup2(fd, 2);
-            close(fd);
-        }
-        if (nul >= 0) {
-            dup2(nul, 0);
-            close(nul);
-        }
-        sigemptyset(&none);
-        sigprocmask(SIG_SETMASK, &none, NULL);
-        /* never outlive the test (e.g. when it is killed by a timeout) */
-        prctl(PR_SET_PDEATHSIG, SIGKILL);
-        if (getppid() != parent)
-            _exit(126);
-        execve(g_testproc, argv, envp);
-        if (write(2, msg, sizeof(msg) - 1) < 0)
-            _exit(126);
-        _exit(127);
-    }
     ch->pid = pid;
     ch->running = true;
     g_child_pids[slot] = pid;

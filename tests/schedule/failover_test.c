@@ -130,15 +130,9 @@ static pid_t start_node(int i)
     char cfg[600], log[600];
     snprintf(cfg, sizeof(cfg), "%s/node%d.yaml", g_dir, i);
     snprintf(log, sizeof(log), "%s/node%d.log", g_dir, i);
-    pid_t pid = fork();
+    char *argv[] = {(char *)g_bin, (char *)"--config", cfg, NULL};
+    pid_t pid = ts_spawn(g_bin, argv, NULL, log, true);
     CHECK(pid >= 0, "fork: %s", strerror(errno));
-    if (pid == 0) {
-        FILE *f = freopen(log, "w", stdout);
-        if (!f || dup2(fileno(stdout), 2) < 0)
-            _exit(126);
-        execl(g_bin, g_bin, "--config", cfg, (char *)NULL);
-        _exit(127);
-    }
     g_pids[i] = pid;
     return pid;
 }

@@ -1,11 +1,15 @@
 /* support.c: helpers the tests share (support.h). */
 #include "tests/support/support.h"
 
+#include <fcntl.h>
 #include <librdkafka/rdkafka.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <time.h>
+#include <unistd.h>
 
 #define TS_ADMIN_TIMEOUT_MS 30000
 
@@ -184,4 +188,43 @@ bool ts_file_has(const char *path, const char *needle)
     free(buf);
     fclose(f);
     return found;
+}
+
+pid_t ts_spawn(const char *bin, char *const argv[], char *const envp[], const char *log,
+               bool fresh_log)
+{
+    extern char **environ;
+    char *const *env = envp ? envp : environ; /* read before fork */
+    if (fresh_log) { /* before fork: whoever reads the log next sees only the new run's */
+        int lfd = open(log, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+        if (lfd >= 0)
+            close(lfd);
+    }
+    pid_t parent = getpid();
+    pid_t pid = fork();
+    if (pid != 0)
+        return pid;
+    /* the child: only async-signal-safe calls until exec */
+    static const char msg[] = "ts_spawn: exec failed\n";
+    sigset_t none;
+    int fd = open(log, O_WRONLY | O_CREAT | O_APPEND, 0644);
+    int nul = open("/dev/null", O_RDONLY);
+    if (fd >= 0) {
+        dup2(fd, 1);
+        dup2(fd, 2);
+        close(fd);
+    }
+    if (nul >= 0) {
+        dup2(nul, 0);
+        close(nul);
+    }
+    sigemptyset(&none);
+    sigprocmask(SIG_SETMASK, &none, NULL);
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (getppid() != parent) /* the test died before the line above */
+        _exit(126);
+    execve(bin, argv, env);
+    if (write(2, msg, sizeof(msg) - 1) < 0)
+        _exit(126);
+    _exit(127);
 }

@@ -5,6 +5,8 @@
  *   ts_kafka_delete   remove what a test made on the broker (its topics,
  *                     its consumer group) when it ends
  *   ts_file_has       whether a log or output file contains a text
+ *   ts_spawn          start a binary under test with its output in a log,
+ *                     never outliving the test
  *
  * Clean-up never fails a test: a broker that does not answer is noted on
  * stderr and the test goes on. */
@@ -13,6 +15,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <sys/types.h>
 
 /* Creates the topics (parts[i] partitions each, replication 1) on brokers
  * and waits until the metadata shows every partition with a leader (at
@@ -30,5 +33,16 @@ void ts_kafka_delete(const char *brokers, const char *const *topics, size_t ntop
 /* Whether the file at path contains needle (the whole file is read; a
  * missing file contains nothing). */
 bool ts_file_has(const char *path, const char *needle);
+
+/* Starts bin with argv (argv[0] included, NULL-terminated) and envp (NULL:
+ * this process's environment): stdout and stderr to the file log (emptied
+ * before ts_spawn returns when fresh_log, else appended to), stdin from
+ * /dev/null, no blocked
+ * signals, and SIGKILL when this process dies (PR_SET_PDEATHSIG), so a test
+ * killed by its timeout leaves nothing running. Returns the pid, or -1 when
+ * fork fails (errno); a child that cannot exec says so in its log and exits
+ * 127. */
+pid_t ts_spawn(const char *bin, char *const argv[], char *const envp[], const char *log,
+               bool fresh_log);
 
 #endif
