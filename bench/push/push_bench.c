@@ -156,20 +156,6 @@ static double latency_q(const char *text, double q)
     return -1;
 }
 
-/* A free TCP port on loopback (bound, read, closed). */
-static int free_port(void)
-{
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    socklen_t al = sizeof(a);
-    int fd = socket(AF_INET, SOCK_STREAM, 0), port = 0;
-    if (fd >= 0 && bind(fd, (struct sockaddr *)&a, sizeof(a)) == 0 &&
-        getsockname(fd, (struct sockaddr *)&a, &al) == 0)
-        port = ntohs(a.sin_port);
-    if (fd >= 0)
-        close(fd);
-    return port;
-}
-
 static long vm_kb(pid_t pid, const char *field)
 {
     char path[64], line[256];
@@ -358,7 +344,7 @@ int main(int argc, char **argv)
             (long long)(mono_ms() - t0));
 
     /* the push binary */
-    int port = free_port();
+    int port = ts_free_port();
     snprintf(cfg, sizeof(cfg), "%s/push.yaml", dir);
     snprintf(log, sizeof(log), "%s/push.log", dir);
     FILE *f = fopen(cfg, "w");

@@ -30,7 +30,6 @@
 #include "tasks/archive/segment.h"
 #include "tests/support/support.h"
 
-
 #define CHECK(cond, ...)                                                                           \
     do {                                                                                           \
         if (!(cond))                                                                               \
@@ -447,18 +446,6 @@ int64_t h_topic_count(const char *topic)
 
 /* ---- children ----------------------------------------------------------- */
 
-static int free_port(void)
-{
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    socklen_t len = sizeof(a);
-    CHECK(fd >= 0 && bind(fd, (struct sockaddr *)&a, sizeof(a)) == 0 &&
-              getsockname(fd, (struct sockaddr *)&a, &len) == 0,
-          "free port");
-    close(fd);
-    return ntohs(a.sin_port);
-}
-
 void h_child_start(h_child_t *c, const h_topics_t *t, const char *storage_yaml,
                    const char *archive_yaml, const char *dir)
 {
@@ -466,7 +453,8 @@ void h_child_start(h_child_t *c, const h_topics_t *t, const char *storage_yaml,
     mkdir(dir, 0755);
     snprintf(c->cfg, sizeof(c->cfg), "%s/archive.yaml", dir);
     snprintf(c->log, sizeof(c->log), "%s/archive.log", dir);
-    c->port = free_port();
+    c->port = ts_free_port();
+    CHECK(c->port > 0, "no free port");
     FILE *f = fopen(c->cfg, "w");
     CHECK(f != NULL, "%s: %s", c->cfg, strerror(errno));
     fprintf(f,
@@ -490,20 +478,8 @@ void h_child_start(h_child_t *c, const h_topics_t *t, const char *storage_yaml,
 
 static void print_log(const h_child_t *c)
 {
-    FILE *f = fopen(c->log, "r");
-    if (!f)
-        return;
-    char line[2048];
     fprintf(stderr, "---- %s (last lines)\n", c->log);
-    long n = 0;
-    while (fgets(line, sizeof(line), f))
-        n++;
-    rewind(f);
-    long i = 0;
-    while (fgets(line, sizeof(line), f))
-        if (i++ >= n - 40)
-            fputs(line, stderr);
-    fclose(f);
+    ts_print_tail(c->log, 40);
 }
 
 void h_child_check_alive(h_child_t *c)

@@ -390,18 +390,6 @@ int64_t e2e_listener_calls(e2e_case_t *c)
 
 /* ---- the case -------------------------------------------------------------- */
 
-static int free_port(void)
-{
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    socklen_t l = sizeof(a);
-    CHECK(fd >= 0 && bind(fd, (struct sockaddr *)&a, sizeof(a)) == 0 &&
-              getsockname(fd, (struct sockaddr *)&a, &l) == 0,
-          "free port");
-    close(fd);
-    return ntohs(a.sin_port);
-}
-
 void e2e_case_open(e2e_case_t *c, const char *tag)
 {
     char url[256], out[1024], err[256];
@@ -440,14 +428,6 @@ void e2e_case_open(e2e_case_t *c, const char *tag)
     c->producer = kafka_new(RD_KAFKA_PRODUCER, kv);
 }
 
-static void print_tail(const char *path, int lines)
-{
-    char cmd[1024];
-    snprintf(cmd, sizeof(cmd), "tail -n %d '%s' >&2", lines, path);
-    if (system(cmd) != 0)
-        fprintf(stderr, "(no log %s)\n", path);
-}
-
 void e2e_case_close(e2e_case_t *c)
 {
     char url[512];
@@ -459,7 +439,7 @@ void e2e_case_close(e2e_case_t *c)
     if (!c->passed && c->child_log[0]) {
         fprintf(stderr, "==== case %s: imtask-audit log %s (last 60 lines):\n", c->tag,
                 c->child_log);
-        print_tail(c->child_log, 60);
+        ts_print_tail(c->child_log, 60);
     }
     if (c->producer)
         rd_kafka_destroy(c->producer);
@@ -485,7 +465,8 @@ void e2e_child_start(e2e_case_t *c, const e2e_child_opts_t *o)
     CHECK(c->child <= 0, "a child is running already");
     snprintf(cfg, sizeof(cfg), "%s/audit.yaml", c->dir);
     snprintf(c->child_log, sizeof(c->child_log), "%s/audit.log", c->dir);
-    c->metrics_port = free_port();
+    c->metrics_port = ts_free_port();
+    CHECK(c->metrics_port > 0, "no free port");
     FILE *f = fopen(cfg, "w");
     CHECK(f != NULL, "%s: %s", cfg, strerror(errno));
     fprintf(f,

@@ -550,15 +550,9 @@ static bool h_port_free(int port)
 
 int h_free_port(void)
 {
-    int s = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = 0};
-    socklen_t al = sizeof(a);
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    H_CHECK(s >= 0 && bind(s, (struct sockaddr *)&a, sizeof(a)) == 0 &&
-                getsockname(s, (struct sockaddr *)&a, &al) == 0,
-            "no free port: %s", strerror(errno));
-    close(s);
-    return ntohs(a.sin_port);
+    int port = ts_free_port();
+    H_CHECK(port > 0, "no free port: %s", strerror(errno));
+    return port;
 }
 
 /* The double's binary: IMTASK_IMREPO_DOUBLE_BIN, or the executable of the
@@ -789,24 +783,7 @@ void h_child_kill(h_child_t *ch)
 
 void h_child_print_log(const h_child_t *ch, int lines)
 {
-    FILE *f = fopen(ch->log, "r");
-    long pos;
-    int seen = 0, c;
     fprintf(stderr, "==== child %s: config %s, log %s (last %d lines):\n", ch->name, ch->cfg,
             ch->log, lines);
-    if (!f)
-        return;
-    fseek(f, 0, SEEK_END);
-    pos = ftell(f);
-    while (pos > 0 && seen <= lines) {
-        fseek(f, --pos, SEEK_SET);
-        if (fgetc(f) == '\n')
-            seen++;
-    }
-    if (seen > lines)
-        pos++;
-    fseek(f, pos, SEEK_SET);
-    while ((c = fgetc(f)) != EOF)
-        fputc(c, stderr);
-    fclose(f);
+    ts_print_tail(ch->log, lines);
 }

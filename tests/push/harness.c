@@ -422,14 +422,6 @@ void ph_case_open(ph_case_t *c, const char *name)
     topics_create(c);
 }
 
-static void print_tail(const char *path)
-{
-    char cmd[2600];
-    snprintf(cmd, sizeof(cmd), "tail -n 60 '%s' 1>&2", path);
-    if (system(cmd) != 0)
-        fprintf(stderr, "(no log %s)\n", path);
-}
-
 void ph_case_close(ph_case_t *c)
 {
     if (c->running) {
@@ -440,7 +432,7 @@ void ph_case_close(ph_case_t *c)
     }
     if (!c->passed && c->log[0]) {
         fprintf(stderr, "==== case %s: imtask-push log %s (last 60 lines):\n", c->tag, c->log);
-        print_tail(c->log);
+        ts_print_tail(c->log, 60);
     }
     if (c->topic[0][0]) {
         const char *topics[] = {c->topic[0], c->topic[1], c->topic[2]};

@@ -477,31 +477,6 @@ static void case_open(case_t *c, const char *tag, const char *name, int nparts_r
     c->meta = kafka_new(RD_KAFKA_PRODUCER, NULL, NULL);
 }
 
-static void print_tail(const char *path, int lines)
-{
-    FILE *f = fopen(path, "r");
-    long pos;
-    int seen = 0;
-    int ch;
-    if (!f) {
-        fprintf(stderr, "  (no %s)\n", path);
-        return;
-    }
-    fseek(f, 0, SEEK_END);
-    pos = ftell(f);
-    while (pos > 0 && seen <= lines) {
-        fseek(f, --pos, SEEK_SET);
-        if (fgetc(f) == '\n')
-            seen++;
-    }
-    if (seen > lines)
-        pos++;
-    fseek(f, pos, SEEK_SET);
-    while ((ch = fgetc(f)) != EOF)
-        fputc(ch, stderr);
-    fclose(f);
-}
-
 static void child_reap(child_t *ch, int slot)
 {
     if (!ch->running)
@@ -530,7 +505,7 @@ static void case_close(case_t *c)
                     "(last %d lines):\n",
                     c->tag, c->ch[i].name, c->ch[i].cfg, c->ch[i].record, c->ch[i].log,
                     LOG_TAIL_LINES);
-            print_tail(c->ch[i].log, LOG_TAIL_LINES);
+            ts_print_tail(c->ch[i].log, LOG_TAIL_LINES);
         }
     }
     if (c->meta)

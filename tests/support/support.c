@@ -1,13 +1,16 @@
 /* support.c: helpers the tests share (support.h). */
 #include "tests/support/support.h"
 
+#include <arpa/inet.h>
 #include <fcntl.h>
 #include <librdkafka/rdkafka.h>
+#include <netinet/in.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -227,4 +230,43 @@ pid_t ts_spawn(const char *bin, char *const argv[], char *const envp[], const ch
     if (write(2, msg, sizeof(msg) - 1) < 0)
         _exit(126);
     _exit(127);
+}
+
+void ts_print_tail(const char *path, int lines)
+{
+    FILE *f = fopen(path, "r");
+    int seen = 0, c;
+    if (!f) {
+        fprintf(stderr, "(no %s)\n", path);
+        return;
+    }
+    /* back from the end (its final newline ends the last line, it does not
+     * start one) to just after the newline before the last `lines` lines */
+    fseek(f, 0, SEEK_END);
+    long pos = ftell(f);
+    if (pos > 0 && fseek(f, pos - 1, SEEK_SET) == 0 && fgetc(f) == '\n')
+        pos--;
+    while (pos > 0 && lines > 0) {
+        fseek(f, pos - 1, SEEK_SET);
+        if (fgetc(f) == '\n' && ++seen == lines)
+            break;
+        pos--;
+    }
+    fseek(f, pos, SEEK_SET);
+    while (lines > 0 && (c = fgetc(f)) != EOF)
+        fputc(c, stderr);
+    fclose(f);
+}
+
+int ts_free_port(void)
+{
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t al = sizeof(a);
+    int fd = socket(AF_INET, SOCK_STREAM, 0), port = 0;
+    if (fd >= 0 && bind(fd, (struct sockaddr *)&a, sizeof(a)) == 0 &&
+        getsockname(fd, (struct sockaddr *)&a, &al) == 0)
+        port = ntohs(a.sin_port);
+    if (fd >= 0)
+        close(fd);
+    return port;
 }

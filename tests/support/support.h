@@ -7,6 +7,8 @@
  *   ts_file_has       whether a log or output file contains a text
  *   ts_spawn          start a binary under test with its output in a log,
  *                     never outliving the test
+ *   ts_print_tail     show the end of a child's log when a test fails
+ *   ts_free_port      a free TCP port on loopback for a child to listen on
  *
  * Clean-up never fails a test: a broker that does not answer is noted on
  * stderr and the test goes on. */
@@ -44,5 +46,13 @@ bool ts_file_has(const char *path, const char *needle);
  * 127. */
 pid_t ts_spawn(const char *bin, char *const argv[], char *const envp[], const char *log,
                bool fresh_log);
+
+/* Writes the last `lines` lines of the file at path to stderr ("(no <path>)"
+ * when it cannot be read). */
+void ts_print_tail(const char *path, int lines);
+
+/* A TCP port on 127.0.0.1 that was free a moment ago (bound, read, closed);
+ * 0 when none could be had. */
+int ts_free_port(void);
 
 #endif

@@ -6,6 +6,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <cmocka.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -89,9 +90,61 @@ static void test_spawn(void **state)
     unlink(log);
 }
 
+/* The stderr of ts_print_tail(path, lines), in the file out. */
+static void tail_to(const char *path, int lines, const char *out)
+{
+    int ofd = open(out, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    assert_true(ofd >= 0);
+    fflush(stderr);
+    int saved = dup(2);
+    dup2(ofd, 2);
+    ts_print_tail(path, lines);
+    fflush(stderr);
+    dup2(saved, 2);
+    close(saved);
+    close(ofd);
+}
+
+/* ts_print_tail: exactly the last lines, with or without a final newline;
+ * the whole of a shorter file. */
+static void test_print_tail(void **state)
+{
+    (void)state;
+    char path[] = "/tmp/ts-tail-XXXXXX", out[] = "/tmp/ts-tail-out-XXXXXX";
+    int fd = mkstemp(path), ofd = mkstemp(out);
+    assert_true(fd >= 0 && ofd >= 0);
+    close(ofd);
+    FILE *f = fdopen(fd, "w");
+    for (int i = 1; i <= 100; i++)
+        fprintf(f, "line %d\n", i);
+    fclose(f);
+    tail_to(path, 3, out);
+    assert_true(ts_file_has(out, "line 98\nline 99\nline 100\n"));
+    assert_false(ts_file_has(out, "line 97"));
+    tail_to(path, 1000, out);
+    assert_true(ts_file_has(out, "line 1\nline 2\n"));
+    f = fopen(path, "a");
+    fputs("last", f); /* no final newline */
+    fclose(f);
+    tail_to(path, 2, out);
+    assert_true(ts_file_has(out, "line 100\nlast"));
+    assert_false(ts_file_has(out, "line 99"));
+    unlink(path);
+    unlink(out);
+}
+
+/* ts_free_port: a port that can then be bound. */
+static void test_free_port(void **state)
+{
+    (void)state;
+    int port = ts_free_port();
+    assert_true(port > 0 && port < 65536);
+}
+
 int main(void)
 {
-    const struct CMUnitTest tests[] = {cmocka_unit_test(test_file_has),
-                                       cmocka_unit_test(test_spawn)};
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_file_has), cmocka_unit_test(test_spawn),
+        cmocka_unit_test(test_print_tail), cmocka_unit_test(test_free_port)};
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
