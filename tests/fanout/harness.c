@@ -282,60 +282,10 @@ void h_read_all(const char *const *topics, const int *parts, int n, h_msg_fn fn,
 void h_read_all_iso(const char *const *topics, const int *parts, int n, h_msg_fn fn, void *ctx,
                     int timeout_s, bool uncommitted)
 {
-    char group[H_NAME_MAX + 64];
-    int total = 0, eofs = 0;
-    snprintf(group, sizeof(group), "imtask-it-fo-reader-%lld-%d", (long long)h_mono_ms(),
-             (int)getpid());
-    const char *kv[] = {"group.id",
-                        group,
-                        "enable.auto.commit",
-                        "false",
-                        "isolation.level",
-                        uncommitted ? "read_uncommitted" : "read_committed",
-                        "enable.partition.eof",
-                        "true",
-                        NULL};
-    rd_kafka_t *rk = h_kafka_new(RD_KAFKA_CONSUMER, kv);
-    rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(16);
-    for (int i = 0; i < n; i++) {
-        for (int p = 0; p < parts[i]; p++)
-            rd_kafka_topic_partition_list_add(l, topics[i], p)->offset = RD_KAFKA_OFFSET_BEGINNING;
-        total += parts[i];
-    }
-    rd_kafka_poll_set_consumer(rk);
-    H_CHECK(rd_kafka_assign(rk, l) == RD_KAFKA_RESP_ERR_NO_ERROR, "assign");
-    rd_kafka_topic_partition_list_destroy(l);
-    /* (topic, partition) pairs at their end */
-    char(*seen)[H_NAME_MAX + 16] = calloc((size_t)total, sizeof(*seen));
-    H_CHECK(seen != NULL, "out of memory");
-    int64_t until = h_mono_ms() + (int64_t)timeout_s * 1000;
-    while (eofs < total) {
-        if (h_mono_ms() > until) {
-            rd_kafka_consumer_close(rk);
-            rd_kafka_destroy(rk);
-            free(seen);
-            h_fail("reading (read_committed): %d of %d partitions at their end after %d s", eofs,
-                   total, timeout_s);
-        }
-        rd_kafka_message_t *m = rd_kafka_consumer_poll(rk, 500);
-        if (!m)
-            continue;
-        if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) {
-            char key[H_NAME_MAX + 16];
-            bool dup = false;
-            snprintf(key, sizeof(key), "%s/%d", rd_kafka_topic_name(m->rkt), (int)m->partition);
-            for (int i = 0; i < eofs && !dup; i++)
-                dup = strcmp(seen[i], key) == 0;
-            if (!dup)
-                memcpy(seen[eofs++], key, sizeof(key));
-        } else if (!m->err) {
-            fn(ctx, m);
-        }
-        rd_kafka_message_destroy(m);
-    }
-    free(seen);
-    rd_kafka_consumer_close(rk);
-    rd_kafka_destroy(rk);
+    char err[512];
+    if (ts_kafka_read(h_brokers, topics, parts, (size_t)n, !uncommitted, fn, ctx, timeout_s, err,
+                      sizeof(err)))
+        h_fail("%s", err);
 }
 
 int64_t h_high_sum(const char *const *topics, const int *parts, int n)
@@ -356,34 +306,10 @@ int64_t h_high_sum(const char *const *topics, const int *parts, int n)
 
 int h_open_txns(const char *const *topics, const int *parts, int n, char *where, size_t len)
 {
-    /* ListOffsets answers the last stable offset to a read_committed client
-     * and the high watermark to a read_uncommitted one: equal on a partition
-     * means no transaction is open there. */
-    static rd_kafka_t *rc, *ru; /* for the run */
-    const char *kc[] = {"isolation.level", "read_committed", NULL};
-    const char *ku[] = {"isolation.level", "read_uncommitted", NULL};
-    int64_t lo, lso, hw;
-    int open = 0;
-    if (!rc)
-        rc = h_kafka_new(RD_KAFKA_CONSUMER, kc);
-    if (!ru)
-        ru = h_kafka_new(RD_KAFKA_CONSUMER, ku);
-    for (int i = 0; i < n; i++) {
-        for (int p = 0; p < parts[i]; p++) {
-            rd_kafka_resp_err_t e;
-            int64_t until = h_mono_ms() + 30000; /* a busy broker may time a call out */
-            while ((e = rd_kafka_query_watermark_offsets(rc, topics[i], p, &lo, &lso, 5000)) ||
-                   (e = rd_kafka_query_watermark_offsets(ru, topics[i], p, &lo, &hw, 5000))) {
-                H_CHECK(h_mono_ms() < until, "ListOffsets %s [%d]: %s", topics[i], p,
-                        rd_kafka_err2str(e));
-                h_sleep_ms(200);
-            }
-            if (lso < hw && open++ == 0 && where)
-                snprintf(where, len,
-                         "%s [%d]: last stable offset %" PRId64 ", high watermark %" PRId64,
-                         topics[i], p, lso, hw);
-        }
-    }
+    char err[512];
+    int open =
+        ts_kafka_open_txns(h_brokers, topics, parts, (size_t)n, where, len, err, sizeof(err));
+    H_CHECK(open >= 0, "%s", err);
     return open;
 }
 

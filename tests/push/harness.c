@@ -270,54 +270,47 @@ static void hdr_copy(const rd_kafka_message_t *m, const char *name, char *out, s
     snprintf(out, cap, "%.*s", (int)len, (const char *)v);
 }
 
+typedef struct {
+    ph_rec_t *out;
+    int n, cap;
+} ph_recs_t;
+
+static void ph_collect(void *ctx, const rd_kafka_message_t *m)
+{
+    ph_recs_t *l = ctx;
+    task_t t;
+    void *owner = NULL;
+    char err[256];
+    if (l->n == l->cap) {
+        l->cap *= 2;
+        l->out = realloc(l->out, (size_t)l->cap * sizeof(*l->out));
+        PH_CHECK(l->out != NULL, "out of memory");
+    }
+    ph_rec_t *r = &l->out[l->n++];
+    memset(r, 0, sizeof(*r));
+    r->ts = rd_kafka_message_timestamp(m, NULL);
+    hdr_copy(m, HDR_TASK_ID, r->id, sizeof(r->id));
+    hdr_copy(m, HDR_DLQ_ERROR_KIND, r->dlq_kind, sizeof(r->dlq_kind));
+    hdr_copy(m, HDR_DLQ_ERROR_MESSAGE, r->dlq_msg, sizeof(r->dlq_msg));
+    if (task_decode(m->payload, m->len, &t, &owner, err, sizeof(err)) == 0) {
+        r->pt = imtask__v1__push_task__unpack(NULL, t.payload_len, t.payload);
+        task_decoded_free(owner);
+    }
+}
+
 ph_rec_t *ph_read_topic(ph_case_t *c, int which, int *n)
 {
-    static const char *const kv[] = {
-        "group.id", "ph-reader", "enable.auto.commit", "false", "enable.partition.eof",
-        "true",     NULL};
-    rd_kafka_t *rk = kafka_new(RD_KAFKA_CONSUMER, kv);
-    int parts = which == 0 ? 3 : 1, eofs = 0, cap = 64;
-    ph_rec_t *out = calloc((size_t)cap, sizeof(*out));
-    rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(parts);
-    rd_kafka_poll_set_consumer(rk);
-    for (int p = 0; p < parts; p++)
-        rd_kafka_topic_partition_list_add(l, c->topic[which], p)->offset =
-            RD_KAFKA_OFFSET_BEGINNING;
-    rd_kafka_assign(rk, l);
-    rd_kafka_topic_partition_list_destroy(l);
-    *n = 0;
-    int64_t until = ph_mono_ms() + 30000;
-    while (eofs < parts) {
-        PH_CHECK(ph_mono_ms() < until, "reading %s: no end after 30 s", c->topic[which]);
-        rd_kafka_message_t *m = rd_kafka_consumer_poll(rk, 500);
-        if (!m)
-            continue;
-        if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) {
-            eofs++;
-        } else if (!m->err) {
-            task_t t;
-            void *owner = NULL;
-            char err[256];
-            if (*n == cap) {
-                cap *= 2;
-                out = realloc(out, (size_t)cap * sizeof(*out));
-            }
-            ph_rec_t *r = &out[(*n)++];
-            memset(r, 0, sizeof(*r));
-            r->ts = rd_kafka_message_timestamp(m, NULL);
-            hdr_copy(m, HDR_TASK_ID, r->id, sizeof(r->id));
-            hdr_copy(m, HDR_DLQ_ERROR_KIND, r->dlq_kind, sizeof(r->dlq_kind));
-            hdr_copy(m, HDR_DLQ_ERROR_MESSAGE, r->dlq_msg, sizeof(r->dlq_msg));
-            if (task_decode(m->payload, m->len, &t, &owner, err, sizeof(err)) == 0) {
-                r->pt = imtask__v1__push_task__unpack(NULL, t.payload_len, t.payload);
-                task_decoded_free(owner);
-            }
-        }
-        rd_kafka_message_destroy(m);
-    }
-    rd_kafka_consumer_close(rk);
-    rd_kafka_destroy(rk);
-    return out;
+    char err[512];
+    const char *topic = c->topic[which];
+    int parts = which == 0 ? 3 : 1;
+    ph_recs_t l = {.cap = 64};
+    l.out = calloc((size_t)l.cap, sizeof(*l.out));
+    PH_CHECK(l.out != NULL, "out of memory");
+    PH_CHECK(ts_kafka_read(ph_env.brokers, &topic, &parts, 1, true, ph_collect, &l, 30, err,
+                           sizeof(err)) == 0,
+             "reading %s: %s", topic, err);
+    *n = l.n;
+    return l.out;
 }
 
 void ph_recs_free(ph_rec_t *r, int n)

@@ -1751,8 +1751,6 @@ static void test_outputs(void **state)
 #define C7_N 600
 #define C7_OUTS 5
 
-/* Every committed record of topic (isolation.level=read_committed), read
- * until each partition reports its end. */
 /* Until no transaction is open on the topic: the last stable offset (what
  * ListOffsets answers a read_committed client) is the high watermark (what
  * it answers a read_uncommitted one) on every partition. A killed child's
@@ -1762,94 +1760,64 @@ static void test_outputs(void **state)
  * misses every record after the open transaction. */
 static void wait_no_open_txn(const char *topic, int nparts, int timeout_s)
 {
-    const char *kc[] = {"isolation.level", "read_committed", NULL};
-    const char *ku[] = {"isolation.level", "read_uncommitted", NULL};
-    rd_kafka_t *rc = kafka_new(RD_KAFKA_CONSUMER, kc, NULL);
-    rd_kafka_t *ru = kafka_new(RD_KAFKA_CONSUMER, ku, NULL);
-    int64_t until = mono_ms() + (int64_t)timeout_s * 1000, lo, lso, hw;
+    char err[512], where[512] = "";
+    int64_t until = mono_ms() + (int64_t)timeout_s * 1000;
     for (;;) {
-        int open = 0, where = -1;
-        for (int p = 0; p < nparts; p++) {
-            watermarks(rc, topic, p, &lo, &lso);
-            watermarks(ru, topic, p, &lo, &hw);
-            if (lso < hw && open++ == 0)
-                where = p;
-        }
+        int open = ts_kafka_open_txns(g_brokers, &topic, &nparts, 1, where, sizeof(where), err,
+                                      sizeof(err));
+        CHECK(open >= 0, "%s", err);
         if (!open)
             break;
         CHECK(mono_ms() < until,
-              "%s: %d partitions (first %d) still have an open transaction "
-              "after %d s",
-              topic, open, where, timeout_s);
+              "%s: %d partitions still have an open transaction after %d s "
+              "(first %s)",
+              topic, open, timeout_s, where);
         sleep_ms(250);
     }
-    rd_kafka_destroy(rc);
-    rd_kafka_destroy(ru);
 }
 
+typedef struct {
+    kmsg_t *ms;
+    int n, cap;
+    owned_t *o;
+} kmsg_list_t;
+
+static void kmsg_collect(void *ctx, const rd_kafka_message_t *m)
+{
+    kmsg_list_t *l = ctx;
+    if (l->n == l->cap) {
+        l->cap *= 2;
+        kmsg_t *grown = realloc(l->ms, (size_t)l->cap * sizeof(*l->ms));
+        assert_non_null(grown);
+        l->ms = grown;
+        l->o->p = grown;
+    }
+    kmsg_t *k = &l->ms[l->n];
+    memset(k, 0, sizeof(*k));
+    k->partition = m->partition;
+    k->offset = m->offset;
+    k->value = (uint8_t *)memdup0(m->payload, m->len);
+    k->len = m->len;
+    k->key = memdup0(m->key, m->key_len);
+    k->keylen = m->key_len;
+    l->o->n = ++l->n;
+}
+
+/* Every committed record of topic (isolation.level=read_committed), read
+ * until each partition reports its end, once no transaction is open. */
 static kmsg_t *topic_read_committed(const char *topic, int nparts, int *count)
 {
+    char err[512];
     wait_no_open_txn(topic, nparts, 120); /* before the reader's first fetch */
-    char group[NAME_MAX_LEN + 32];
-    snprintf(group, sizeof(group), "%.*s-rc-%lld", NAME_MAX_LEN, topic, (long long)mono_ms());
-    const char *kv[] = {"group.id",
-                        group,
-                        "enable.auto.commit",
-                        "false",
-                        "isolation.level",
-                        "read_committed",
-                        "enable.partition.eof",
-                        "true",
-                        NULL};
-    rd_kafka_t *rk = kafka_new(RD_KAFKA_CONSUMER, kv, NULL);
-    rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(nparts);
-    int n = 0, cap = 1024, eofs = 0;
-    bool eof[16] = {false};
-    kmsg_t *ms = calloc((size_t)cap, sizeof(*ms));
-    assert_non_null(ms);
-    owned_t *o = own(ms, kmsgs_free, 0);
-    assert_true(nparts <= 16);
-    rd_kafka_poll_set_consumer(rk);
-    for (int p = 0; p < nparts; p++)
-        rd_kafka_topic_partition_list_add(l, topic, p)->offset = RD_KAFKA_OFFSET_BEGINNING;
-    CHECK(rd_kafka_assign(rk, l) == RD_KAFKA_RESP_ERR_NO_ERROR, "assign %s", topic);
-    rd_kafka_topic_partition_list_destroy(l);
-    int64_t until = mono_ms() + 120000;
-    while (eofs < nparts) {
-        CHECK(mono_ms() < until,
-              "reading %s (read_committed): %d records, %d of %d partitions "
-              "at their end after 120 s",
-              topic, n, eofs, nparts);
-        rd_kafka_message_t *m = rd_kafka_consumer_poll(rk, 500);
-        if (!m)
-            continue;
-        if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) {
-            if (m->partition >= 0 && m->partition < nparts && !eof[m->partition]) {
-                eof[m->partition] = true;
-                eofs++;
-            }
-        } else if (!m->err) {
-            if (n == cap) {
-                cap *= 2;
-                kmsg_t *grown = realloc(ms, (size_t)cap * sizeof(*ms));
-                assert_non_null(grown);
-                ms = grown;
-                o->p = ms;
-            }
-            memset(&ms[n], 0, sizeof(ms[n]));
-            ms[n].value = (uint8_t *)memdup0(m->payload, m->len);
-            ms[n].len = m->len;
-            ms[n].key = memdup0(m->key, m->key_len);
-            ms[n].keylen = m->key_len;
-            n++;
-            o->n = n;
-        }
-        rd_kafka_message_destroy(m);
-    }
-    rd_kafka_consumer_close(rk);
-    rd_kafka_destroy(rk);
-    *count = n;
-    return ms;
+    kmsg_list_t l = {.cap = 1024};
+    l.ms = calloc((size_t)l.cap, sizeof(*l.ms));
+    assert_non_null(l.ms);
+    l.o = own(l.ms, kmsgs_free, 0); /* freed by the case's teardown */
+    CHECK(ts_kafka_read(g_brokers, &topic, &nparts, 1, true, kmsg_collect, &l, 120, err,
+                        sizeof(err)) == 0,
+          "%s: %s (%d records)", topic, err, l.n);
+    *count = l.n;
+    return l.ms;
 }
 
 static void test_exactly_once(void **state)

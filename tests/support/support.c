@@ -3,6 +3,7 @@
 
 #include <arpa/inet.h>
 #include <fcntl.h>
+#include <inttypes.h>
 #include <librdkafka/rdkafka.h>
 #include <netinet/in.h>
 #include <signal.h>
@@ -269,4 +270,123 @@ int ts_free_port(void)
     if (fd >= 0)
         close(fd);
     return port;
+}
+
+/* A client of brokers with the given settings (pairs, NULL-terminated). */
+static rd_kafka_t *ts_client(const char *brokers, rd_kafka_type_t type, const char *const *kv,
+                             char *err, size_t errlen)
+{
+    rd_kafka_conf_t *conf = rd_kafka_conf_new();
+    if (rd_kafka_conf_set(conf, "bootstrap.servers", brokers, err, errlen) != RD_KAFKA_CONF_OK ||
+        rd_kafka_conf_set(conf, "log_level", "3", err, errlen) != RD_KAFKA_CONF_OK)
+        goto fail;
+    for (; kv && kv[0]; kv += 2) {
+        if (rd_kafka_conf_set(conf, kv[0], kv[1], err, errlen) != RD_KAFKA_CONF_OK)
+            goto fail;
+    }
+    rd_kafka_t *rk = rd_kafka_new(type, conf, err, errlen);
+    if (rk)
+        return rk;
+fail:
+    rd_kafka_conf_destroy(conf);
+    return NULL;
+}
+
+int ts_kafka_read(const char *brokers, const char *const *topics, const int *parts, size_t ntopics,
+                  bool committed, ts_record_fn fn, void *ctx, int timeout_s, char *err,
+                  size_t errlen)
+{
+    static int readers; /* a fresh group each time */
+    char group[96];
+    const char *iso = committed ? "read_committed" : "read_uncommitted";
+    snprintf(group, sizeof(group), "imtask-ts-reader-%lld-%d-%d", (long long)ts_mono_ms(),
+             (int)getpid(), readers++);
+    const char *kv[] = {"group.id",
+                        group,
+                        "enable.auto.commit",
+                        "false",
+                        "isolation.level",
+                        iso,
+                        "enable.partition.eof",
+                        "true",
+                        NULL};
+    rd_kafka_t *rk = ts_client(brokers, RD_KAFKA_CONSUMER, kv, err, errlen);
+    if (!rk)
+        return -1;
+    rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(16);
+    for (size_t i = 0; i < ntopics; i++) {
+        for (int p = 0; p < parts[i]; p++)
+            rd_kafka_topic_partition_list_add(l, topics[i], p)->offset = RD_KAFKA_OFFSET_BEGINNING;
+    }
+    int total = l->cnt, ends = 0, rc = 0;
+    /* which partitions reported their end: the list's own opaque field */
+    rd_kafka_poll_set_consumer(rk);
+    rd_kafka_resp_err_t e = rd_kafka_assign(rk, l);
+    if (e) {
+        snprintf(err, errlen, "assign: %s", rd_kafka_err2str(e));
+        rc = -1;
+    }
+    int64_t until = ts_mono_ms() + (int64_t)timeout_s * 1000;
+    while (rc == 0 && ends < total) {
+        if (ts_mono_ms() > until) {
+            snprintf(err, errlen, "reading (%s): %d of %d partitions at their end after %d s", iso,
+                     ends, total, timeout_s);
+            rc = -1;
+            break;
+        }
+        rd_kafka_message_t *m = rd_kafka_consumer_poll(rk, 500);
+        if (!m)
+            continue;
+        if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) {
+            rd_kafka_topic_partition_t *tp =
+                rd_kafka_topic_partition_list_find(l, rd_kafka_topic_name(m->rkt), m->partition);
+            if (tp && !tp->opaque) { /* an end counts once */
+                tp->opaque = tp;
+                ends++;
+            }
+        } else if (!m->err) {
+            fn(ctx, m);
+        }
+        rd_kafka_message_destroy(m);
+    }
+    rd_kafka_topic_partition_list_destroy(l);
+    rd_kafka_consumer_close(rk);
+    rd_kafka_destroy(rk);
+    return rc;
+}
+
+int ts_kafka_open_txns(const char *brokers, const char *const *topics, const int *parts,
+                       size_t ntopics, char *where, size_t wherelen, char *err, size_t errlen)
+{
+    const char *kc[] = {"isolation.level", "read_committed", NULL};
+    const char *ku[] = {"isolation.level", "read_uncommitted", NULL};
+    rd_kafka_t *rc = ts_client(brokers, RD_KAFKA_CONSUMER, kc, err, errlen);
+    rd_kafka_t *ru = rc ? ts_client(brokers, RD_KAFKA_CONSUMER, ku, err, errlen) : NULL;
+    int open = 0;
+    for (size_t i = 0; ru && i < ntopics && open >= 0; i++) {
+        for (int p = 0; p < parts[i] && open >= 0; p++) {
+            int64_t lo, lso, hw, until = ts_mono_ms() + 30000;
+            rd_kafka_resp_err_t e;
+            while ((e = rd_kafka_query_watermark_offsets(rc, topics[i], p, &lo, &lso, 5000)) ||
+                   (e = rd_kafka_query_watermark_offsets(ru, topics[i], p, &lo, &hw, 5000))) {
+                if (ts_mono_ms() >= until) {
+                    snprintf(err, errlen, "ListOffsets %s [%d]: %s", topics[i], p,
+                             rd_kafka_err2str(e));
+                    open = -1;
+                    break;
+                }
+                struct timespec ts = {0, 200 * 1000000L};
+                nanosleep(&ts, NULL);
+            }
+            if (open >= 0 && lso < hw && open++ == 0 && where)
+                snprintf(where, wherelen,
+                         "%s [%d]: last stable offset %" PRId64 ", high watermark %" PRId64,
+                         topics[i], p, lso, hw);
+        }
+    }
+    if (rc)
+        rd_kafka_destroy(rc);
+    if (ru)
+        rd_kafka_destroy(ru);
+    return ru ? open : -1;
 }

@@ -9,12 +9,15 @@
  *                     never outliving the test
  *   ts_print_tail     show the end of a child's log when a test fails
  *   ts_free_port      a free TCP port on loopback for a child to listen on
+ *   ts_kafka_read     every record of some topics, read_committed or not
+ *   ts_kafka_open_txns how many partitions have a transaction open
  *
  * Clean-up never fails a test: a broker that does not answer is noted on
  * stderr and the test goes on. */
 #ifndef IMTASK_TESTS_SUPPORT_H
 #define IMTASK_TESTS_SUPPORT_H
 
+#include <librdkafka/rdkafka.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <sys/types.h>
@@ -54,5 +57,26 @@ void ts_print_tail(const char *path, int lines);
 /* A TCP port on 127.0.0.1 that was free a moment ago (bound, read, closed);
  * 0 when none could be had. */
 int ts_free_port(void);
+
+/* Reads every record of the topics (parts[i] partitions each) from their
+ * beginning until each partition reports its end, calling fn for each
+ * record; committed: isolation.level read_committed (records of open or
+ * aborted transactions are not seen, and the end of a partition is its last
+ * stable offset), else read_uncommitted. Returns 0, or -1 with what went
+ * wrong in err (a client that cannot be made, partitions not at their end
+ * after timeout_s). */
+typedef void (*ts_record_fn)(void *ctx, const rd_kafka_message_t *m);
+int ts_kafka_read(const char *brokers, const char *const *topics, const int *parts, size_t ntopics,
+                  bool committed, ts_record_fn fn, void *ctx, int timeout_s, char *err,
+                  size_t errlen);
+
+/* How many of the topics' partitions have a transaction open: their last
+ * stable offset (what ListOffsets answers a read_committed client) is below
+ * their high watermark (what it answers a read_uncommitted one). where
+ * (NULL: not wanted) names the first such partition. A busy broker may time
+ * a call out: each is tried for 30 s. Returns -1 with err when it cannot be
+ * told. */
+int ts_kafka_open_txns(const char *brokers, const char *const *topics, const int *parts,
+                       size_t ntopics, char *where, size_t wherelen, char *err, size_t errlen);
 
 #endif
