@@ -57,38 +57,10 @@ static void die(const char *fmt, const char *a)
     exit(1);
 }
 
-typedef struct {
-    char *d;
-    size_t n;
-} buf_t;
-
-static size_t on_data(char *p, size_t s, size_t n, void *ud)
-{
-    buf_t *b = ud;
-    char *x = realloc(b->d, b->n + s * n + 1);
-    if (!x)
-        return 0;
-    memcpy(x + b->n, p, s * n);
-    b->d = x;
-    b->n += s * n;
-    x[b->n] = '\0';
-    return s * n;
-}
-
 static char *http_get(const char *url)
 {
-    buf_t b = {calloc(1, 1), 0};
-    CURL *e = curl_easy_init();
-    curl_easy_setopt(e, CURLOPT_URL, url);
-    curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, 5000L);
-    curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_data);
-    curl_easy_setopt(e, CURLOPT_WRITEDATA, &b);
-    if (curl_easy_perform(e) != CURLE_OK) {
-        free(b.d);
-        b.d = NULL;
-    }
-    curl_easy_cleanup(e);
-    return b.d;
+    long status;
+    return ts_http(NULL, url, NULL, 5000, &status);
 }
 
 /* "key":"value" out of a flat JSON text (the admin's /info). */

@@ -8,7 +8,6 @@
 #include "harness.h"
 
 #include <cjson/cJSON.h>
-#include <curl/curl.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -74,47 +73,15 @@ void h_sleep_ms(int64_t ms)
     }
 }
 
-typedef struct {
-    char *out;
-    size_t len, cap;
-} body_t;
-
-static size_t on_body(char *p, size_t sz, size_t n, void *ud)
-{
-    body_t *b = ud;
-    size_t k = sz * n;
-    if (b->out && b->cap) {
-        size_t room = b->cap - 1 - b->len;
-        size_t c = k < room ? k : room;
-        memcpy(b->out + b->len, p, c);
-        b->len += c;
-        b->out[b->len] = '\0';
-    }
-    return k;
-}
-
 int h_http(const char *method, const char *url, char *out, size_t outlen)
 {
-    CURL *c = curl_easy_init();
-    CHECK(c != NULL, "curl_easy_init");
-    body_t b = {out, 0, outlen};
-    if (out && outlen)
-        out[0] = '\0';
-    curl_easy_setopt(c, CURLOPT_URL, url);
-    curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
-    if (strcmp(method, "POST") == 0 || strcmp(method, "PUT") == 0) {
-        curl_easy_setopt(c, CURLOPT_POSTFIELDS, "");
-        curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE, 0L);
-    }
-    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
-    curl_easy_setopt(c, CURLOPT_WRITEDATA, &b);
-    curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, 30000L);
-    curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
-    CURLcode rc = curl_easy_perform(c);
     long status = 0;
-    curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
-    curl_easy_cleanup(c);
-    CHECK(rc == CURLE_OK, "%s %s: %s", method, url, curl_easy_strerror(rc));
+    bool with_body = strcmp(method, "POST") == 0 || strcmp(method, "PUT") == 0;
+    char *r = ts_http(method, url, with_body ? "" : NULL, 30000, &status);
+    CHECK(r != NULL, "%s %s: no answer", method, url);
+    if (out && outlen)
+        snprintf(out, outlen, "%s", r);
+    free(r);
     return (int)status;
 }
 

@@ -78,46 +78,13 @@ void e2e_env_load(const char *audit_bin)
 
 /* ---- HTTP (admin endpoints, /metrics) ------------------------------------ */
 
-typedef struct {
-    char *out;
-    size_t len, cap;
-} sink_t;
-
-static size_t sink_write(char *d, size_t s, size_t n, void *op)
-{
-    sink_t *k = op;
-    size_t m = s * n;
-    if (k->out && k->len + 1 < k->cap) {
-        size_t room = k->cap - 1 - k->len;
-        size_t c = m < room ? m : room;
-        memcpy(k->out + k->len, d, c);
-        k->len += c;
-        k->out[k->len] = '\0';
-    }
-    return m;
-}
-
 int e2e_http(const char *method, const char *url, const char *body, char *out, size_t outlen)
 {
-    CURL *e = curl_easy_init();
-    sink_t k = {out, 0, outlen};
     long code = 0;
-    struct curl_slist *h = curl_slist_append(NULL, "Content-Type: application/json");
+    char *r = ts_http(method, url, body, 10000, &code);
     if (out && outlen)
-        out[0] = '\0';
-    curl_easy_setopt(e, CURLOPT_URL, url);
-    curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, method);
-    curl_easy_setopt(e, CURLOPT_HTTPHEADER, h);
-    if (body)
-        curl_easy_setopt(e, CURLOPT_POSTFIELDS, body);
-    curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, sink_write);
-    curl_easy_setopt(e, CURLOPT_WRITEDATA, &k);
-    curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, 10000L);
-    curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
-    if (curl_easy_perform(e) == CURLE_OK)
-        curl_easy_getinfo(e, CURLINFO_RESPONSE_CODE, &code);
-    curl_slist_free_all(h);
-    curl_easy_cleanup(e);
+        snprintf(out, outlen, "%s", r ? r : "");
+    free(r);
     return (int)code;
 }
 

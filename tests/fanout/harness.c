@@ -351,53 +351,10 @@ const char *h_header(const rd_kafka_message_t *m, const char *name, char *buf, s
 
 /* ---- http (the double's admin endpoint, /metrics) -------------------------------- */
 
-typedef struct {
-    char *data;
-    size_t len;
-} h_body_t;
-
-static size_t h_curl_write(char *p, size_t size, size_t n, void *opaque)
-{
-    h_body_t *b = opaque;
-    size_t add = size * n;
-    char *d = realloc(b->data, b->len + add + 1);
-    if (!d)
-        return 0;
-    memcpy(d + b->len, p, add);
-    b->data = d;
-    b->len += add;
-    d[b->len] = '\0';
-    return add;
-}
-
 /* GET or POST url; the body (caller frees) or NULL; *code the HTTP status. */
 static char *h_http(const char *url, bool post, long *code)
 {
-    h_body_t b = {0};
-    CURL *c = curl_easy_init();
-    *code = 0;
-    if (!c)
-        return NULL;
-    curl_easy_setopt(c, CURLOPT_URL, url);
-    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, h_curl_write);
-    curl_easy_setopt(c, CURLOPT_WRITEDATA, &b);
-    curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, 10000L);
-    curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
-    if (post) {
-        curl_easy_setopt(c, CURLOPT_POST, 1L);
-        curl_easy_setopt(c, CURLOPT_POSTFIELDS, "");
-    }
-    CURLcode rc = curl_easy_perform(c);
-    if (rc == CURLE_OK)
-        curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, code);
-    curl_easy_cleanup(c);
-    if (rc != CURLE_OK) {
-        free(b.data);
-        return NULL;
-    }
-    if (!b.data)
-        b.data = calloc(1, 1);
-    return b.data;
+    return ts_http(post ? "POST" : "GET", url, post ? "" : NULL, 10000, code);
 }
 
 char *h_metrics_text(int port)

@@ -57,45 +57,10 @@ static const char *env_or(const char *name, const char *def)
 
 /* ---- HTTP ---------------------------------------------------------------------- */
 
-typedef struct {
-    char *data;
-    size_t len;
-} sbuf_t;
-
-static size_t on_data(char *p, size_t s, size_t n, void *ud)
-{
-    sbuf_t *b = ud;
-    char *d = realloc(b->data, b->len + s * n + 1);
-    if (!d)
-        return 0;
-    memcpy(d + b->len, p, s * n);
-    b->data = d;
-    b->len += s * n;
-    d[b->len] = '\0';
-    return s * n;
-}
-
 char *ph_http(const char *url, const char *body, long *status)
 {
-    CURL *e = curl_easy_init();
-    sbuf_t b = {calloc(1, 1), 0};
-    struct curl_slist *h = curl_slist_append(NULL, "content-type: application/json");
-    curl_easy_setopt(e, CURLOPT_URL, url);
-    curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, 10000L);
-    curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_data);
-    curl_easy_setopt(e, CURLOPT_WRITEDATA, &b);
-    if (body) {
-        curl_easy_setopt(e, CURLOPT_POSTFIELDS, body);
-        curl_easy_setopt(e, CURLOPT_HTTPHEADER, h);
-    }
-    CURLcode rc = curl_easy_perform(e);
-    *status = 0;
-    if (rc == CURLE_OK)
-        curl_easy_getinfo(e, CURLINFO_RESPONSE_CODE, status);
-    curl_easy_cleanup(e);
-    curl_slist_free_all(h);
-    return b.data;
+    char *r = ts_http(NULL, url, body, 10000, status);
+    return r ? r : strdup(""); /* no answer: an empty body, status 0 */
 }
 
 cJSON *ph_json(const char *url, const char *body)

@@ -12,9 +12,8 @@
 
 #include <cmocka.h>
 
-#include <curl/curl.h>
-
 #include "infra/clock.h"
+#include "tests/support/support.h"
 
 /* Unset: the defaults of scripts/stack.sh. */
 static const char *env_or(const char *name, const char *def)
@@ -49,47 +48,10 @@ void sleep_ms(int64_t ms)
     nanosleep(&ts, NULL);
 }
 
-typedef struct {
-    char *p;
-    size_t n;
-} buf_t;
-
-static size_t on_data(char *p, size_t s, size_t n, void *ud)
-{
-    buf_t *b = ud;
-    size_t len = s * n;
-    if (b->n + len > (1 << 20))
-        return 0;
-    char *np = realloc(b->p, b->n + len + 1);
-    if (!np)
-        return 0;
-    memcpy(np + b->n, p, len);
-    b->p = np;
-    b->n += len;
-    b->p[b->n] = '\0';
-    return len;
-}
-
 static char *http(const char *url, const char *post_body)
 {
-    CURL *e = curl_easy_init();
-    buf_t b = {0};
-    struct curl_slist *h = curl_slist_append(NULL, "Content-Type: application/json");
-    curl_easy_setopt(e, CURLOPT_URL, url);
-    curl_easy_setopt(e, CURLOPT_TIMEOUT, 10L);
-    curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_data);
-    curl_easy_setopt(e, CURLOPT_WRITEDATA, &b);
-    curl_easy_setopt(e, CURLOPT_HTTPHEADER, h);
-    if (post_body)
-        curl_easy_setopt(e, CURLOPT_POSTFIELDS, post_body);
-    CURLcode rc = curl_easy_perform(e);
-    curl_easy_cleanup(e);
-    curl_slist_free_all(h);
-    if (rc != CURLE_OK) {
-        free(b.p);
-        return NULL;
-    }
-    return b.p ? b.p : strdup("");
+    long status;
+    return ts_http(NULL, url, post_body, 10000, &status);
 }
 
 cJSON *admin(int post, const char *fmt, ...)

@@ -18,7 +18,6 @@
 #include <stdint.h>
 
 #include <cmocka.h>
-#include <curl/curl.h>
 #include <dirent.h>
 #include <signal.h>
 #include <stdio.h>
@@ -32,6 +31,7 @@
 #include "proto/outcome.pb-c.h"
 #include "proto/schedule.pb-c.h"
 #include "tests/fanout/harness.h"
+#include "tests/support/support.h"
 
 static const char *bin;
 static const int64_t DAY = 86400000, HOUR = 3600000;
@@ -60,22 +60,10 @@ static char *slurp(const char *path, size_t *len)
 
 static void post_json(const char *url, const char *body)
 {
-    CURL *c = curl_easy_init();
-    struct curl_slist *h = curl_slist_append(NULL, "Content-Type: application/json");
     long code = 0;
-    FILE *sink = fopen("/dev/null", "w");
-    curl_easy_setopt(c, CURLOPT_URL, url);
-    curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
-    curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
-    curl_easy_setopt(c, CURLOPT_WRITEDATA, sink);
-    curl_easy_setopt(c, CURLOPT_TIMEOUT, 30L);
-    CURLcode rc = curl_easy_perform(c);
-    curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &code);
-    curl_slist_free_all(h);
-    curl_easy_cleanup(c);
-    fclose(sink);
-    H_CHECK(rc == CURLE_OK && code == 200, "POST %s: %s, HTTP %ld", url, curl_easy_strerror(rc),
-            code);
+    char *r = ts_http("POST", url, body, 30000, &code);
+    H_CHECK(r && code == 200, "POST %s: %s, HTTP %ld", url, r ? "answered" : "no answer", code);
+    free(r);
 }
 
 /* An outcome event at ts, produced to a partition with that record time. */

@@ -139,32 +139,19 @@ static pid_t start_node(int i)
 
 /* ---- HTTP probes -------------------------------------------------------- */
 
-static size_t on_body(char *p, size_t size, size_t n, void *ud)
-{
-    char *buf = ud;
-    size_t have = strlen(buf), len = size * n;
-    if (have + len >= 65536)
-        len = 65535 - have;
-    memcpy(buf + have, p, len);
-    buf[have + len] = '\0';
-    return size * n;
-}
-
 /* GET a path of node i; the body into buf (64 KiB); returns the HTTP status or -1. */
 static long http_get(int i, const char *path, char *buf)
 {
     char url[128];
-    long code = -1;
-    CURL *c = curl_easy_init();
-    buf[0] = '\0';
+    long code = 0;
     snprintf(url, sizeof(url), "http://127.0.0.1:%d%s", g_ports[i], path);
-    curl_easy_setopt(c, CURLOPT_URL, url);
-    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
-    curl_easy_setopt(c, CURLOPT_WRITEDATA, buf);
-    curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, 2000L);
-    if (curl_easy_perform(c) == CURLE_OK)
-        curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &code);
-    curl_easy_cleanup(c);
+    char *r = ts_http(NULL, url, NULL, 2000, &code);
+    if (!r) {
+        buf[0] = '\0';
+        return -1;
+    }
+    snprintf(buf, 65536, "%s", r);
+    free(r);
     return code;
 }
 

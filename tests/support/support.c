@@ -2,6 +2,7 @@
 #include "tests/support/support.h"
 
 #include <arpa/inet.h>
+#include <curl/curl.h>
 #include <fcntl.h>
 #include <inttypes.h>
 #include <librdkafka/rdkafka.h>
@@ -389,4 +390,55 @@ int ts_kafka_open_txns(const char *brokers, const char *const *topics, const int
     if (ru)
         rd_kafka_destroy(ru);
     return ru ? open : -1;
+}
+
+typedef struct {
+    char *data;
+    size_t len;
+} ts_body_t;
+
+static size_t ts_http_write(char *p, size_t size, size_t n, void *opaque)
+{
+    ts_body_t *b = opaque;
+    size_t add = size * n;
+    char *d = realloc(b->data, b->len + add + 1);
+    if (!d)
+        return 0; /* the transfer fails */
+    memcpy(d + b->len, p, add);
+    b->data = d;
+    b->len += add;
+    d[b->len] = '\0';
+    return add;
+}
+
+char *ts_http(const char *method, const char *url, const char *body, int timeout_ms, long *status)
+{
+    ts_body_t b = {0};
+    CURL *c = curl_easy_init();
+    struct curl_slist *h = NULL;
+    *status = 0;
+    if (!c)
+        return NULL;
+    curl_easy_setopt(c, CURLOPT_URL, url);
+    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, ts_http_write);
+    curl_easy_setopt(c, CURLOPT_WRITEDATA, &b);
+    curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, (long)timeout_ms);
+    curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+    if (body) {
+        h = curl_slist_append(NULL, "Content-Type: application/json");
+        curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
+        curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
+    }
+    if (method)
+        curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
+    CURLcode rc = curl_easy_perform(c);
+    if (rc == CURLE_OK)
+        curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, status);
+    curl_easy_cleanup(c);
+    curl_slist_free_all(h);
+    if (rc != CURLE_OK) {
+        free(b.data);
+        return NULL;
+    }
+    return b.data ? b.data : calloc(1, 1);
 }

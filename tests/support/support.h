@@ -11,6 +11,8 @@
  *   ts_free_port      a free TCP port on loopback for a child to listen on
  *   ts_kafka_read     every record of some topics, read_committed or not
  *   ts_kafka_open_txns how many partitions have a transaction open
+ *   ts_http           one HTTP request to a double's admin API or a metrics
+ *                     endpoint
  *
  * Clean-up never fails a test: a broker that does not answer is noted on
  * stderr and the test goes on. */
@@ -78,5 +80,11 @@ int ts_kafka_read(const char *brokers, const char *const *topics, const int *par
  * told. */
 int ts_kafka_open_txns(const char *brokers, const char *const *topics, const int *parts,
                        size_t ntopics, char *where, size_t wherelen, char *err, size_t errlen);
+
+/* One HTTP request: method (NULL: POST when body is given, else GET) to url,
+ * with body (NULL: none) as application/json, answered within timeout_ms.
+ * Returns the response body (malloc'd, NUL-terminated, the caller frees it)
+ * with *status the HTTP status; NULL with *status 0 when no answer came. */
+char *ts_http(const char *method, const char *url, const char *body, int timeout_ms, long *status);
 
 #endif
