@@ -32,6 +32,7 @@
 
 #include "proto/audit.pb-c.h"
 #include "proto/fanout.pb-c.h"
+#include "tests/support/support.h"
 
 #define PROBE_MAX_TOPICS 64
 #define PROBE_MAX_USERS (16u * 1024 * 1024) /* distinct users one count may track */
@@ -95,9 +96,8 @@ static int cmd_topics_create(int argc, char **argv)
     int n = argc;
     if (n < 1 || n > PROBE_MAX_TOPICS)
         die("topics-create: give 1..%d NAME:PARTITIONS", PROBE_MAX_TOPICS);
-    rd_kafka_t *rk = kafka_new(RD_KAFKA_PRODUCER, NULL);
-    rd_kafka_NewTopic_t *nt[PROBE_MAX_TOPICS];
     char names[PROBE_MAX_TOPICS][250];
+    const char *topics[PROBE_MAX_TOPICS];
     int parts[PROBE_MAX_TOPICS];
     for (int i = 0; i < n; i++) {
         const char *colon = strrchr(argv[i], ':');
@@ -108,58 +108,11 @@ static int cmd_topics_create(int argc, char **argv)
             die("topics-create: '%s': expected NAME:PARTITIONS (partitions 1..1000)", argv[i]);
         memcpy(names[i], argv[i], len);
         names[i][len] = '\0';
+        topics[i] = names[i];
         parts[i] = (int)p;
-        nt[i] = rd_kafka_NewTopic_new(names[i], parts[i], 1, err, sizeof(err));
-        if (!nt[i])
-            die("topic %s: %s", names[i], err);
     }
-    rd_kafka_queue_t *q = rd_kafka_queue_new(rk);
-    rd_kafka_AdminOptions_t *o = rd_kafka_AdminOptions_new(rk, RD_KAFKA_ADMIN_OP_CREATETOPICS);
-    rd_kafka_AdminOptions_set_operation_timeout(o, 30000, err, sizeof(err));
-    rd_kafka_CreateTopics(rk, nt, (size_t)n, o, q);
-    rd_kafka_event_t *ev = rd_kafka_queue_poll(q, timeout_ms);
-    if (!ev || rd_kafka_event_error(ev))
-        die("CreateTopics on %s: %s", brokers, ev ? rd_kafka_event_error_string(ev) : "no answer");
-    size_t nr;
-    const rd_kafka_topic_result_t **tr =
-        rd_kafka_CreateTopics_result_topics(rd_kafka_event_CreateTopics_result(ev), &nr);
-    for (size_t i = 0; i < nr; i++) {
-        rd_kafka_resp_err_t e = rd_kafka_topic_result_error(tr[i]);
-        if (e && e != RD_KAFKA_RESP_ERR_TOPIC_ALREADY_EXISTS)
-            die("CreateTopics %s: %s", rd_kafka_topic_result_name(tr[i]),
-                rd_kafka_topic_result_error_string(tr[i]));
-    }
-    rd_kafka_event_destroy(ev);
-    rd_kafka_NewTopic_destroy_array(nt, (size_t)n);
-    rd_kafka_AdminOptions_destroy(o);
-    rd_kafka_queue_destroy(q);
-
-    /* until every partition of every topic has a leader */
-    int64_t until = mono_ms() + timeout_ms;
-    for (;;) {
-        const struct rd_kafka_metadata *md = NULL;
-        int ready = 0;
-        if (rd_kafka_metadata(rk, 1, NULL, &md, 5000) == RD_KAFKA_RESP_ERR_NO_ERROR) {
-            for (int i = 0; i < n; i++)
-                for (int j = 0; j < md->topic_cnt; j++) {
-                    const struct rd_kafka_metadata_topic *t = &md->topics[j];
-                    if (strcmp(t->topic, names[i]) || t->err || t->partition_cnt < 1)
-                        continue;
-                    bool ok = true;
-                    for (int k = 0; k < t->partition_cnt; k++)
-                        ok = ok && t->partitions[k].leader >= 0;
-                    ready += ok;
-                }
-            rd_kafka_metadata_destroy(md);
-        }
-        if (ready == n)
-            break;
-        if (mono_ms() > until)
-            die("topics not ready after %d ms", timeout_ms);
-        struct timespec ts = {0, 200 * 1000000L};
-        nanosleep(&ts, NULL);
-    }
-    rd_kafka_destroy(rk);
+    if (ts_kafka_create(brokers, topics, parts, (size_t)n, err, sizeof(err)))
+        die("topics-create on %s: %s", brokers, err);
     printf("%d topics ready\n", n);
     return 0;
 }

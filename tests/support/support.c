@@ -95,7 +95,8 @@ int ts_kafka_create(const char *brokers, const char *const *topics, const int *p
     const rd_kafka_topic_result_t **tr =
         rd_kafka_CreateTopics_result_topics(rd_kafka_event_CreateTopics_result(ev), &nr);
     for (size_t i = 0; i < nr; i++) {
-        if (rd_kafka_topic_result_error(tr[i])) {
+        rd_kafka_resp_err_t e = rd_kafka_topic_result_error(tr[i]);
+        if (e && e != RD_KAFKA_RESP_ERR_TOPIC_ALREADY_EXISTS) {
             snprintf(err, errlen, "CreateTopics %s: %s", rd_kafka_topic_result_name(tr[i]),
                      rd_kafka_topic_result_error_string(tr[i]));
             goto out;

@@ -26,7 +26,8 @@
 
 /* Creates the topics (parts[i] partitions each, replication 1) on brokers
  * and waits until the metadata shows every partition with a leader (at
- * most 60 s for the answer, 30 s for the leaders). Returns 0, or -1 with
+ * most 60 s for the answer, 30 s for the leaders); a topic that exists
+ * already counts when it has that many partitions. Returns 0, or -1 with
  * what went wrong in err. */
 int ts_kafka_create(const char *brokers, const char *const *topics, const int *parts,
                     size_t ntopics, char *err, size_t errlen);
