@@ -149,7 +149,7 @@ mq_err_t mq_txn_produce(mq_txn_t *t, const char *topic, const void *key, size_t 
         /* The queue is full: its batches are as big as they will get, so send
          * them now (a flush overrides linger.ms) rather than wait out the
          * linger; at most 10 ms, then try again. */
-        rd_kafka_flush(t->rk, 1);
+        rd_kafka_flush(t->rk, 10);
     }
     if (e == RD_KAFKA_RESP_ERR__QUEUE_FULL)
         return MQ_ERR_QUEUE_FULL;
