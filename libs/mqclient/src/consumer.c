@@ -788,9 +788,7 @@ static void mq_take(mq_consumer_t *c, rd_kafka_message_t *rkm)
          * prevented: rewind so the message comes again, never lose it. */
         log_error("cannot take %s[%d]@%lld: rewinding", p->topic, (int)p->partition,
                   (long long)rkm->offset);
-        if (m)
-            m->c = NULL; /* not kept as a spare */
-        mq_msg_free(m);
+        mq_msg_free(m); /* m->c is not set yet: freed, not kept as a spare */
         rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(1);
         rd_kafka_topic_partition_list_add(l, p->topic, p->partition)->offset = rkm->offset;
         rd_kafka_error_t *e = rd_kafka_seek_partitions(c->rk, l, 5000);
