@@ -25,19 +25,25 @@ static int64_t ts_mono_ms(void)
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-/* A producer handle for admin calls; NULL with err set. */
-static rd_kafka_t *ts_admin_client(const char *brokers, char *err, size_t errlen)
+/* A client of brokers (log level 3) with the given settings (pairs,
+ * NULL-terminated; NULL: none); NULL with err set. */
+static rd_kafka_t *ts_client(const char *brokers, rd_kafka_type_t type, const char *const *kv,
+                             char *err, size_t errlen)
 {
     rd_kafka_conf_t *conf = rd_kafka_conf_new();
-    if (rd_kafka_conf_set(conf, "bootstrap.servers", brokers, err, errlen) != RD_KAFKA_CONF_OK) {
-        rd_kafka_conf_destroy(conf);
-        return NULL;
+    if (rd_kafka_conf_set(conf, "bootstrap.servers", brokers, err, errlen) != RD_KAFKA_CONF_OK ||
+        rd_kafka_conf_set(conf, "log_level", "3", err, errlen) != RD_KAFKA_CONF_OK)
+        goto fail;
+    for (; kv && kv[0]; kv += 2) {
+        if (rd_kafka_conf_set(conf, kv[0], kv[1], err, errlen) != RD_KAFKA_CONF_OK)
+            goto fail;
     }
-    rd_kafka_conf_set(conf, "log_level", "3", err, errlen);
-    rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, err, errlen);
-    if (!rk)
-        rd_kafka_conf_destroy(conf);
-    return rk;
+    rd_kafka_t *rk = rd_kafka_new(type, conf, err, errlen);
+    if (rk)
+        return rk;
+fail:
+    rd_kafka_conf_destroy(conf);
+    return NULL;
 }
 
 /* How many of the topics the metadata shows with all their partitions led. */
@@ -67,7 +73,7 @@ int ts_kafka_create(const char *brokers, const char *const *topics, const int *p
                     size_t ntopics, char *err, size_t errlen)
 {
     int rc = -1;
-    rd_kafka_t *rk = ts_admin_client(brokers, err, errlen);
+    rd_kafka_t *rk = ts_client(brokers, RD_KAFKA_PRODUCER, NULL, err, errlen);
     if (!rk)
         return -1;
     rd_kafka_queue_t *q = rd_kafka_queue_new(rk);
@@ -142,7 +148,7 @@ void ts_kafka_delete(const char *brokers, const char *const *topics, size_t ntop
                      const char *group, const char *what)
 {
     char err[256];
-    rd_kafka_t *rk = ts_admin_client(brokers, err, sizeof(err));
+    rd_kafka_t *rk = ts_client(brokers, RD_KAFKA_PRODUCER, NULL, err, sizeof(err));
     if (!rk) {
         fprintf(stderr, "note: %s: clean-up: %s\n", what, err);
         return;
@@ -274,26 +280,6 @@ int ts_free_port(void)
     return port;
 }
 
-/* A client of brokers with the given settings (pairs, NULL-terminated). */
-static rd_kafka_t *ts_client(const char *brokers, rd_kafka_type_t type, const char *const *kv,
-                             char *err, size_t errlen)
-{
-    rd_kafka_conf_t *conf = rd_kafka_conf_new();
-    if (rd_kafka_conf_set(conf, "bootstrap.servers", brokers, err, errlen) != RD_KAFKA_CONF_OK ||
-        rd_kafka_conf_set(conf, "log_level", "3", err, errlen) != RD_KAFKA_CONF_OK)
-        goto fail;
-    for (; kv && kv[0]; kv += 2) {
-        if (rd_kafka_conf_set(conf, kv[0], kv[1], err, errlen) != RD_KAFKA_CONF_OK)
-            goto fail;
-    }
-    rd_kafka_t *rk = rd_kafka_new(type, conf, err, errlen);
-    if (rk)
-        return rk;
-fail:
-    rd_kafka_conf_destroy(conf);
-    return NULL;
-}
-
 int ts_kafka_read(const char *brokers, const char *const *topics, const int *parts, size_t ntopics,
                   bool committed, ts_record_fn fn, void *ctx, int timeout_s, char *err,
                   size_t errlen)
@@ -321,7 +307,6 @@ int ts_kafka_read(const char *brokers, const char *const *topics, const int *par
             rd_kafka_topic_partition_list_add(l, topics[i], p)->offset = RD_KAFKA_OFFSET_BEGINNING;
     }
     int total = l->cnt, ends = 0, rc = 0;
-    /* which partitions reported their end: the list's own opaque field */
     rd_kafka_poll_set_consumer(rk);
     rd_kafka_resp_err_t e = rd_kafka_assign(rk, l);
     if (e) {
@@ -342,7 +327,7 @@ int ts_kafka_read(const char *brokers, const char *const *topics, const int *par
         if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) {
             rd_kafka_topic_partition_t *tp =
                 rd_kafka_topic_partition_list_find(l, rd_kafka_topic_name(m->rkt), m->partition);
-            if (tp && !tp->opaque) { /* an end counts once */
+            if (tp && !tp->opaque) { /* an end counts once: marked in the list's opaque */
                 tp->opaque = tp;
                 ends++;
             }

@@ -45,11 +45,9 @@ bool ts_file_has(const char *path, const char *needle);
 /* Starts bin with argv (argv[0] included, NULL-terminated) and envp (NULL:
  * this process's environment): stdout and stderr to the file log (emptied
  * before ts_spawn returns when fresh_log, else appended to), stdin from
- * /dev/null, no blocked
- * signals, and SIGKILL when this process dies (PR_SET_PDEATHSIG), so a test
- * killed by its timeout leaves nothing running. Returns the pid, or -1 when
- * fork fails (errno); a child that cannot exec says so in its log and exits
- * 127. */
+ * /dev/null, no blocked signals, and SIGKILL when this process dies
+ * (PR_SET_PDEATHSIG), so a test killed by its timeout leaves nothing running. Returns the pid, or
+ * -1 when fork fails (errno); a child that cannot exec says so in its log and exits 127. */
 pid_t ts_spawn(const char *bin, char *const argv[], char *const envp[], const char *log,
                bool fresh_log);
 
