@@ -77,6 +77,14 @@ static const cfg_field_t fanout_fields[] = {
      .min = 1,
      .max = 1024,
      .help = "shards of one group at most"},
+    {.key = "walks",
+     .type = CFG_INT,
+     .offset = FC(walks),
+     .def = "4",
+     .min = 1,
+     .max = FANOUT_WALKS_MAX,
+     .help = "im-repo shards each shard task of a sharded group reads side by side, in one "
+             "transaction (im-repo is asked for max_shards x walks shards at most)"},
     {.key = "max_excluded",
      .type = CFG_INT,
      .offset = FC(max_excluded),
@@ -236,6 +244,13 @@ int fanout_conf_check(fanout_conf_t *c, const char *origin, char *err, size_t er
                  origin, (long long)c->slice_pages, (long long)fit, DISPATCH_MAX_OUTPUTS / 2,
                  (long long)c->batch_size);
         c->slice_pages = fit;
+    }
+    if (c->max_shards * c->walks > FANOUT_REPO_SHARDS_MAX) {
+        snprintf(err, errlen,
+                 "%s: fanout.max_shards (%lld) x fanout.walks (%lld) must be at most %d: the "
+                 "im-repo shards of one fan-out",
+                 origin, (long long)c->max_shards, (long long)c->walks, FANOUT_REPO_SHARDS_MAX);
+        return -1;
     }
     if (!c->push_title)
         c->push_title = "";

@@ -57,6 +57,7 @@ typedef struct {
     int64_t pages_in_flight; /* pages fetched or being fetched, not yet produced */
     int64_t shard_members;   /* a group above this many members is split */
     int64_t max_shards;
+    int64_t walks; /* im-repo shards a shard task reads side by side */
     int64_t max_excluded;
     int64_t max_message_bytes;  /* encoded downlink message, without the recipient */
     int64_t imrepo_timeout_ms;  /* deadline of each im-repo call */
@@ -174,12 +175,30 @@ typedef struct {
     size_t excluded; /* members of the page left out */
 } fanout_page_t;
 
+/* Walks of one slice at most (fanout.walks). */
+#define FANOUT_WALKS_MAX 16
+/* im-repo shards of one fan-out at most (max_shards x walks) */
+#define FANOUT_REPO_SHARDS_MAX 1024
+
+/* One member walk: im-repo shard `shard` of the pager's shard_count, read
+ * page by page from a cursor. */
+typedef struct {
+    uint32_t shard;
+    char *cursor; /* opts: where it starts ("" its first page); result: where
+                   * the next slice starts, malloc'd when more */
+    bool more;    /* result: the walk has members after this slice */
+} fanout_walk_t;
+
 typedef struct {
     repo_client_t *rc;
     const char *group_id;
-    uint32_t shard_index, shard_count; /* shard_count 1: the whole group */
-    const char *cursor;                /* where to start; "" the first page */
-    int batch_size, max_pages, pages_in_flight;
+    uint32_t shard_count; /* of im-repo; 1: the whole group */
+    /* the walks, side by side: each a chain of member calls, its pages
+     * interleaved with the others' (1 to FANOUT_WALKS_MAX) */
+    const fanout_walk_t *walks;
+    int nwalks;
+    int batch_size, max_pages; /* max_pages: of all walks together */
+    int pages_in_flight;       /* per walk */
     int64_t issue_until_ms; /* monotonic: no page is begun after it (the first always is); 0 none */
     int64_t timeout_ms;
     const repo_md_t *md; /* metadata of every call (traceparent, configured) */
@@ -203,19 +222,22 @@ typedef enum {
 
 typedef struct {
     fanout_pager_outcome_t outcome;
-    int pages;            /* handed to on_page */
-    bool more;            /* the shard has more members after this slice */
-    char *next_cursor;    /* malloc'd when more (the caller frees) */
+    int pages;                             /* handed to on_page */
+    bool more;                             /* some walk has more members after this slice */
+    fanout_walk_t walks[FANOUT_WALKS_MAX]; /* opts' walks, in order, with their ends */
+    int nwalks;
     repo_status_t status; /* FANOUT_PAGER_REPO */
     const char *method;   /* FANOUT_PAGER_REPO: "GetGroupMembers", ... */
     char err[DISPATCH_REASON_MAX];
 } fanout_pager_result_t;
 
-/* Walk up to max_pages pages from the cursor: the next page's
+/* Walk up to max_pages pages from the walks' cursors: each walk's next
  * GetGroupMembers is in flight while earlier pages' GetMembersOnlineStatus
- * calls run and on_page produces; at most pages_in_flight pages are held.
- * Returns when every call it started has ended. */
+ * calls run and on_page produces; at most pages_in_flight pages per walk are
+ * held. Returns when every call it started has ended; the caller frees the
+ * result with fanout_pager_result_free. */
 void fanout_pager_run(const fanout_pager_opts_t *o, fanout_pager_result_t *r);
+void fanout_pager_result_free(fanout_pager_result_t *r);
 
 /* ---- metrics (processor.c) ---------------------------------------------- */
 

@@ -1,13 +1,16 @@
-/* pager.c: the member walk of one slice, pipelined over im-repo.
+/* pager.c: the member walks of one slice, pipelined over im-repo.
  *
- * Pages go through a ring of pages_in_flight slots, in order:
+ * Pages go through a ring of pages_in_flight slots per walk, in order:
  *   EMPTY -> MEMBERS (GetGroupMembers in flight) -> STATUS (the page's
  *   GetMembersOnlineStatus in flight) -> READY -> handed to on_page -> EMPTY
- * Cursor paging makes the member calls a chain: page k+1 needs page k's
- * next_cursor. So the next member call starts from the callback of the
+ * Cursor paging makes a walk's member calls a chain: page k+1 needs page k's
+ * next_cursor. So a walk's next member call starts from the callback of its
  * previous one (on the client's I/O thread), at the same time as that page's
- * status call, while the worker thread produces earlier pages. At most
- * pages_in_flight pages are held, whatever the group size.
+ * status call, while the worker thread produces earlier pages. A slice may
+ * have several walks (im-repo shards), each with one member call in flight:
+ * their pages take turns in the ring, so one worker is not held to the
+ * round trip of one chain. At most pages_in_flight pages per walk are held,
+ * whatever the group size.
  *
  * Threads: callbacks run on the repo client's I/O thread; on_page and the
  * waiting run on the caller's thread. The pager's mutex guards its state; it
@@ -34,6 +37,7 @@ typedef struct fanout_pager_s fanout_pager_t;
 typedef struct {
     fanout_pager_t *p;
     fanout_slot_state_t state;
+    int walk;     /* index in the pager's walks */
     char *cursor; /* the cursor this page was asked with */
     int64_t started_ms;
     ImRepo__V1__GetGroupMembersResponse *members;
@@ -51,9 +55,12 @@ struct fanout_pager_s {
     int issued;   /* pages whose member call was claimed */
     int consumed; /* pages handed to on_page */
     int calls;    /* calls claimed and not yet called back */
-    bool members_inflight;
-    bool more;    /* the shard has members after the last page fetched */
-    char *cursor; /* where the next page starts */
+    /* per walk: cursor (where its next page starts), more (members after
+     * its last page fetched), and whether its member call is in flight */
+    fanout_walk_t walks[FANOUT_WALKS_MAX];
+    bool inflight[FANOUT_WALKS_MAX];
+    int nwalks;
+    int turn; /* the walk asked first at the next claim */
     bool failed;
     fanout_pager_outcome_t outcome;
     repo_status_t st;
@@ -87,36 +94,47 @@ static void fanout_pager_fail_locked(fanout_pager_t *p, fanout_pager_outcome_t o
     snprintf(p->st.message, sizeof(p->st.message), "%s", msg ? msg : repo_err_str(code));
 }
 
-/* Claim the next member call if the walk may go on: not failed, more
- * members, below the slice's pages and the ring's capacity. */
+/* Claim the next member call if a walk may go on: not failed, below the
+ * slice's pages and the ring's capacity, a walk with more members and no
+ * member call in flight (taking turns). */
 static fanout_slot_t *fanout_pager_claim_locked(fanout_pager_t *p)
 {
     const fanout_pager_opts_t *o = p->o;
-    if (p->failed || p->members_inflight || !p->more || p->issued >= o->max_pages ||
-        p->issued - p->consumed >= p->cap)
+    int w = -1;
+    if (p->failed || p->issued >= o->max_pages || p->issued - p->consumed >= p->cap)
+        return NULL;
+    for (int k = 0; k < p->nwalks && w < 0; k++) {
+        int i = (p->turn + k) % p->nwalks;
+        if (p->walks[i].more && !p->inflight[i])
+            w = i;
+    }
+    if (w < 0)
         return NULL;
     if (o->issue_until_ms > 0 && p->issued > 0 && clock_mono_ms() >= o->issue_until_ms)
         return NULL; /* the slice's time is up: it ends after the pages begun */
     fanout_slot_t *s = &p->slots[p->issued % p->cap];
-    s->cursor = strdup(p->cursor ? p->cursor : "");
+    s->cursor = strdup(p->walks[w].cursor);
     if (!s->cursor) {
         fanout_pager_fail_locked(p, FANOUT_PAGER_REPO, fanout_m_members, REPO_ERR__NOMEM,
                                  "out of memory");
         return NULL;
     }
+    s->walk = w;
     s->state = SLOT_MEMBERS;
+    p->turn = (w + 1) % p->nwalks;
     p->issued++;
-    p->members_inflight = true;
+    p->inflight[w] = true;
     p->calls++;
     return s;
 }
 
-static void fanout_pager_call_failed(fanout_pager_t *p, const char *method, repo_err_t e)
+static void fanout_pager_call_failed(fanout_slot_t *s, const char *method, repo_err_t e)
 {
+    fanout_pager_t *p = s->p;
     pthread_mutex_lock(&p->mu);
     p->calls--;
     if (method == fanout_m_members)
-        p->members_inflight = false;
+        p->inflight[s->walk] = false;
     fanout_pager_fail_locked(p, FANOUT_PAGER_REPO, method, e, NULL);
     pthread_cond_broadcast(&p->cv);
     pthread_mutex_unlock(&p->mu);
@@ -140,14 +158,14 @@ static void fanout_issue_members(fanout_pager_t *p, fanout_slot_t *s)
     req.limit = o->batch_size;
     req.cursor = s->cursor;
     if (o->shard_count > 1) {
-        req.shard_index = o->shard_index;
+        req.shard_index = p->walks[s->walk].shard;
         req.shard_count = o->shard_count;
     }
     s->started_ms = clock_mono_ms();
     repo_err_t e = repo_call_async(o->rc, &repo_method_get_group_members, &req.base, &co,
                                    fanout_members_done, s);
     if (e)
-        fanout_pager_call_failed(p, fanout_m_members, e);
+        fanout_pager_call_failed(s, fanout_m_members, e);
 }
 
 static void fanout_issue_status(fanout_pager_t *p, fanout_slot_t *s)
@@ -162,7 +180,7 @@ static void fanout_issue_status(fanout_pager_t *p, fanout_slot_t *s)
     repo_err_t e = repo_call_async(o->rc, &repo_method_get_members_online_status, &req.base, &co,
                                    fanout_status_done, s);
     if (e)
-        fanout_pager_call_failed(p, fanout_m_status, e);
+        fanout_pager_call_failed(s, fanout_m_status, e);
 }
 
 /* The page's members that are not excluded, for the status call. Returns
@@ -206,7 +224,7 @@ static void fanout_members_done(void *opaque, const repo_status_t *st, ProtobufC
     fanout_metrics_call(p->o->metrics, fanout_m_members, clock_mono_ms() - s->started_ms, st);
     pthread_mutex_lock(&p->mu);
     p->calls--;
-    p->members_inflight = false;
+    p->inflight[s->walk] = false;
     if (st->code != REPO_ERR_OK) {
         fanout_pager_fail_locked(p, FANOUT_PAGER_REPO, fanout_m_members, st->code, st->message);
     } else if (!p->failed) {
@@ -219,9 +237,9 @@ static void fanout_members_done(void *opaque, const repo_status_t *st, ProtobufC
         }
         if (rc == REPO_ERR_OK) {
             resp = NULL; /* the slot's now */
-            free(p->cursor);
-            p->cursor = cursor;
-            p->more = m->has_more;
+            free(p->walks[s->walk].cursor);
+            p->walks[s->walk].cursor = cursor;
+            p->walks[s->walk].more = m->has_more;
             if (s->nids) {
                 s->state = SLOT_STATUS;
                 p->calls++;
@@ -299,20 +317,28 @@ static void fanout_pager_wait(fanout_pager_t *p, int64_t ms)
 
 void fanout_pager_run(const fanout_pager_opts_t *o, fanout_pager_result_t *r)
 {
-    fanout_pager_t p = {
-        .o = o, .cap = o->pages_in_flight > 0 ? o->pages_in_flight : 1, .more = true};
+    fanout_pager_t p = {.o = o};
     pthread_condattr_t ca;
     fanout_slot_t *s;
+    bool nomem = false;
 
     memset(r, 0, sizeof(*r));
+    p.nwalks = o->nwalks < 1 ? 1 : o->nwalks > FANOUT_WALKS_MAX ? FANOUT_WALKS_MAX : o->nwalks;
+    p.cap = (o->pages_in_flight > 0 ? o->pages_in_flight : 1) * p.nwalks;
+    for (int i = 0; i < p.nwalks; i++) {
+        const fanout_walk_t *w = o->walks ? &o->walks[i] : NULL;
+        p.walks[i].shard = w ? w->shard : 0;
+        p.walks[i].cursor = strdup(w && w->cursor ? w->cursor : "");
+        p.walks[i].more = true;
+        nomem = nomem || !p.walks[i].cursor;
+    }
     pthread_mutex_init(&p.mu, NULL);
     pthread_condattr_init(&ca);
     pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
     pthread_cond_init(&p.cv, &ca);
     pthread_condattr_destroy(&ca);
     p.slots = calloc((size_t)p.cap, sizeof(*p.slots));
-    p.cursor = strdup(o->cursor ? o->cursor : "");
-    if (!p.slots || !p.cursor) {
+    if (!p.slots || nomem) {
         r->outcome = FANOUT_PAGER_REPO;
         r->method = fanout_m_members;
         r->status.code = REPO_ERR__NOMEM;
@@ -366,16 +392,33 @@ void fanout_pager_run(const fanout_pager_opts_t *o, fanout_pager_result_t *r)
         r->outcome = p.outcome;
         r->method = p.method;
         r->status = p.st;
-    } else if (p.more) {
-        r->more = true;
-        r->next_cursor = p.cursor;
-        p.cursor = NULL;
+    } else {
+        r->nwalks = p.nwalks;
+        for (int i = 0; i < p.nwalks; i++) {
+            r->walks[i] = p.walks[i];
+            if (!p.walks[i].more) {
+                free(p.walks[i].cursor);
+                r->walks[i].cursor = NULL;
+            }
+            p.walks[i].cursor = NULL;
+            r->more = r->more || p.walks[i].more;
+        }
     }
 out:
     for (int i = 0; p.slots && i < p.cap; i++)
         fanout_slot_clear(&p.slots[i]);
+    for (int i = 0; i < p.nwalks; i++)
+        free(p.walks[i].cursor);
     free(p.slots);
-    free(p.cursor);
     pthread_cond_destroy(&p.cv);
     pthread_mutex_destroy(&p.mu);
+}
+
+void fanout_pager_result_free(fanout_pager_result_t *r)
+{
+    for (int i = 0; i < r->nwalks; i++) {
+        free(r->walks[i].cursor);
+        r->walks[i].cursor = NULL;
+    }
+    r->nwalks = 0;
 }

@@ -5,12 +5,14 @@
  *                             a big group is split into n shard tasks (and
  *                             that is all this call does); a small one goes
  *                             on as shard 0 of 1, slice 0.
- *   slice                     up to slice_pages pages from the cursor, none
- *                             begun after slice_time (pager.c): online
+ *   slice                     up to slice_pages pages from the cursor(s),
+ *                             none begun after slice_time (pager.c): online
  *                             members -> downlinks on their gateway's
  *                             topic, offline ones -> push tasks; then the
- *                             task of the next slice, with the cursor, if
- *                             the shard has more members.
+ *                             task of the next slice, with the cursor(s),
+ *                             if the shard has more members. A shard task
+ *                             of a sharded fan-out reads fanout.walks
+ *                             im-repo shards side by side (walks).
  *
  * Every output (downlinks, push tasks, shard and next-slice tasks) is
  * produced in the transaction that commits the input's offset, so a crash
@@ -218,8 +220,12 @@ typedef struct {
     repo_md_t md[FANOUT_MAX_METADATA + 1];
     size_t nmd;
 
-    /* the slice */
-    uint32_t shard_index, shard_count, slice;
+    /* the slice: shard task shard_index of shard_count, its walks over
+     * im-repo's repo_shards shards (walks 0: the task's one walk is not
+     * split) */
+    uint32_t shard_index, shard_count, slice, walks, repo_shards;
+    fanout_walk_t walk[FANOUT_WALKS_MAX];
+    int nwalk;
     const Imtask__V1__DownstreamMessage *msg;
     const char *sender;
     int64_t started_at_ms, total_members;
@@ -443,12 +449,16 @@ static bool fanout_cancelled(void *opaque)
     return dispatch_task_cancelled(c->t);
 }
 
-/* The follow-up FanoutTask for (shard, slice) from cursor: the task's own
- * fields, the fan-out's id and message. */
+/* The follow-up FanoutTask for (shard, slice): the task's own fields, the
+ * fan-out's id and message, and where its walks go on. walks 0: one walk,
+ * w[0].cursor; otherwise the walks of w that have more members (w[k].shard
+ * is im-repo's shard shard + nshards * j). */
 static int fanout_enqueue_follow_up(fanout_ctx_t *c, uint32_t shard, uint32_t nshards,
-                                    uint32_t slice, const char *cursor, char *err, size_t errlen)
+                                    uint32_t slice, uint32_t walks, const fanout_walk_t *w, int nw,
+                                    char *err, size_t errlen)
 {
     Imtask__V1__FanoutTask nt = *c->ft; /* shallow: the strings stay the input's */
+    Imtask__V1__WalkCursor wc[FANOUT_WALKS_MAX], *wcp[FANOUT_WALKS_MAX];
     char id[TASK_ID_MAX];
     nt.base.unknown_fields = NULL;
     nt.base.n_unknown_fields = 0;
@@ -456,7 +466,19 @@ static int fanout_enqueue_follow_up(fanout_ctx_t *c, uint32_t shard, uint32_t ns
     nt.trace_id = (char *)c->trace_id;
     nt.shard_index = shard;
     nt.shard_count = nshards;
-    nt.cursor = (char *)cursor;
+    nt.cursor = walks ? "" : w[0].cursor;
+    nt.walks = walks;
+    nt.n_walk_cursors = 0;
+    nt.walk_cursors = wcp;
+    for (int k = 0; walks && k < nw; k++) {
+        if (!w[k].more)
+            continue;
+        imtask__v1__walk_cursor__init(&wc[nt.n_walk_cursors]);
+        wc[nt.n_walk_cursors].walk = w[k].shard / nshards;
+        wc[nt.n_walk_cursors].cursor = w[k].cursor;
+        wcp[nt.n_walk_cursors] = &wc[nt.n_walk_cursors];
+        nt.n_walk_cursors++;
+    }
     nt.slice = slice;
     nt.fanout_id = (char *)c->fanout_id;
     nt.message = (Imtask__V1__DownstreamMessage *)c->msg;
@@ -490,8 +512,8 @@ static void fanout_ctx_free(fanout_ctx_t *c)
     free(c->batch_ids);
 }
 
-/* One slice of one shard: c->msg, shard, slice and the cursor are set. */
-static dispatch_result_t fanout_slice(fanout_ctx_t *c, const char *cursor)
+/* One slice of one shard: c->msg, shard, slice and the walks are set. */
+static dispatch_result_t fanout_slice(fanout_ctx_t *c)
 {
     fanout_state_t *s = c->s;
     const fanout_conf_t *conf = &s->conf;
@@ -525,9 +547,9 @@ static dispatch_result_t fanout_slice(fanout_ctx_t *c, const char *cursor)
     fanout_pager_opts_t po = {
         .rc = s->rc,
         .group_id = ft->group_id,
-        .shard_index = c->shard_index,
-        .shard_count = c->shard_count,
-        .cursor = cursor,
+        .shard_count = c->repo_shards,
+        .walks = c->walk,
+        .nwalks = c->nwalk,
         .batch_size = (int)conf->batch_size,
         .max_pages = (int)conf->slice_pages,
         .issue_until_ms = clock_mono_ms() + conf->slice_time_ms,
@@ -567,8 +589,8 @@ static dispatch_result_t fanout_slice(fanout_ctx_t *c, const char *cursor)
         goto failed;
     }
     if (pr.more) {
-        if (fanout_enqueue_follow_up(c, c->shard_index, c->shard_count, c->slice + 1,
-                                     pr.next_cursor, err, sizeof(err))) {
+        if (fanout_enqueue_follow_up(c, c->shard_index, c->shard_count, c->slice + 1, c->walks,
+                                     pr.walks, pr.nwalks, err, sizeof(err))) {
             r = dispatch_retry(0, "%s", err);
             goto failed;
         }
@@ -608,13 +630,13 @@ static dispatch_result_t fanout_slice(fanout_ctx_t *c, const char *cursor)
                  c->fanout_id, ft->message_id, ft->group_id, c->shard_index, c->shard_count,
                  c->slice + 1);
     }
-    free(pr.next_cursor);
+    fanout_pager_result_free(&pr);
     fanout_ctx_free(c);
     return dispatch_done();
 failed:
     metrics_counter_add(
         r.status == DISPATCH_DEAD ? s->metrics.slices_dead : s->metrics.slices_retry, 1);
-    free(pr.next_cursor);
+    fanout_pager_result_free(&pr);
     fanout_ctx_free(c);
     return r;
 }
@@ -774,8 +796,13 @@ static dispatch_result_t fanout_plan(fanout_ctx_t *c)
     log_info("fan-out %s of message %s to group %s: %lld members, %u shard%s", c->fanout_id,
              ft->message_id, ft->group_id, (long long)cnt->total, n, n > 1 ? "s" : "");
     if (n > 1) {
+        uint32_t walks = conf->walks > 1 ? (uint32_t)conf->walks : 0;
+        fanout_walk_t fw[FANOUT_WALKS_MAX];
         for (uint32_t i = 0; i < n; i++) {
-            if (fanout_enqueue_follow_up(c, i, n, 0, "", err, sizeof(err))) {
+            for (uint32_t j = 0; j < (walks ? walks : 1); j++)
+                fw[j] = (fanout_walk_t){.shard = i + n * j, .cursor = (char *)"", .more = true};
+            if (fanout_enqueue_follow_up(c, i, n, 0, walks, fw, (int)(walks ? walks : 1), err,
+                                         sizeof(err))) {
                 r = dispatch_retry(0, "%s", err);
                 goto out;
             }
@@ -786,8 +813,11 @@ static dispatch_result_t fanout_plan(fanout_ctx_t *c)
     }
     c->shard_index = 0;
     c->shard_count = 1;
+    c->repo_shards = 1;
     c->slice = 0;
-    r = fanout_slice(c, "");
+    c->walk[0] = (fanout_walk_t){.shard = 0, .cursor = (char *)""};
+    c->nwalk = 1;
+    r = fanout_slice(c);
 out:
     c->msg = NULL;
     repo_response_free(w.resp[0]);
@@ -797,6 +827,50 @@ out:
 
 /* ---- process ------------------------------------------------------------------------ */
 
+/* The shard and walks of a follow-up task (shard_count > 0). Returns 0, or
+ * -1 with what is wrong with the task in err. */
+static int fanout_walks_set(fanout_ctx_t *c, const Imtask__V1__FanoutTask *ft, char *err,
+                            size_t errlen)
+{
+    uint32_t seen = 0;
+    c->shard_index = ft->shard_index;
+    c->shard_count = ft->shard_count;
+    c->walks = ft->walks > 1 ? ft->walks : 0;
+    if (!c->walks) {
+        c->repo_shards = ft->shard_count;
+        c->walk[0] = (fanout_walk_t){.shard = ft->shard_index,
+                                     .cursor = (char *)(ft->cursor ? ft->cursor : "")};
+        c->nwalk = 1;
+        return 0;
+    }
+    if (c->walks > FANOUT_WALKS_MAX ||
+        (uint64_t)ft->shard_count * c->walks > FANOUT_REPO_SHARDS_MAX || ft->n_walk_cursors < 1 ||
+        ft->n_walk_cursors > c->walks) {
+        snprintf(err, errlen,
+                 "a FanoutTask with walks needs 2..%d walks, shard_count x walks at most %d and "
+                 "1..walks walk_cursors (walks %u, shard_count %u, %zu walk_cursors)",
+                 FANOUT_WALKS_MAX, FANOUT_REPO_SHARDS_MAX, ft->walks, ft->shard_count,
+                 ft->n_walk_cursors);
+        return -1;
+    }
+    c->repo_shards = ft->shard_count * c->walks;
+    for (size_t k = 0; k < ft->n_walk_cursors; k++) {
+        const Imtask__V1__WalkCursor *wc = ft->walk_cursors[k];
+        if (wc->walk >= c->walks || (seen & (1u << wc->walk))) {
+            snprintf(err, errlen,
+                     "walk_cursors[%zu]: walk %u is not below walks (%u) or is "
+                     "listed twice",
+                     k, wc->walk, c->walks);
+            return -1;
+        }
+        seen |= 1u << wc->walk;
+        c->walk[k] = (fanout_walk_t){.shard = ft->shard_index + ft->shard_count * wc->walk,
+                                     .cursor = (char *)(wc->cursor ? wc->cursor : "")};
+    }
+    c->nwalk = (int)ft->n_walk_cursors;
+    return 0;
+}
+
 static dispatch_result_t fanout_process(void *state, dispatch_task_t *t)
 {
     fanout_state_t *s = state;
@@ -805,6 +879,7 @@ static dispatch_result_t fanout_process(void *state, dispatch_task_t *t)
     Imtask__V1__FanoutTask *ft = imtask__v1__fanout_task__unpack(NULL, len, p);
     fanout_ctx_t *c = NULL;
     dispatch_result_t r;
+    char werr[DISPATCH_REASON_MAX];
 
     if (!ft)
         return dispatch_dead("the payload is not a FanoutTask (%zu bytes that do not decode)", len);
@@ -853,15 +928,17 @@ static dispatch_result_t fanout_process(void *state, dispatch_task_t *t)
         r = fanout_plan(c);
         goto out;
     }
-    c->shard_index = ft->shard_index;
-    c->shard_count = ft->shard_count;
+    if (fanout_walks_set(c, ft, werr, sizeof(werr))) {
+        r = dispatch_dead("%s", werr);
+        goto out;
+    }
     c->slice = ft->slice;
     c->msg = ft->message;
     c->total_members = ft->total_members;
     c->started_at_ms = ft->started_at_ms;
     if (!c->sender || !*c->sender)
         c->sender = ft->message->sender_id;
-    r = fanout_slice(c, ft->cursor ? ft->cursor : "");
+    r = fanout_slice(c);
 out:
     free(c);
     imtask__v1__fanout_task__free_unpacked(ft, NULL);

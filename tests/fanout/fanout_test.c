@@ -128,6 +128,7 @@ typedef struct {
     int slice_pages;
     int shard_members;
     int max_shards;
+    int walks;          /* 0: the default, 4 */
     const char *imrepo; /* extra lines of imrepo: */
     const char *fanout; /* extra lines of fanout: */
     const char *retry;  /* lines of retry_fanout: */
@@ -148,13 +149,14 @@ static h_child_t *case_child(fcase_t *c, const char *name, const child_conf_t *c
              "  workers: %d\n"
              "imrepo:\n  endpoints: %s\n%s"
              "fanout:\n  topic_template: %s\n  format: %s\n  batch_size: %d\n"
-             "  slice_pages: %d\n  shard_members: %d\n  max_shards: %d\n  push_batch: %d\n%s"
+             "  slice_pages: %d\n  shard_members: %d\n  max_shards: %d\n  walks: %d\n"
+             "  push_batch: %d\n%s"
              "retry_fanout:\n%s",
              h_brokers, c->group, c->tp[T_TASK], c->tp[T_RETRY], c->tp[T_DLQ],
              cc->workers ? cc->workers : 4, g_dbl.addr, cc->imrepo ? cc->imrepo : "", c->tmpl,
              cc->format ? cc->format : "recipient", BATCH, cc->slice_pages ? cc->slice_pages : 20,
              cc->shard_members ? cc->shard_members : 30000, cc->max_shards ? cc->max_shards : 8,
-             PUSH_BATCH, cc->fanout ? cc->fanout : "",
+             cc->walks ? cc->walks : 4, PUSH_BATCH, cc->fanout ? cc->fanout : "",
              cc->retry ? cc->retry
                        : "  local_attempts: 3\n  local_backoff_initial: 50ms\n"
                          "  local_backoff_max: 500ms\n  max_attempts: 30\n"
@@ -612,9 +614,10 @@ static void wait_idle(fcase_t *c, const char *what)
 
 /* The double's pages for a shard, as data.go's GetGroupMembers cuts them:
  * calls of GetGroupMembers, of GetMembersOnlineStatus (pages with a member
- * not excluded) and status items. */
-static void expect_calls(const oracle_t *o, int shard_members, int max_shards, int64_t *members,
-                         int64_t *status, int64_t *items)
+ * not excluded) and status items. A sharded group (n shard tasks) is read as
+ * n x walks im-repo shards, each walked once. */
+static void expect_calls(const oracle_t *o, int shard_members, int max_shards, int walks,
+                         int64_t *members, int64_t *status, int64_t *items)
 {
     *members = *status = *items = 0;
     for (int i = 0; i < o->ng; i++) {
@@ -622,7 +625,7 @@ static void expect_calls(const oracle_t *o, int shard_members, int max_shards, i
         uint32_t n = 1;
         if (g->n > shard_members) {
             int64_t k = (g->n + shard_members - 1) / shard_members;
-            n = (uint32_t)(k < max_shards ? k : max_shards);
+            n = (uint32_t)(k < max_shards ? k : max_shards) * (uint32_t)walks;
         }
         for (uint32_t s = 0; s < n; s++) {
             int64_t k = 0;
@@ -668,7 +671,7 @@ static void test_correctness(void **state)
     read_and_check(c, &o, "correctness");
 
     int64_t want_members, want_status, want_items, items;
-    expect_calls(&o, 30000, 8, &want_members, &want_status, &want_items);
+    expect_calls(&o, 30000, 8, 4, &want_members, &want_status, &want_items);
     int64_t members = h_double_calls(&g_dbl, "/im_repo.v1.GroupService/GetGroupMembers", NULL);
     int64_t status =
         h_double_calls(&g_dbl, "/im_repo.v1.GroupService/GetMembersOnlineStatus", &items);
@@ -689,7 +692,8 @@ static void test_correctness(void **state)
     for (int i = 0; i < 4; i++)
         small += (o.g[i].n + BATCH - 1) / BATCH;
     print_message("correctness: im-repo calls: GetGroupMembers %" PRId64
-                  " (groups of 1..201: %" PRId64 " = ceil(n/%d) each; 100,000 in 4 shards: "
+                  " (groups of 1..201: %" PRId64 " = ceil(n/%d) each; 100,000 in 4 shards of 4 "
+                  "walks: "
                   "%" PRId64 "), GetMembersOnlineStatus %" PRId64 " with %" PRId64
                   " ids (avg %.1f per call), GetGroupMemberCount %" PRId64 ", GetMessage %" PRId64
                   "\n",
@@ -711,7 +715,8 @@ static void test_batch_format(void **state)
     group_add(&o, c->tag, 201);
     group_add(&o, c->tag, 20000);
     oracle_build(&o);
-    child_conf_t cc = {.workers = 2, .format = "batch", .shard_members = 8000};
+    /* walks: 1, the shard tasks' one-walk form (cursor, no walk_cursors) */
+    child_conf_t cc = {.workers = 2, .format = "batch", .shard_members = 8000, .walks = 1};
     case_child(c, "c2-a", &cc);
     produce_fanouts(c, &o);
     wait_idle(c, "batch");
@@ -801,7 +806,7 @@ static void test_imrepo_faults(void **state)
     read_and_check(c, &o, "im-repo failing 20% of calls");
     int64_t members = h_double_calls(&g_dbl, "/im_repo.v1.GroupService/GetGroupMembers", NULL);
     int64_t want_members, want_status, want_items;
-    expect_calls(&o, 15000, 8, &want_members, &want_status, &want_items);
+    expect_calls(&o, 15000, 8, 4, &want_members, &want_status, &want_items);
     print_message("im-repo failing 20%% of calls: GetGroupMembers %" PRId64 " calls for %" PRId64
                   " pages (repeated slices and retries)\n",
                   members, want_members);
@@ -940,9 +945,25 @@ static void test_dead_letters(void **state)
         h_prod_open(&p);
         static const uint8_t junk[] = {0xff, 0xff, 0xff, 0x01, 0x02};
         h_prod_task(&p, c->tp[T_TASK], "junk", "fanout", "c5-undecodable", junk, sizeof(junk));
+        /* a shard task naming a walk it does not have */
+        Imtask__V1__FanoutTask ft = IMTASK__V1__FANOUT_TASK__INIT;
+        Imtask__V1__DownstreamMessage dm = IMTASK__V1__DOWNSTREAM_MESSAGE__INIT;
+        Imtask__V1__WalkCursor wc = IMTASK__V1__WALK_CURSOR__INIT, *wcp = &wc;
+        uint8_t buf[512];
+        dm.message_id = (char *)"m9";
+        wc.walk = 7;
+        ft.group_id = gid;
+        ft.message_id = (char *)"m9";
+        ft.shard_count = 2;
+        ft.walks = 4;
+        ft.n_walk_cursors = 1;
+        ft.walk_cursors = &wcp;
+        ft.message = &dm;
+        size_t len = imtask__v1__fanout_task__pack(&ft, buf);
+        h_prod_task(&p, c->tp[T_TASK], gid, "fanout", "c5-bad-walk", buf, len);
         h_prod_close(&p);
     }
-    wait_dlq(c, &d, 3);
+    wait_dlq(c, &d, 4);
     const char *r = dlq_reason(&d, "c5-no-message", &att, &kind);
     H_CHECK(strstr(r, "not found") && strstr(r, msg) && att == 1 && strcmp(kind, "permanent") == 0,
             "missing message: DLQ says \"%s\" (%s) after %d attempts", r, kind, att);
@@ -953,6 +974,10 @@ static void test_dead_letters(void **state)
     print_message("dead letters: group without members -> \"%s\" (attempts %d)\n", r, att);
     r = dlq_reason(&d, "c5-undecodable", &att, &kind);
     H_CHECK(strstr(r, "FanoutTask") && att == 1, "undecodable: DLQ says \"%s\"", r);
+    r = dlq_reason(&d, "c5-bad-walk", &att, &kind);
+    H_CHECK(strstr(r, "walk 7") && strstr(r, "walks (4)") && att == 1,
+            "a walk beyond walks: DLQ says \"%s\" after %d attempts", r, att);
+    print_message("dead letters: a walk beyond walks -> \"%s\" (attempts %d)\n", r, att);
     /* no call repeated: one GetMessage and one count per task, no member page */
     int64_t m = h_double_calls(&g_dbl, "/im_repo.v1.MessageService/GetMessage", NULL);
     int64_t n = h_double_calls(&g_dbl, "/im_repo.v1.GroupService/GetGroupMemberCount", NULL);
@@ -969,7 +994,7 @@ static void test_dead_letters(void **state)
                 "    - x-imrepo-fail-message=group not found\n";
     h_child_t *b = case_child(c, "c5-b", &cc);
     produce_one(c, "c5-no-group", gid, "m8");
-    wait_dlq(c, &d, 4);
+    wait_dlq(c, &d, 5);
     r = dlq_reason(&d, "c5-no-group", &att, &kind);
     H_CHECK(strstr(r, "group") && strstr(r, "not found") && strstr(r, gid) && att == 1,
             "unknown group: DLQ says \"%s\" after %d attempts", r, att);

@@ -196,6 +196,8 @@ static fanout_conf_t base_conf(void)
     c.batch_size = 200;
     c.slice_pages = 50;
     c.pages_in_flight = 4;
+    c.max_shards = 16;
+    c.walks = 4;
     c.push_batch = 3;
     c.push_title = "";
     c.push_show_content = true;
@@ -310,6 +312,15 @@ static void test_conf_check(void **state)
     c.pages_in_flight = 8;
     assert_int_equal(fanout_conf_check(&c, "f.yaml", err, sizeof(err)), 0);
     assert_int_equal(c.pages_in_flight, 2);
+
+    /* im-repo is asked for max_shards x walks shards at most 1024 */
+    c = base_conf();
+    c.max_shards = 128;
+    c.walks = 8;
+    assert_int_equal(fanout_conf_check(&c, "f.yaml", err, sizeof(err)), 0);
+    c.walks = 9;
+    assert_int_equal(fanout_conf_check(&c, "f.yaml", err, sizeof(err)), -1);
+    assert_non_null(strstr(err, "f.yaml: fanout.max_shards (128) x fanout.walks (9)"));
 }
 
 /* The section bound from YAML: defaults, values, and a bad value named. */
@@ -332,6 +343,8 @@ static void test_conf_bind(void **state)
     assert_string_equal(c.push_sound, "");
     assert_string_equal(c.push_title, "");
     assert_int_equal(c.push_ttl_ms, 86400000);
+    assert_int_equal(c.max_shards, 16);
+    assert_int_equal(c.walks, 4);
     cfg_destroy(cfg);
 
     cfg = cfg_load_string("fanout:\n  batch_size: 0\n", "f.yaml", err, sizeof(err));
