@@ -24,7 +24,8 @@
  *                [--record-key group|user]
  *                [--batch-size 200] [--slice-pages 250] [--slice-time-ms 1000]
  *                [--shard-members 25000]
- *                [--max-shards 16] [--walks 4] [--kafka "key: value;..."] [--no-ceiling]
+ *                [--max-shards 16] [--walks 4] [--pages-in-flight 8]
+ *                [--kafka "key: value;..."] [--no-ceiling]
  *                [--imrepo-latency-ms 0] [--no-push]
  * FANOUT_BENCH_METRICS=1 prints the fan-out's slice and im-repo metrics,
  * FANOUT_BENCH_LOG=debug sets the processes' log level.
@@ -56,7 +57,8 @@ typedef struct {
     int nmembers;
     double ratios[4];
     int nratios;
-    int procs, workers, batch_size, slice_pages, slice_time_ms, shard_members, max_shards, walks;
+    int procs, workers, batch_size, slice_pages, slice_time_ms, shard_members, max_shards, walks,
+        pages_in_flight;
     const char *format;
     const char *record_key; /* group | user */
     const char *kafka;      /* extra kafka: lines, "key: value" separated by ';' */
@@ -277,11 +279,12 @@ static void run_scenario(const opts_t *o, h_double_t *dbl, int64_t n, double rat
                  "imrepo:\n  endpoints: %s\n"
                  "fanout:\n  topic_template: %s-{gateway_id}\n  format: %s\n  record_key: %s\n"
                  "  batch_size: %d\n  slice_pages: %d\n  slice_time: %dms\n  shard_members: %d\n"
-                 "  max_shards: %d\n  walks: %d\n  push_enabled: %s\n",
+                 "  max_shards: %d\n  walks: %d\n  pages_in_flight: %d\n  push_enabled: %s\n",
                  getenv("FANOUT_BENCH_LOG") ? getenv("FANOUT_BENCH_LOG") : "warn", ports[i],
                  h_brokers, kextra, t.base, t.tp[0], t.tp[1], t.tp[2], o->workers, dbl->addr,
                  t.base, o->format, o->record_key, o->batch_size, o->slice_pages, o->slice_time_ms,
-                 o->shard_members, o->max_shards, o->walks, o->push ? "true" : "false");
+                 o->shard_members, o->max_shards, o->walks, o->pages_in_flight,
+                 o->push ? "true" : "false");
         char name[32];
         snprintf(name, sizeof(name), "fanout-%d", i);
         h_child_start(&ch[i], o->bin, dir, name, yaml);
@@ -552,6 +555,7 @@ int main(int argc, char **argv)
                 .shard_members = 25000, /* the service's defaults */
                 .max_shards = 16,
                 .walks = 4,
+                .pages_in_flight = 8,
                 .format = "recipient",
                 .record_key = "group",
                 .ceiling = true,
@@ -589,6 +593,8 @@ int main(int argc, char **argv)
             o.max_shards = atoi(v), i++;
         else if (!strcmp(a, "--walks"))
             o.walks = atoi(v), i++;
+        else if (!strcmp(a, "--pages-in-flight"))
+            o.pages_in_flight = atoi(v), i++;
         else if (!strcmp(a, "--kafka"))
             o.kafka = v, i++;
         else if (!strcmp(a, "--no-ceiling"))

@@ -58,10 +58,11 @@ static const cfg_field_t fanout_fields[] = {
     {.key = "pages_in_flight",
      .type = CFG_INT,
      .offset = FC(pages_in_flight),
-     .def = "4",
+     .def = "8",
      .min = 1,
      .max = 64,
-     .help = "pages fetched or being fetched and not yet produced"},
+     .help = "pages fetched or being fetched and not yet produced, of all walks of a slice "
+             "together (two per walk keep each walk's next member call in flight)"},
     {.key = "shard_members",
      .type = CFG_INT,
      .offset = FC(shard_members),

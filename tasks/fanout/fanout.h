@@ -54,7 +54,7 @@ typedef struct {
     int64_t batch_size;      /* members per GetGroupMembers page */
     int64_t slice_pages;     /* pages per slice (one transaction), at most */
     int64_t slice_time_ms;   /* a slice takes no new page after this long */
-    int64_t pages_in_flight; /* pages fetched or being fetched, not yet produced */
+    int64_t pages_in_flight; /* pages fetched or being fetched, not yet produced (all walks) */
     int64_t shard_members;   /* a group above this many members is split */
     int64_t max_shards;
     int64_t walks; /* im-repo shards a shard task reads side by side */
@@ -197,8 +197,7 @@ typedef struct {
      * interleaved with the others' (1 to FANOUT_WALKS_MAX) */
     const fanout_walk_t *walks;
     int nwalks;
-    int batch_size, max_pages; /* max_pages: of all walks together */
-    int pages_in_flight;       /* per walk */
+    int batch_size, max_pages, pages_in_flight; /* of all walks together */
     int64_t issue_until_ms; /* monotonic: no page is begun after it (the first always is); 0 none */
     int64_t timeout_ms;
     const repo_md_t *md; /* metadata of every call (traceparent, configured) */
@@ -233,9 +232,8 @@ typedef struct {
 
 /* Walk up to max_pages pages from the walks' cursors: each walk's next
  * GetGroupMembers is in flight while earlier pages' GetMembersOnlineStatus
- * calls run and on_page produces; at most pages_in_flight pages per walk are
- * held. Returns when every call it started has ended; the caller frees the
- * result with fanout_pager_result_free. */
+ * calls run and on_page produces; at most pages_in_flight pages are held. Returns when every call
+ * it started has ended; the caller frees the result with fanout_pager_result_free. */
 void fanout_pager_run(const fanout_pager_opts_t *o, fanout_pager_result_t *r);
 void fanout_pager_result_free(fanout_pager_result_t *r);
 

@@ -1,6 +1,6 @@
 /* pager.c: the member walks of one slice, pipelined over im-repo.
  *
- * Pages go through a ring of pages_in_flight slots per walk, in order:
+ * Pages go through a ring of pages_in_flight slots, in order:
  *   EMPTY -> MEMBERS (GetGroupMembers in flight) -> STATUS (the page's
  *   GetMembersOnlineStatus in flight) -> READY -> handed to on_page -> EMPTY
  * Cursor paging makes a walk's member calls a chain: page k+1 needs page k's
@@ -9,8 +9,8 @@
  * status call, while the worker thread produces earlier pages. A slice may
  * have several walks (im-repo shards), each with one member call in flight:
  * their pages take turns in the ring, so one worker is not held to the
- * round trip of one chain. At most pages_in_flight pages per walk are held,
- * whatever the group size.
+ * round trip of one chain. At most pages_in_flight pages are held, whatever
+ * the group size.
  *
  * Threads: callbacks run on the repo client's I/O thread; on_page and the
  * waiting run on the caller's thread. The pager's mutex guards its state; it
@@ -324,7 +324,7 @@ void fanout_pager_run(const fanout_pager_opts_t *o, fanout_pager_result_t *r)
 
     memset(r, 0, sizeof(*r));
     p.nwalks = o->nwalks < 1 ? 1 : o->nwalks > FANOUT_WALKS_MAX ? FANOUT_WALKS_MAX : o->nwalks;
-    p.cap = (o->pages_in_flight > 0 ? o->pages_in_flight : 1) * p.nwalks;
+    p.cap = o->pages_in_flight > 0 ? o->pages_in_flight : 1;
     for (int i = 0; i < p.nwalks; i++) {
         const fanout_walk_t *w = o->walks ? &o->walks[i] : NULL;
         p.walks[i].shard = w ? w->shard : 0;
