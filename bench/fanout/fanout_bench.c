@@ -33,6 +33,7 @@
  * Prints one markdown table row per scenario. Needs IMTASK_KAFKA_BROKERS and
  * IMTASK_STACK_DIR (or IMTASK_IMREPO_DOUBLE_BIN). Nothing is asserted.
  */
+#include <ftw.h>
 #include <inttypes.h>
 #include <signal.h>
 #include <stdio.h>
@@ -545,6 +546,14 @@ static int parse_list_d(const char *s, double *out, int max)
     return n;
 }
 
+static int remove_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+    (void)st;
+    (void)flag;
+    (void)ftw;
+    return remove(path);
+}
+
 int main(int argc, char **argv)
 {
     opts_t o = {.procs = 1,
@@ -648,5 +657,7 @@ int main(int argc, char **argv)
         }
         h_double_stop(&dbl);
     }
+    /* the processes' logs and configs: kept only when a scenario failed */
+    nftw(h_tmp, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
     return 0;
 }

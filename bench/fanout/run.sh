@@ -5,14 +5,18 @@
 # untimed fan-outs that warm the broker:
 #   1. groups of 10k, 100k and 1M members, 100% and 30% online, one fan-out
 #      process with 4 workers, format recipient, the default fanout: settings
-#      (pages of 200, slices of up to 250 pages or 1 s, shards of 25,000),
+#      (pages of 200, slices of up to 250 pages or 1 s, shards of 25,000 of 4
+#      walks each, 8 pages in flight),
 #      each with the ceiling (a plain librdkafka producer writing as many
 #      records of the same size);
 #   2. shards over workers: 1M members, 30% online, one process with one
 #      worker, then two processes with one worker each;
-#   3. the batch format: 1M members, 30% online.
+#   3. the batch format: 1M members, 30% online;
+#   4. walks where im-repo is across a network: 1M members, 30% online, the
+#      double answering every call after 5 ms, one walk per shard task
+#      against the default four.
 #   bash bench/fanout/run.sh            # all
-#   bash bench/fanout/run.sh main|scale|batch
+#   bash bench/fanout/run.sh main|scale|batch|walks
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 cd "$root"
@@ -46,4 +50,8 @@ if [[ $what == all || $what == scale ]]; then
 fi
 if [[ $what == all || $what == batch ]]; then
   bench --members 1000000 --ratios 0.3 --procs 1 --workers 4 --format batch --no-ceiling
+fi
+if [[ $what == all || $what == walks ]]; then
+  bench --members 1000000 --ratios 0.3 --procs 1 --workers 4 --imrepo-latency-ms 5 --walks 1 --no-ceiling
+  bench --members 1000000 --ratios 0.3 --procs 1 --workers 4 --imrepo-latency-ms 5 --walks 4 --no-ceiling | tail -n +3
 fi
