@@ -856,11 +856,13 @@ static int fanout_walks_set(fanout_ctx_t *c, const Imtask__V1__FanoutTask *ft, c
     c->repo_shards = ft->shard_count * c->walks;
     for (size_t k = 0; k < ft->n_walk_cursors; k++) {
         const Imtask__V1__WalkCursor *wc = ft->walk_cursors[k];
-        if (wc->walk >= c->walks || (seen & (1u << wc->walk))) {
-            snprintf(err, errlen,
-                     "walk_cursors[%zu]: walk %u is not below walks (%u) or is "
-                     "listed twice",
-                     k, wc->walk, c->walks);
+        if (wc->walk >= c->walks) {
+            snprintf(err, errlen, "walk_cursors[%zu]: walk %u is not below walks (%u)", k, wc->walk,
+                     c->walks);
+            return -1;
+        }
+        if (seen & (1u << wc->walk)) {
+            snprintf(err, errlen, "walk_cursors[%zu]: walk %u is listed twice", k, wc->walk);
             return -1;
         }
         seen |= 1u << wc->walk;

@@ -961,9 +961,16 @@ static void test_dead_letters(void **state)
         ft.message = &dm;
         size_t len = imtask__v1__fanout_task__pack(&ft, buf);
         h_prod_task(&p, c->tp[T_TASK], gid, "fanout", "c5-bad-walk", buf, len);
+        /* and one naming a walk twice */
+        Imtask__V1__WalkCursor *twice[] = {&wc, &wc};
+        wc.walk = 1;
+        ft.n_walk_cursors = 2;
+        ft.walk_cursors = twice;
+        len = imtask__v1__fanout_task__pack(&ft, buf);
+        h_prod_task(&p, c->tp[T_TASK], gid, "fanout", "c5-walk-twice", buf, len);
         h_prod_close(&p);
     }
-    wait_dlq(c, &d, 4);
+    wait_dlq(c, &d, 5);
     const char *r = dlq_reason(&d, "c5-no-message", &att, &kind);
     H_CHECK(strstr(r, "not found") && strstr(r, msg) && att == 1 && strcmp(kind, "permanent") == 0,
             "missing message: DLQ says \"%s\" (%s) after %d attempts", r, kind, att);
@@ -978,6 +985,9 @@ static void test_dead_letters(void **state)
     H_CHECK(strstr(r, "walk 7") && strstr(r, "walks (4)") && att == 1,
             "a walk beyond walks: DLQ says \"%s\" after %d attempts", r, att);
     print_message("dead letters: a walk beyond walks -> \"%s\" (attempts %d)\n", r, att);
+    r = dlq_reason(&d, "c5-walk-twice", &att, &kind);
+    H_CHECK(strstr(r, "walk 1 is listed twice") && att == 1,
+            "a walk listed twice: DLQ says \"%s\" after %d attempts", r, att);
     /* no call repeated: one GetMessage and one count per task, no member page */
     int64_t m = h_double_calls(&g_dbl, "/im_repo.v1.MessageService/GetMessage", NULL);
     int64_t n = h_double_calls(&g_dbl, "/im_repo.v1.GroupService/GetGroupMemberCount", NULL);
@@ -994,7 +1004,7 @@ static void test_dead_letters(void **state)
                 "    - x-imrepo-fail-message=group not found\n";
     h_child_t *b = case_child(c, "c5-b", &cc);
     produce_one(c, "c5-no-group", gid, "m8");
-    wait_dlq(c, &d, 5);
+    wait_dlq(c, &d, 6);
     r = dlq_reason(&d, "c5-no-group", &att, &kind);
     H_CHECK(strstr(r, "group") && strstr(r, "not found") && strstr(r, gid) && att == 1,
             "unknown group: DLQ says \"%s\" after %d attempts", r, att);
