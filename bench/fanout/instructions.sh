@@ -9,6 +9,7 @@
 #
 #   bash bench/fanout/instructions.sh            # 100,000 members, all online
 #   MEMBERS=10000 RATIO=0.3 bash bench/fanout/instructions.sh
+#   FANOUT_ARGS="--walks 1" bash bench/fanout/instructions.sh   # more fanout_bench options
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 cd "$root"
@@ -31,7 +32,7 @@ chmod +x "$work/wrap.sh"
 count() {
   rm -f "$work"/fanout.*.cg
   "$work/fanout_bench" "$work/wrap.sh" --kafka "linger.ms: 50;queue.buffering.max.messages: 2000" \
-    --members "$1" --ratios "$RATIO" --procs 1 --workers 4 --no-ceiling >"$work/bench.out"
+    --members "$1" --ratios "$RATIO" --procs 1 --workers 4 --no-ceiling ${FANOUT_ARGS:-} >"$work/bench.out"
   echo "$(awk -F'|' '/^\| [0-9]/ {gsub(/ /, "", $6); print $6}' "$work/bench.out")" \
     "$(awk '/^summary:/ {s += $2} END {print s}' "$work"/fanout.*.cg)"
 }
@@ -40,6 +41,6 @@ read -r recipients total < <(count "$MEMBERS")
 # (12 fan-outs of 200 members per worker) and the clock's scrapes, taken off
 read -r base_recipients base < <(count 200)
 net=$((total - base))
-echo "members $MEMBERS, online $RATIO, recipients $recipients, $(git rev-parse --short HEAD), $(date -u +%FT%TZ)"
+echo "members $MEMBERS, online $RATIO, recipients $recipients, $(git rev-parse --short HEAD), $(date -u +%FT%TZ)${FANOUT_ARGS:+, $FANOUT_ARGS}"
 echo "imtask-fanout instructions: $total ($((total / recipients)) per downlink, start and warm-up included)"
 echo "without start and warm-up (minus a ${base_recipients}-recipient run's $base): $((net / (recipients - base_recipients))) per downlink"
