@@ -25,7 +25,7 @@
  *                [--batch-size 200] [--slice-pages 250] [--slice-time-ms 1000]
  *                [--shard-members 25000]
  *                [--max-shards 16] [--walks 4] [--pages-in-flight 8]
- *                [--kafka "key: value;..."] [--no-ceiling]
+ *                [--kafka "key: value;..."] [--no-ceiling] [--ceiling-txn N]
  *                [--imrepo-latency-ms 0] [--no-push]
  * FANOUT_BENCH_METRICS=1 prints the fan-out's slice and im-repo metrics,
  * FANOUT_BENCH_LOG=debug sets the processes' log level.
@@ -436,7 +436,17 @@ static void run_scenario(const opts_t *o, h_double_t *dbl, int64_t n, double rat
 }
 
 /* The ceiling: a plain producer, the same records count, size, keys and
- * header, to 16 fresh topics of the same layout. Records per second. */
+ * header, to 16 fresh topics of the same layout. Records per second. With
+ * --ceiling-txn N (g_ceiling_txn) the producer is transactional and commits
+ * every N records: what transactions alone cost the broker, for comparison
+ * (not the issue's ceiling). */
+static long g_ceiling_txn;
+
+static void ceil_txn_check(rd_kafka_error_t *e, const char *what)
+{
+    H_CHECK(e == NULL, "ceiling %s: %s", what, e ? rd_kafka_error_string(e) : "");
+}
+
 typedef struct {
     long delivered, failed;
 } ceil_dr_t;
@@ -460,6 +470,11 @@ static double run_ceiling(long n, size_t size, const char *group_key, double *cp
     rd_kafka_conf_t *conf = rd_kafka_conf_new();
     rd_kafka_conf_set(conf, "bootstrap.servers", h_brokers, err, sizeof(err));
     rd_kafka_conf_set(conf, "enable.idempotence", "true", err, sizeof(err));
+    if (g_ceiling_txn > 0) {
+        char txid[256];
+        snprintf(txid, sizeof(txid), "%s-txn", t.base);
+        rd_kafka_conf_set(conf, "transactional.id", txid, err, sizeof(err));
+    }
     rd_kafka_conf_set_dr_msg_cb(conf, ceil_dr);
     rd_kafka_conf_set_opaque(conf, &dr);
     rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, err, sizeof(err));
@@ -467,6 +482,10 @@ static double run_ceiling(long n, size_t size, const char *group_key, double *cp
     uint8_t *v = malloc(size ? size : 1);
     H_CHECK(v != NULL, "out of memory");
     memset(v, 'x', size);
+    if (g_ceiling_txn > 0) {
+        ceil_txn_check(rd_kafka_init_transactions(rk, 30000), "init_transactions");
+        ceil_txn_check(rd_kafka_begin_transaction(rk), "begin_transaction");
+    }
     /* warm-up, not timed: the producer id and every partition's leader (a
      * record to a partition whose leader the producer has not learnt yet
      * waits for a metadata refresh: up to a second seen here) */
@@ -477,6 +496,10 @@ static double run_ceiling(long n, size_t size, const char *group_key, double *cp
                               RD_KAFKA_V_END);
     }
     rd_kafka_flush(rk, 60000);
+    if (g_ceiling_txn > 0) {
+        ceil_txn_check(rd_kafka_commit_transaction(rk, 30000), "commit_transaction");
+        ceil_txn_check(rd_kafka_begin_transaction(rk), "begin_transaction");
+    }
     dr.delivered = 0;
     double c0 = h_cpu_seconds(getpid()), b0 = broker_cpu();
     int64_t t0 = h_mono_ms();
@@ -498,7 +521,13 @@ static double run_ceiling(long n, size_t size, const char *group_key, double *cp
             rd_kafka_poll(rk, 10);
         }
         rd_kafka_poll(rk, 0);
+        if (g_ceiling_txn > 0 && (i + 1) % g_ceiling_txn == 0 && i + 1 < n) {
+            ceil_txn_check(rd_kafka_commit_transaction(rk, 30000), "commit_transaction");
+            ceil_txn_check(rd_kafka_begin_transaction(rk), "begin_transaction");
+        }
     }
+    if (g_ceiling_txn > 0)
+        ceil_txn_check(rd_kafka_commit_transaction(rk, 120000), "commit_transaction");
     rd_kafka_flush(rk, 120000);
     int64_t t1 = h_mono_ms();
     *cpu = h_cpu_seconds(getpid()) - c0;
@@ -608,6 +637,8 @@ int main(int argc, char **argv)
             o.kafka = v, i++;
         else if (!strcmp(a, "--no-ceiling"))
             o.ceiling = false;
+        else if (!strcmp(a, "--ceiling-txn"))
+            g_ceiling_txn = atol(v), i++;
         else if (!strcmp(a, "--no-push"))
             o.push = false;
         else if (!strcmp(a, "--imrepo-latency-ms"))
