@@ -394,12 +394,8 @@ void fanout_pager_run(const fanout_pager_opts_t *o, fanout_pager_result_t *r)
         r->status = p.st;
     } else {
         r->nwalks = p.nwalks;
-        for (int i = 0; i < p.nwalks; i++) {
+        for (int i = 0; i < p.nwalks; i++) { /* a finished walk's cursor is NULL already */
             r->walks[i] = p.walks[i];
-            if (!p.walks[i].more) {
-                free(p.walks[i].cursor);
-                r->walks[i].cursor = NULL;
-            }
             p.walks[i].cursor = NULL;
             r->more = r->more || p.walks[i].more;
         }

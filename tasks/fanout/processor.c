@@ -221,9 +221,9 @@ typedef struct {
     size_t nmd;
 
     /* the slice: shard task shard_index of shard_count, its walks over
-     * im-repo's repo_shards shards (walks 0: the task's one walk is not
-     * split) */
-    uint32_t shard_index, shard_count, slice, walks, repo_shards;
+     * im-repo's shard_count x walks shards (walks 0: the task's one walk is
+     * not split) */
+    uint32_t shard_index, shard_count, slice, walks;
     fanout_walk_t walk[FANOUT_WALKS_MAX];
     int nwalk;
     const Imtask__V1__DownstreamMessage *msg;
@@ -547,7 +547,7 @@ static dispatch_result_t fanout_slice(fanout_ctx_t *c)
     fanout_pager_opts_t po = {
         .rc = s->rc,
         .group_id = ft->group_id,
-        .shard_count = c->repo_shards,
+        .shard_count = c->shard_count * (c->walks ? c->walks : 1),
         .walks = c->walk,
         .nwalks = c->nwalk,
         .batch_size = (int)conf->batch_size,
@@ -813,7 +813,6 @@ static dispatch_result_t fanout_plan(fanout_ctx_t *c)
     }
     c->shard_index = 0;
     c->shard_count = 1;
-    c->repo_shards = 1;
     c->slice = 0;
     c->walk[0] = (fanout_walk_t){.shard = 0, .cursor = (char *)""};
     c->nwalk = 1;
@@ -837,7 +836,6 @@ static int fanout_walks_set(fanout_ctx_t *c, const Imtask__V1__FanoutTask *ft, c
     c->shard_count = ft->shard_count;
     c->walks = ft->walks > 1 ? ft->walks : 0;
     if (!c->walks) {
-        c->repo_shards = ft->shard_count;
         c->walk[0] = (fanout_walk_t){.shard = ft->shard_index,
                                      .cursor = (char *)(ft->cursor ? ft->cursor : "")};
         c->nwalk = 1;
@@ -853,7 +851,6 @@ static int fanout_walks_set(fanout_ctx_t *c, const Imtask__V1__FanoutTask *ft, c
                  ft->n_walk_cursors);
         return -1;
     }
-    c->repo_shards = ft->shard_count * c->walks;
     for (size_t k = 0; k < ft->n_walk_cursors; k++) {
         const Imtask__V1__WalkCursor *wc = ft->walk_cursors[k];
         if (wc->walk >= c->walks) {
