@@ -26,9 +26,10 @@
  *                [--shard-members 25000]
  *                [--max-shards 16] [--walks 4] [--pages-in-flight 8]
  *                [--kafka "key: value;..."] [--no-ceiling] [--ceiling-txn N]
- *                [--imrepo-latency-ms 0] [--no-push]
+ *                [--imrepo-latency-ms 0] [--no-push] [--task-partitions 6]
  * FANOUT_BENCH_METRICS=1 prints the fan-out's slice and im-repo metrics,
- * FANOUT_BENCH_LOG=debug sets the processes' log level.
+ * FANOUT_BENCH_LOG=debug sets the processes' log level; FANOUT_BENCH_KEEP=1
+ * keeps their logs and configs after a good run (the path is printed).
  *
  * Prints one markdown table row per scenario. Needs IMTASK_KAFKA_BROKERS and
  * IMTASK_STACK_DIR (or IMTASK_IMREPO_DOUBLE_BIN). Nothing is asserted.
@@ -48,7 +49,7 @@
 
 #define NGW 16
 #define GW_PARTS 3
-#define TASK_PARTS 6
+static int g_task_parts = 6; /* --task-partitions: of the task topic */
 #define MAX_PROCS 4
 #define WARM_MEMBERS 200 /* members of each warm-up group: one page, most gateways */
 
@@ -116,7 +117,7 @@ static void topics_make(topics_t *t, const char *tag)
         else
             snprintf(t->names[i], sizeof(t->names[i]), "%s-gw-%d", base, i - 2);
         t->tp[i] = t->names[i];
-        t->parts[i] = i == 0 ? TASK_PARTS : i < 3 ? 1 : GW_PARTS;
+        t->parts[i] = i == 0 ? g_task_parts : i < 3 ? 1 : GW_PARTS;
     }
     h_topics_create(t->tp, t->parts, 3 + NGW);
 }
@@ -639,6 +640,8 @@ int main(int argc, char **argv)
             o.ceiling = false;
         else if (!strcmp(a, "--ceiling-txn"))
             g_ceiling_txn = atol(v), i++;
+        else if (!strcmp(a, "--task-partitions"))
+            g_task_parts = atoi(v), i++;
         else if (!strcmp(a, "--no-push"))
             o.push = false;
         else if (!strcmp(a, "--imrepo-latency-ms"))
@@ -688,7 +691,11 @@ int main(int argc, char **argv)
         }
         h_double_stop(&dbl);
     }
-    /* the processes' logs and configs: kept only when a scenario failed */
-    nftw(h_tmp, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
+    /* the processes' logs and configs: kept only when a scenario failed or
+     * FANOUT_BENCH_KEEP is set */
+    if (getenv("FANOUT_BENCH_KEEP"))
+        fprintf(stderr, "fanout_bench: logs and configs kept in %s\n", h_tmp);
+    else
+        nftw(h_tmp, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
     return 0;
 }

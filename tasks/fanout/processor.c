@@ -492,7 +492,13 @@ static int fanout_enqueue_follow_up(fanout_ctx_t *c, uint32_t shard, uint32_t ns
     }
     protobuf_c_message_pack(&nt.base, buf);
     fanout_task_id(c, shard, nshards, slice, -1, id, sizeof(id));
-    int rc = fanout_enqueue(c, "fanout", id, buf, len);
+    /* Shard i of every slice on partition (h + i) mod N of the task topic:
+     * the shards spread evenly and each stays on its partition. By the ids'
+     * hashes, 16 shards on 6 partitions fell 5, 4, 3, ...: the partitions
+     * with more ran their slices one after the other at the end while the
+     * other workers had nothing left (docs/fanout.md). */
+    uint32_t slot = (uint32_t)fanout_fnv(c->fanout_id) + shard;
+    int rc = dispatch_task_enqueue_spread(c->t, "fanout", id, slot, id, strlen(id), buf, len);
     free(buf);
     if (rc)
         snprintf(err, errlen, "cannot queue the follow-up task %s", id);

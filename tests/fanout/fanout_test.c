@@ -211,6 +211,10 @@ typedef struct {
     size_t cap;
     /* what the records said */
     long records, batches, push_tasks, fanout_tasks, dlq;
+    /* shard tasks (every slice) of sharded fan-outs by shard: the task
+     * topic's partition, -1 none seen; -2 seen on two partitions */
+    int shard_part[MAX_GROUPS][16];
+    uint32_t shard_count[MAX_GROUPS];
     long bad;
     char first_bad[512];
     const char *format;
@@ -320,6 +324,34 @@ static int oracle_group_by_gid(const oracle_t *o, const char *gid)
             return i;
     }
     return -1;
+}
+
+/* The group of a fan-out's task id (produce_fanouts: <tag>-fanout-<i>). */
+static int oracle_group_by_task(const oracle_t *o, const char *id)
+{
+    const char *f = strstr(id, "-fanout-");
+    int i = f ? atoi(f + 8) : -1;
+    return i >= 0 && i < o->ng ? i : -1;
+}
+
+/* The shard tasks of every sharded fan-out: each shard's slices on one
+ * partition of the task topic, and shard i on partition (p0 + i) mod
+ * partitions: evenly spread, not where their ids' hashes fall. */
+static void check_shard_spread(const fcase_t *c, const oracle_t *o, const char *what)
+{
+    int nparts = c->parts[T_TASK];
+    for (int g = 0; g < o->ng; g++) {
+        uint32_t n = o->shard_count[g];
+        for (uint32_t i = 0; i < n; i++) {
+            int p = o->shard_part[g][i], want = (o->shard_part[g][0] + (int)i) % nparts;
+            H_CHECK(p >= 0, "%s: group %s: shard %u of %u %s", what, o->g[g].gid, i, n,
+                    p == -1 ? "has no task on the task topic" : "has tasks on two partitions");
+            H_CHECK(p == want,
+                    "%s: group %s: shard %u of %u on partition %d, want %d (shard 0 on %d, %d "
+                    "partitions)",
+                    what, o->g[g].gid, i, n, p, want, o->shard_part[g][0], nparts);
+        }
+    }
 }
 
 /* The FanoutTask im-logic would produce for group i. */
@@ -462,7 +494,25 @@ static void on_record(void *ctx, const rd_kafka_message_t *km)
         return;
     const char *type = h_header(km, HDR_TASK_TYPE, hbuf, sizeof(hbuf));
     if (strcmp(type, "fanout") == 0) {
+        char id[256] = "";
+        unsigned shard, nshards, slice;
+        int grp;
+        h_header(km, HDR_TASK_ID, id, sizeof(id));
+        char *sfx = strrchr(id, 's');
         o->fanout_tasks++;
+        /* a shard task: <fan-out id>.s<i>of<n>.c<slice>; its fan-out id is
+         * the task id of the group's fan-out (fanout-<group>) */
+        if (sfx && sfx > id && sfx[-1] == '.' &&
+            sscanf(sfx, "s%uof%u.c%u", &shard, &nshards, &slice) == 3 && shard < nshards &&
+            nshards <= 16) {
+            sfx[-1] = '\0';
+            grp = oracle_group_by_task(o, id);
+            if (grp >= 0) {
+                int *sp = &o->shard_part[grp][shard];
+                o->shard_count[grp] = nshards;
+                *sp = *sp == -1 || *sp == km->partition ? km->partition : -2;
+            }
+        }
         return;
     }
     if (strcmp(type, "push") != 0) {
@@ -543,6 +593,11 @@ static void read_and_check(fcase_t *c, oracle_t *o, const char *what)
     for (size_t i = 0; i < o->nm; i++)
         o->m[i].down = o->m[i].push = 0;
     o->records = o->batches = o->push_tasks = o->fanout_tasks = o->dlq = o->bad = 0;
+    for (int g = 0; g < MAX_GROUPS; g++) {
+        o->shard_count[g] = 0;
+        for (int i = 0; i < 16; i++)
+            o->shard_part[g][i] = -1;
+    }
     h_read_all(c->tp, c->parts, NTOPICS, on_record, &v, 180);
     H_CHECK(o->dlq == 0, "%s: %ld records in the DLQ", what, o->dlq);
     oracle_assert(o, what);
@@ -669,6 +724,9 @@ static void test_correctness(void **state)
     produce_fanouts(c, &o);
     wait_idle(c, "correctness");
     read_and_check(c, &o, "correctness");
+    check_shard_spread(c, &o, "correctness");
+    H_CHECK(o.shard_count[4] == 4, "correctness: the 100,000-member fan-out in %u shards, want 4",
+            o.shard_count[4]);
 
     int64_t want_members, want_status, want_items, items;
     expect_calls(&o, 30000, 8, 4, &want_members, &want_status, &want_items);

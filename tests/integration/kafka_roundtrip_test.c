@@ -3,7 +3,8 @@
  * agree: admin topic creation, idempotent produce with headers, delivery
  * reports, a consumer group reading everything back; a transactional
  * producer learning its topics ahead (mq_txn_learn_topics); mq_consumer
- * handing its handler a faithful copy of each record. Needs
+ * handing its handler a faithful copy of each record, and in ordered mode
+ * sharing its workers across partitions; mq_topic_partitions. Needs
  * IMTASK_KAFKA_BROKERS (the test command passes it with --test_env). */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -201,7 +202,7 @@ static void test_txn_learn_topics(void **state)
     const char *topics[] = {topic, missing};
     assert_int_equal(mq_txn_learn_topics(t, topics, 2, 5000), 1);
     assert_int_equal(mq_txn_begin(t, err, sizeof(err)), MQ_OK);
-    assert_int_equal(mq_txn_produce(t, topic, "k", 1, "learnt", 6, NULL, 0), MQ_OK);
+    assert_int_equal(mq_txn_produce(t, topic, -1, "k", 1, "learnt", 6, NULL, 0), MQ_OK);
     assert_int_equal(mq_txn_abort(t, 30000), MQ_OK);
     mq_txn_destroy(&t);
     assert_null(t);
@@ -282,6 +283,36 @@ static void *copy_run(void *arg)
     return NULL;
 }
 
+/* A consumer of the test topic, group <topic>-<suffix>, two workers, from
+ * the earliest records, run by a thread of its own (*th); *out is set
+ * before the thread starts (the handlers stop the consumer through it). */
+static void start_consumer(const char *suffix, bool ordered, int max_in_flight,
+                           mq_verdict_t (*filter)(void *, const rd_kafka_message_t *, int64_t *,
+                                                  void **),
+                           void (*handle)(void *, mq_msg_t *), mq_consumer_t **out, pthread_t *th)
+{
+    char err[512] = "", group[192];
+    snprintf(group, sizeof(group), "%s-%s", topic, suffix);
+    const char *extra[] = {"auto.offset.reset", "earliest", "log_level", "0", NULL};
+    rd_kafka_conf_t *cc = mq_conf_build(brokers, NULL, extra, err, sizeof(err));
+    assert_non_null(cc);
+    const char *topics[] = {topic, NULL};
+    mq_consumer_opts_t o = {.group_id = group,
+                            .topics = topics,
+                            .workers = 2,
+                            .max_in_flight = max_in_flight,
+                            .max_delayed = 4,
+                            .revoke_timeout_ms = 5000,
+                            .poll_interval_ms = 100,
+                            .ordered_partitions = ordered,
+                            .filter = filter,
+                            .handle = handle};
+    *out = mq_consumer_new(cc, &o, err, sizeof(err));
+    if (!*out)
+        fail_msg("mq_consumer_new: %s", err);
+    assert_int_equal(pthread_create(th, NULL, copy_run, *out), 0);
+}
+
 /* The consumer copies each record out of librdkafka before the handler
  * runs (so a held task does not pin its fetch response): the copy keeps
  * the topic, partition, offset, timestamp, key, value and headers, an
@@ -290,7 +321,7 @@ static void *copy_run(void *arg)
 static void test_consumer_records(void **state)
 {
     (void)state;
-    char err[512] = "", group[192];
+    char err[512] = "";
     rd_kafka_conf_t *pc = rd_kafka_conf_new();
     rd_kafka_conf_set_dr_msg_cb(pc, copy_dr);
     assert_int_equal(rd_kafka_conf_set(pc, "bootstrap.servers", brokers, err, sizeof(err)), 0);
@@ -314,25 +345,8 @@ static void test_consumer_records(void **state)
     assert_int_equal(rd_kafka_flush(p, 30000), RD_KAFKA_RESP_ERR_NO_ERROR);
     rd_kafka_destroy(p);
 
-    snprintf(group, sizeof(group), "%s-copy", topic);
-    const char *extra[] = {"auto.offset.reset", "earliest", "log_level", "0", NULL};
-    rd_kafka_conf_t *cc = mq_conf_build(brokers, NULL, extra, err, sizeof(err));
-    assert_non_null(cc);
-    const char *topics[] = {topic, NULL};
-    mq_consumer_opts_t o = {.group_id = group,
-                            .topics = topics,
-                            .workers = 2,
-                            .max_in_flight = 16,
-                            .max_delayed = 4,
-                            .revoke_timeout_ms = 5000,
-                            .poll_interval_ms = 100,
-                            .filter = copy_filter,
-                            .handle = copy_handle};
-    cs.c = mq_consumer_new(cc, &o, err, sizeof(err));
-    if (!cs.c)
-        fail_msg("mq_consumer_new: %s", err);
     pthread_t th;
-    assert_int_equal(pthread_create(&th, NULL, copy_run, cs.c), 0);
+    start_consumer("copy", false, 16, copy_filter, copy_handle, &cs.c, &th);
     for (int i = 0; i < 600; i++) { /* 60 s at most */
         pthread_mutex_lock(&cs.lock);
         int got = cs.got;
@@ -368,12 +382,176 @@ static void test_consumer_records(void **state)
     assert_int_equal(cs.seen[1].hlen, -1);
 }
 
+/* ---- ordered mode: the workers share one queue ----------------------- */
+
+/* records: partition 0 "block" + 2, partition 1 "hold" + 3, partition 2
+ * (written later) 3 */
+#define ORD_P1 4
+#define ORD_P2 3
+
+static struct {
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    mq_consumer_t *c;
+    bool release_block, release_hold; /* the held records may finish */
+    bool block_started, hold_started;
+    bool block_running;    /* partition 0's first record is in its handler */
+    int got, others_done;  /* handled in all; of partitions 1 and 2 */
+    int running[NPART];    /* handlers of a partition running at once */
+    int overlap;           /* a partition had two at once */
+    int64_t last[NPART];   /* offset of its last handled record */
+    int out_of_order;      /* a partition's records handled out of offset order */
+    int others_while_held; /* of partitions 1 and 2 while partition 0's first was held */
+} ord = {.lock = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER};
+
+static mq_verdict_t ord_filter(void *opaque, const rd_kafka_message_t *m, int64_t *not_before,
+                               void **user)
+{
+    char type[16];
+    (void)opaque;
+    (void)not_before;
+    (void)user;
+    if (mq_header_get(m, "task_type", type, sizeof(type)) < 0 || strcmp(type, "ord") != 0)
+        return MQ_SKIP; /* the other tests' records */
+    return MQ_ACCEPT;
+}
+
+/* Wait (the caller holds ord.lock) until *flag, at most secs. The test
+ * waits 30 s at most for a step, the held records 120 s for the test: a
+ * held record is never let go by its own bound while the test looks. */
+static void ord_wait(const bool *flag, int secs)
+{
+    struct timespec until;
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_sec += secs;
+    while (!*flag)
+        if (pthread_cond_timedwait(&ord.cond, &ord.lock, &until) != 0)
+            break;
+}
+
+static void ord_handle(void *opaque, mq_msg_t *msg)
+{
+    const mq_record_t *r = mq_msg_record(msg);
+    int p = (int)r->partition;
+    (void)opaque;
+    pthread_mutex_lock(&ord.lock);
+    if (++ord.running[p] > 1)
+        ord.overlap++;
+    if (r->offset <= ord.last[p])
+        ord.out_of_order++;
+    ord.last[p] = r->offset;
+    if (r->len == 5 && memcmp(r->payload, "block", 5) == 0) {
+        ord.block_started = ord.block_running = true;
+        pthread_cond_broadcast(&ord.cond);
+        ord_wait(&ord.release_block, 120);
+        ord.block_running = false;
+    } else if (r->len == 4 && memcmp(r->payload, "hold", 4) == 0) {
+        ord.hold_started = true;
+        pthread_cond_broadcast(&ord.cond);
+        ord_wait(&ord.release_hold, 120);
+    }
+    ord.running[p]--;
+    ord.got++;
+    if (p != 0) {
+        ord.others_done++;
+        if (ord.block_running)
+            ord.others_while_held++;
+    }
+    pthread_cond_broadcast(&ord.cond);
+    if (ord.got == 3 + ORD_P1 + ORD_P2)
+        mq_consumer_stop(ord.c);
+    pthread_mutex_unlock(&ord.lock);
+}
+
+static void ord_produce(int part, const char *first, int n)
+{
+    rd_kafka_t *p = new_client(RD_KAFKA_PRODUCER, NULL);
+    for (int i = 0; i < n; i++) {
+        const char *v = i == 0 && first ? first : "work";
+        assert_int_equal(rd_kafka_producev(p, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_PARTITION(part),
+                                           RD_KAFKA_V_VALUE((void *)v, strlen(v)),
+                                           RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+                                           RD_KAFKA_V_HEADER("task_type", "ord", -1),
+                                           RD_KAFKA_V_END),
+                         RD_KAFKA_RESP_ERR_NO_ERROR);
+    }
+    assert_int_equal(rd_kafka_flush(p, 30000), RD_KAFKA_RESP_ERR_NO_ERROR);
+    rd_kafka_destroy(p);
+}
+
+/* Ordered mode (one record of a partition at a time, in offset order, as
+ * exactly-once processing needs), two workers: partition 0's first record
+ * is held for the whole case and partition 1's first until partition 2's
+ * records have arrived (both workers busy meanwhile). Then the freed worker
+ * runs the rest of partition 1 and all of partition 2: a partition waits
+ * only for itself. (Before, a partition was pinned to a worker while it had
+ * records queued there, and partition 2 joined the worker with fewer
+ * queued, partition 0's, behind its held record, while the other worker
+ * went idle.) */
+static void test_ordered_shared_queue(void **state)
+{
+    (void)state;
+    for (int i = 0; i < NPART; i++)
+        ord.last[i] = -1;
+    ord_produce(0, "block", 3);
+    ord_produce(1, "hold", ORD_P1);
+
+    pthread_t th;
+    start_consumer("ord", true, 64, ord_filter, ord_handle, &ord.c, &th);
+
+    pthread_mutex_lock(&ord.lock);
+    ord_wait(&ord.block_started, 30);
+    ord_wait(&ord.hold_started, 30);
+    bool both = ord.block_started && ord.hold_started;
+    pthread_mutex_unlock(&ord.lock);
+    ord_produce(2, NULL, ORD_P2);
+    sleep(2); /* the consumer takes them meanwhile (not a timing check: any delay passes) */
+    pthread_mutex_lock(&ord.lock);
+    ord.release_hold = true;
+    pthread_cond_broadcast(&ord.cond);
+    /* liveness bound only: the records take milliseconds */
+    struct timespec until;
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_sec += 30;
+    while (ord.others_done < ORD_P1 + ORD_P2)
+        if (pthread_cond_timedwait(&ord.cond, &ord.lock, &until) != 0)
+            break;
+    int while_held = ord.others_while_held;
+    ord.release_block = true;
+    pthread_cond_broadcast(&ord.cond);
+    pthread_mutex_unlock(&ord.lock);
+
+    pthread_join(th, NULL);
+    mq_consumer_destroy(&ord.c);
+    assert_true(both); /* the two held records ran at once, one per worker */
+    assert_int_equal(ord.got, 3 + ORD_P1 + ORD_P2);
+    if (while_held != ORD_P1 + ORD_P2)
+        fail_msg("%d of the %d records of partitions 1 and 2 ran while partition 0's first was "
+                 "held: a partition waited for another",
+                 while_held, ORD_P1 + ORD_P2);
+    assert_int_equal(ord.overlap, 0);      /* one at a time per partition */
+    assert_int_equal(ord.out_of_order, 0); /* in offset order */
+}
+
+/* The partition count of a topic, from the cluster; -1 for a topic that
+ * does not exist (the stack's broker does not create topics on demand). */
+static void test_topic_partitions(void **state)
+{
+    (void)state;
+    char missing[160];
+    rd_kafka_t *p = new_client(RD_KAFKA_PRODUCER, NULL);
+    assert_int_equal(mq_topic_partitions(p, topic, 10000), NPART);
+    snprintf(missing, sizeof(missing), "%s-missing", topic);
+    assert_int_equal(mq_topic_partitions(p, missing, 10000), -1);
+    rd_kafka_destroy(p);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_produce_consume),
-        cmocka_unit_test(test_txn_learn_topics),
-        cmocka_unit_test(test_consumer_records),
+        cmocka_unit_test(test_produce_consume),  cmocka_unit_test(test_txn_learn_topics),
+        cmocka_unit_test(test_consumer_records), cmocka_unit_test(test_ordered_shared_queue),
+        cmocka_unit_test(test_topic_partitions),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -23,7 +23,9 @@
 #define DISPATCH_LEARN_MS 2000    /* a new producer learning one task topic's leaders */
 #define DISPATCH_BLOCK_MS 10000
 #define DISPATCH_NUM_MAX 32
-#define DISPATCH_KNOWN_TYPES_MAX 8 /* entries of task_types[] with a skipped series */
+#define DISPATCH_PARTS_TTL_MS 30000 /* the task topic's partition count, asked again after */
+#define DISPATCH_PARTS_ASK_MS 2000  /* one such request at most */
+#define DISPATCH_KNOWN_TYPES_MAX 8  /* entries of task_types[] with a skipped series */
 
 /* ---- configuration ---------------------------------------------------- */
 
@@ -202,6 +204,11 @@ struct dispatch_s {
      * a worker */
     mq_txn_t *txns[1024];
     size_t ntxns, nclaimed;
+    /* the task topic's partition count for dispatch_task_enqueue_spread:
+     * 0 unknown; asked at most every DISPATCH_PARTS_TTL_MS */
+    pthread_mutex_t parts_lock;
+    int task_parts;
+    int64_t task_parts_at;
 };
 
 /* This worker's transactional producer (exactly-once mode). */
@@ -401,9 +408,10 @@ static void dispatch_output_cb(void *opaque, mq_err_t err, const char *errstr, i
     pthread_mutex_unlock(&t->lock);
 }
 
-int dispatch_task_produce(dispatch_task_t *t, const char *topic, const void *key, size_t keylen,
-                          const void *value, size_t len, const mq_header_t *headers,
-                          size_t nheaders)
+/* dispatch_task_produce onto a partition (-1: the key's). */
+static int dispatch_task_produce_at(dispatch_task_t *t, const char *topic, int32_t partition,
+                                    const void *key, size_t keylen, const void *value, size_t len,
+                                    const mq_header_t *headers, size_t nheaders)
 {
     mq_err_t err;
     pthread_mutex_lock(&t->lock);
@@ -415,14 +423,14 @@ int dispatch_task_produce(dispatch_task_t *t, const char *topic, const void *key
     t->outputs_total++;
     if (t->txn) { /* the outcome is known at commit */
         pthread_mutex_unlock(&t->lock);
-        err = mq_txn_produce(t->txn, topic, key, keylen, value, len, headers, nheaders);
+        err = mq_txn_produce(t->txn, topic, partition, key, keylen, value, len, headers, nheaders);
         if (err)
             log_warn("transactional output to %s: %s", topic, mq_err_str(err));
         return err ? -1 : 0;
     }
     t->outputs_pending++;
     pthread_mutex_unlock(&t->lock);
-    err = mq_produce(t->d->producer, topic, -1, key, keylen, value, len, headers, nheaders,
+    err = mq_produce(t->d->producer, topic, partition, key, keylen, value, len, headers, nheaders,
                      DISPATCH_BLOCK_MS, dispatch_output_cb, t);
     if (err) {
         pthread_mutex_lock(&t->lock);
@@ -435,8 +443,43 @@ int dispatch_task_produce(dispatch_task_t *t, const char *topic, const void *key
     return 0;
 }
 
-int dispatch_task_enqueue(dispatch_task_t *t, const char *task_type, const char *task_id,
-                          const void *key, size_t keylen, const void *payload, size_t len)
+int dispatch_task_produce(dispatch_task_t *t, const char *topic, const void *key, size_t keylen,
+                          const void *value, size_t len, const mq_header_t *headers,
+                          size_t nheaders)
+{
+    return dispatch_task_produce_at(t, topic, -1, key, keylen, value, len, headers, nheaders);
+}
+
+/* The task topic's partition count, or 0 when it is not known: asked of
+ * the cluster at most every DISPATCH_PARTS_TTL_MS (partitions may be
+ * added), the last answer kept when asking fails. */
+static int dispatch_task_partitions(dispatch_t *d)
+{
+    int64_t now = clock_mono_ms();
+    pthread_mutex_lock(&d->parts_lock);
+    bool ask = !d->task_parts_at || now - d->task_parts_at >= DISPATCH_PARTS_TTL_MS;
+    if (ask)
+        d->task_parts_at = now; /* one asker; the others use the last answer */
+    int n = d->task_parts;
+    pthread_mutex_unlock(&d->parts_lock);
+    if (!ask || !d->producer)
+        return n;
+    int got =
+        mq_topic_partitions(mq_producer_handle(d->producer), d->conf.topic, DISPATCH_PARTS_ASK_MS);
+    if (got <= 0) {
+        log_warn("partitions of %s: no answer; follow-ups go by their keys", d->conf.topic);
+        return n;
+    }
+    pthread_mutex_lock(&d->parts_lock);
+    d->task_parts = got;
+    pthread_mutex_unlock(&d->parts_lock);
+    return got;
+}
+
+/* dispatch_task_enqueue onto a partition of the task topic (-1: the key's). */
+static int dispatch_task_enqueue_at(dispatch_task_t *t, const char *task_type, const char *task_id,
+                                    int32_t partition, const void *key, size_t keylen,
+                                    const void *payload, size_t len)
 {
     task_t nt = {.created_at_ms = clock_wall_ms()};
     const char *canon = task_type_canonical(task_type);
@@ -463,9 +506,25 @@ int dispatch_task_enqueue(dispatch_task_t *t, const char *task_type, const char 
         {HDR_TASK_ID, nt.task_id, strlen(nt.task_id)},
         {HDR_TRACEPARENT, nt.traceparent, strlen(nt.traceparent)},
     };
-    rc = dispatch_task_produce(t, t->d->conf.topic, key, keylen, buf, blen, h, 3);
+    rc = dispatch_task_produce_at(t, t->d->conf.topic, partition, key, keylen, buf, blen, h, 3);
     free(buf);
     return rc;
+}
+
+int dispatch_task_enqueue(dispatch_task_t *t, const char *task_type, const char *task_id,
+                          const void *key, size_t keylen, const void *payload, size_t len)
+{
+    return dispatch_task_enqueue_at(t, task_type, task_id, -1, key, keylen, payload, len);
+}
+
+int dispatch_task_enqueue_spread(dispatch_task_t *t, const char *task_type, const char *task_id,
+                                 uint32_t slot, const void *key, size_t keylen, const void *payload,
+                                 size_t len)
+{
+    int n = dispatch_task_partitions(t->d);
+    return dispatch_task_enqueue_at(t, task_type, task_id,
+                                    n > 0 ? (int32_t)(slot % (uint32_t)n) : -1, key, keylen,
+                                    payload, len);
 }
 
 /* Wait for every output of this attempt; returns the number that failed. */
@@ -699,7 +758,7 @@ static int dispatch_write_record(dispatch_t *d, mq_msg_t *msg, const char *topic
             break;
         mq_err_t err = mq_txn_begin(txn, errstr, sizeof(errstr));
         if (err == MQ_OK) {
-            err = mq_txn_produce(txn, topic, key, keylen, value, len, h, nh);
+            err = mq_txn_produce(txn, topic, -1, key, keylen, value, len, h, nh);
             if (err == MQ_OK) {
                 /* aborts, or replaces the producer, when it fails */
                 if (dispatch_txn_commit(d, txn, msg, errstr, sizeof(errstr)) == MQ_OK)
@@ -1257,6 +1316,7 @@ dispatch_t *dispatch_new(const char *name)
         return NULL;
     d->name = name;
     pthread_mutex_init(&d->txn_lock, NULL);
+    pthread_mutex_init(&d->parts_lock, NULL);
     pthread_mutex_init(&d->ready_lock, NULL);
     return d;
 }
@@ -1271,6 +1331,7 @@ void dispatch_destroy(dispatch_t **dp)
             d->procs[i].ops->destroy(d->procs[i].state);
     }
     pthread_mutex_destroy(&d->txn_lock);
+    pthread_mutex_destroy(&d->parts_lock);
     pthread_mutex_destroy(&d->ready_lock);
     free(d);
     *dp = NULL;

@@ -38,8 +38,7 @@ typedef struct mq_part_s {
     int delayed;    /* in the delay heap, this generation */
     bool blocked;   /* ordered mode: a delayed message holds the partition */
     bool dirty;     /* finished offsets not yet stored */
-    int lane;       /* ordered mode: the lane of its queued messages */
-    int queued;     /* messages in a lane, not yet handed back (any generation) */
+    bool busy;      /* ordered mode: a worker runs one of its messages (under lanes[0].lock) */
     int64_t stored; /* last offset stored, -1 none */
     metrics_series_t *lag;
 } mq_part_t;
@@ -59,7 +58,6 @@ struct mq_msg_s {
     void *user;
     int64_t not_before_ms;
     atomic_bool abandoned;
-    int lane;
     mq_msg_t *next;
 };
 
@@ -71,7 +69,6 @@ typedef struct {
     mq_consumer_t *c;
     bool started;
     mq_msg_t *pend_head, *pend_tail; /* poll thread only: dispatched, not yet handed over */
-    int load;                        /* poll thread only: dispatched, not yet handed back */
 } mq_lane_t;
 
 struct mq_consumer_s {
@@ -85,6 +82,8 @@ struct mq_consumer_s {
     mq_part_t *parts[MQ_MAX_PARTS];
     size_t nparts;
 
+    /* keyed mode: one queue per worker; ordered mode: every worker takes
+     * from lanes[0]'s queue (the others' stay empty) */
     mq_lane_t *lanes;
     unsigned rr; /* round robin for keyless messages */
     atomic_bool lanes_quit;
@@ -420,26 +419,63 @@ static void *mq_lane_thread(void *arg)
     }
 }
 
+/* Ordered mode: every worker takes from one queue (lanes[0]'s) the first
+ * message whose partition no worker is running, runs it and marks the
+ * partition free again; so a partition's messages run one at a time in
+ * offset order, and a worker is idle only when every queued message waits
+ * for its partition. (Pinning a partition to a worker while it had queued
+ * messages left a worker running two partitions' chains of tasks one after
+ * the other while the others had nothing: the end of a sharded fan-out.) */
+static void *mq_ordered_thread(void *arg)
+{
+    mq_lane_t *q = arg;
+    mq_consumer_t *c = q->c;
+    for (;;) {
+        mq_msg_t *m = NULL, *prev = NULL;
+        pthread_mutex_lock(&q->lock);
+        for (;;) {
+            for (prev = NULL, m = q->head; m && m->part->busy; prev = m, m = m->next)
+                ;
+            if (m || (atomic_load(&c->lanes_quit) && !q->head))
+                break;
+            pthread_cond_wait(&q->cond, &q->lock);
+        }
+        if (!m) { /* quitting and empty */
+            pthread_mutex_unlock(&q->lock);
+            return NULL;
+        }
+        if (prev)
+            prev->next = m->next;
+        else
+            q->head = m->next;
+        if (q->tail == m)
+            q->tail = prev;
+        m->next = NULL;
+        mq_part_t *p = m->part; /* parts live as long as the consumer */
+        p->busy = true;
+        pthread_mutex_unlock(&q->lock);
+
+        atomic_store(&m->refs, 1);
+        if (!atomic_load(&c->lanes_quit) && atomic_load(&p->gen) == m->gen)
+            c->opts.handle(c->opts.opaque, m);
+        pthread_mutex_lock(&q->lock);
+        p->busy = false;
+        pthread_cond_broadcast(&q->cond); /* its next message may be waiting */
+        pthread_mutex_unlock(&q->lock);
+        if (atomic_fetch_sub(&m->refs, 1) == 1)
+            mq_complete_list(c, m, m);
+    }
+}
+
 /* The lane of a message. Keyed mode: FNV-1a over the partition and the
- * key, so one key keeps one lane and its order. Ordered mode: while the
- * partition has a message in a lane, that lane (one at a time, in order);
- * else the lane with the least work, so partitions spread over the workers
- * by their work rather than by a hash (a hash of 6 partitions over 4 lanes
- * can leave a lane with none and another with three). */
+ * key, so one key keeps one lane and its order. Ordered mode: the one
+ * queue all workers take from. */
 static int mq_lane_of(mq_consumer_t *c, const mq_msg_t *m)
 {
     const mq_record_t *r = &m->rec;
     int n = c->opts.workers;
-    if (c->opts.ordered_partitions) {
-        if (m->part->queued > 0)
-            return m->part->lane;
-        int best = (int)(c->rr++ % (unsigned)n); /* ties: take turns */
-        for (int i = 0; i < n; i++) {
-            if (c->lanes[i].load < c->lanes[best].load)
-                best = i;
-        }
-        return best;
-    }
+    if (c->opts.ordered_partitions)
+        return 0;
     if (!r->key || r->key_len == 0)
         return (int)(c->rr++ % (unsigned)n);
     uint32_t h = 2166136261u;
@@ -452,11 +488,7 @@ static int mq_lane_of(mq_consumer_t *c, const mq_msg_t *m)
 /* Queue m for its lane; mq_lanes_flush hands the queued messages over. */
 static void mq_dispatch(mq_consumer_t *c, mq_msg_t *m)
 {
-    m->lane = mq_lane_of(c, m);
-    mq_lane_t *lane = &c->lanes[m->lane];
-    lane->load++;
-    m->part->lane = m->lane;
-    m->part->queued++;
+    mq_lane_t *lane = &c->lanes[mq_lane_of(c, m)];
     m->part->running++;
     c->outstanding++;
     m->next = NULL;
@@ -481,7 +513,10 @@ static void mq_lanes_flush(mq_consumer_t *c)
         else
             lane->head = lane->pend_head;
         lane->tail = lane->pend_tail;
-        pthread_cond_signal(&lane->cond);
+        if (c->opts.ordered_partitions) /* any worker may take them */
+            pthread_cond_broadcast(&lane->cond);
+        else
+            pthread_cond_signal(&lane->cond);
         pthread_mutex_unlock(&lane->lock);
         lane->pend_head = lane->pend_tail = NULL;
     }
@@ -529,8 +564,6 @@ static void mq_drain_done(mq_consumer_t *c)
         mq_part_t *p = m->part;
         list = m->next;
         c->outstanding--;
-        c->lanes[m->lane].load--;
-        p->queued--;
         if (p->assigned && m->gen == atomic_load(&p->gen)) {
             p->running--;
             if (atomic_load(&m->abandoned))
@@ -1147,7 +1180,10 @@ mq_consumer_t *mq_consumer_new(rd_kafka_conf_t *conf, const mq_consumer_opts_t *
         pthread_mutex_init(&lane->lock, NULL);
         pthread_cond_init(&lane->cond, NULL);
         lane->c = c;
-        if (pthread_create(&lane->thread, NULL, mq_lane_thread, lane) != 0) {
+        int rc = opts->ordered_partitions
+                     ? pthread_create(&lane->thread, NULL, mq_ordered_thread, &c->lanes[0])
+                     : pthread_create(&lane->thread, NULL, mq_lane_thread, lane);
+        if (rc != 0) {
             snprintf(err, errlen, "cannot start worker %d", i);
             c->opts.workers = i; /* destroy joins only the started ones */
             mq_consumer_destroy(&c);

@@ -208,6 +208,22 @@ rd_kafka_t *mq_producer_handle(mq_producer_t *p)
     return p->rk;
 }
 
+int mq_topic_partitions(rd_kafka_t *rk, const char *topic, int timeout_ms)
+{
+    const struct rd_kafka_metadata *md = NULL;
+    rd_kafka_topic_t *rkt = rd_kafka_topic_new(rk, topic, NULL);
+    if (!rkt)
+        return -1;
+    rd_kafka_resp_err_t e = rd_kafka_metadata(rk, 0, rkt, &md, timeout_ms);
+    int n = e == RD_KAFKA_RESP_ERR_NO_ERROR && md->topic_cnt == 1 && !md->topics[0].err
+                ? md->topics[0].partition_cnt
+                : -1;
+    if (md)
+        rd_kafka_metadata_destroy(md);
+    rd_kafka_topic_destroy(rkt);
+    return n > 0 ? n : -1;
+}
+
 int mq_producer_outq_len(mq_producer_t *p)
 {
     return rd_kafka_outq_len(p->rk);

@@ -122,8 +122,9 @@ mq_err_t mq_txn_begin(mq_txn_t *t, char *errstr, size_t errlen)
     return MQ_OK;
 }
 
-mq_err_t mq_txn_produce(mq_txn_t *t, const char *topic, const void *key, size_t keylen,
-                        const void *value, size_t len, const mq_header_t *headers, size_t nheaders)
+mq_err_t mq_txn_produce(mq_txn_t *t, const char *topic, int32_t partition, const void *key,
+                        size_t keylen, const void *value, size_t len, const mq_header_t *headers,
+                        size_t nheaders)
 {
     rd_kafka_headers_t *hdrs = NULL;
     rd_kafka_resp_err_t e;
@@ -136,8 +137,9 @@ mq_err_t mq_txn_produce(mq_txn_t *t, const char *topic, const void *key, size_t 
                 rd_kafka_header_add(hdrs, headers[i].name, -1, headers[i].value,
                                     (ssize_t)headers[i].len);
         }
-        e = rd_kafka_producev(t->rk, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_KEY(key, keylen),
-                              RD_KAFKA_V_VALUE((void *)value, len),
+        e = rd_kafka_producev(t->rk, RD_KAFKA_V_TOPIC(topic),
+                              RD_KAFKA_V_PARTITION(partition), /* -1: RD_KAFKA_PARTITION_UA */
+                              RD_KAFKA_V_KEY(key, keylen), RD_KAFKA_V_VALUE((void *)value, len),
                               RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_HEADERS(hdrs),
                               RD_KAFKA_V_END);
         if (e == RD_KAFKA_RESP_ERR_NO_ERROR)

@@ -87,6 +87,16 @@ int dispatch_task_produce(dispatch_task_t *t, const char *topic, const void *key
  * one. The trace id is carried over. */
 int dispatch_task_enqueue(dispatch_task_t *t, const char *task_type, const char *task_id,
                           const void *key, size_t keylen, const void *payload, size_t len);
+/* The same onto partition slot % N of the task topic (N: its partitions,
+ * asked of the cluster at most every 30 s), for the independent pieces of
+ * one job (the shards of a fan-out) numbered from any start: they spread
+ * evenly over the partitions instead of where their keys' hashes fall. In
+ * exactly-once mode a partition's tasks run one after the other, so two
+ * pieces on one partition wait for each other while other workers may be
+ * idle. While N is unknown (no answer yet), the key decides. */
+int dispatch_task_enqueue_spread(dispatch_task_t *t, const char *task_type, const char *task_id,
+                                 uint32_t slot, const void *key, size_t keylen, const void *payload,
+                                 size_t len);
 
 typedef struct {
     int api_version; /* DISPATCH_API_VERSION */

@@ -115,6 +115,10 @@ mq_err_t mq_produce_sync(mq_producer_t *p, const char *topic, int32_t partition,
                          size_t nheaders, int timeout_ms, char *errstr, size_t errlen);
 mq_err_t mq_producer_flush(mq_producer_t *p, int timeout_ms);
 rd_kafka_t *mq_producer_handle(mq_producer_t *p);
+/* The partition count of topic, asked of the cluster (one metadata request,
+ * at most timeout_ms), or -1 when it cannot be known (no such topic, no
+ * broker). */
+int mq_topic_partitions(rd_kafka_t *rk, const char *topic, int timeout_ms);
 /* Records queued and not yet reported. */
 int mq_producer_outq_len(mq_producer_t *p);
 
@@ -139,9 +143,11 @@ void mq_txn_destroy(mq_txn_t **tp); /* aborts an open transaction; NULL no-op */
  * its first record instead). */
 int mq_txn_learn_topics(mq_txn_t *t, const char *const *topics, size_t n, int timeout_ms);
 mq_err_t mq_txn_begin(mq_txn_t *t, char *errstr, size_t errlen);
-/* Queue a record in the open transaction; its outcome is known at commit. */
-mq_err_t mq_txn_produce(mq_txn_t *t, const char *topic, const void *key, size_t keylen,
-                        const void *value, size_t len, const mq_header_t *headers, size_t nheaders);
+/* Queue a record in the open transaction; its outcome is known at commit.
+ * partition -1 (RD_KAFKA_PARTITION_UA): the key's, by the partitioner. */
+mq_err_t mq_txn_produce(mq_txn_t *t, const char *topic, int32_t partition, const void *key,
+                        size_t keylen, const void *value, size_t len, const mq_header_t *headers,
+                        size_t nheaders);
 /* Add the offset after `input` for the group of `consumer` and commit.
  * MQ_OK: outputs and offset are committed. MQ_ERR_KAFKA: aborted, nothing
  * visible, try again. MQ_ERR_FATAL: the producer is unusable (fenced):
@@ -169,10 +175,10 @@ typedef struct {
     int64_t revoke_timeout_ms; /* how long a revoke waits for in-flight work */
     int64_t poll_interval_ms;  /* poll timeout: bounds the latency of completions */
     /* One message of a partition at a time, in offset order (for
-     * transactions: committing offset N+1 is then safe). A partition with
-     * no message in a worker's queue goes to the worker with the least
-     * queued, so partitions share the workers by their work. A delayed
-     * message pauses its partition until it is due. */
+     * transactions: committing offset N+1 is then safe). The workers share
+     * one queue: a free worker takes the oldest message whose partition no
+     * other worker is running, so no worker waits while another partition
+     * has work. A delayed message pauses its partition until it is due. */
     bool ordered_partitions;
     /* Offsets are committed by the handler's transactions (mq_txn_commit),
      * never by the consumer: no offset store, no auto-commit, no commit on
