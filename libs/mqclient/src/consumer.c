@@ -33,12 +33,15 @@ typedef struct mq_part_s {
     mq_offsets_t *offsets; /* NULL while not assigned */
     _Atomic uint32_t gen;  /* bumped on assign and revoke; workers read it */
     bool assigned;
-    bool paused;    /* as we told librdkafka */
-    int running;    /* dispatched in this generation, not completed */
-    int delayed;    /* in the delay heap, this generation */
-    bool blocked;   /* ordered mode: a delayed message holds the partition */
-    bool dirty;     /* finished offsets not yet stored */
-    bool busy;      /* ordered mode: a worker runs one of its messages (under lanes[0].lock) */
+    bool paused;  /* as we told librdkafka */
+    int running;  /* dispatched in this generation, not completed */
+    int delayed;  /* in the delay heap, this generation */
+    bool blocked; /* ordered mode: a delayed message holds the partition */
+    bool dirty;   /* finished offsets not yet stored */
+    /* ordered mode, under lanes[0].lock: a worker runs one of its messages;
+     * when the last one started (ord_seq); the last scan that saw it */
+    bool busy;
+    uint64_t started, seen;
     int64_t stored; /* last offset stored, -1 none */
     metrics_series_t *lag;
 } mq_part_t;
@@ -85,7 +88,8 @@ struct mq_consumer_s {
     /* keyed mode: one queue per worker; ordered mode: every worker takes
      * from lanes[0]'s queue (the others' stay empty) */
     mq_lane_t *lanes;
-    unsigned rr; /* round robin for keyless messages */
+    unsigned rr;                /* round robin for keyless messages */
+    uint64_t ord_seq, ord_scan; /* ordered mode, under lanes[0].lock */
     atomic_bool lanes_quit;
 
     /* completions: workers -> poll thread */
@@ -419,9 +423,34 @@ static void *mq_lane_thread(void *arg)
     }
 }
 
-/* Ordered mode: every worker takes from one queue (lanes[0]'s) the first
- * message whose partition no worker is running, runs it and marks the
- * partition free again; so a partition's messages run one at a time in
+/* Ordered mode: the next message for a free worker (the caller holds
+ * q->lock), *prev its predecessor in q: of the partitions no worker is
+ * running, the oldest queued message of the one that started a message
+ * longest ago (round robin over the partitions with work: a partition that
+ * was fetched first does not run its whole queue before the others start,
+ * which left one partition's chain of slice tasks alone at the end of a
+ * sharded fan-out). NULL when every queued message waits for its partition. */
+static mq_msg_t *mq_ordered_next(mq_consumer_t *c, mq_lane_t *q, mq_msg_t **prev)
+{
+    mq_msg_t *best = NULL;
+    uint64_t scan = ++c->ord_scan;
+    *prev = NULL;
+    for (mq_msg_t *m = q->head, *before = NULL; m; before = m, m = m->next) {
+        mq_part_t *p = m->part;
+        if (p->busy || p->seen == scan) /* running, or not its oldest */
+            continue;
+        p->seen = scan;
+        if (!best || p->started < best->part->started) {
+            best = m;
+            *prev = before;
+        }
+    }
+    return best;
+}
+
+/* Ordered mode: every worker takes from one queue (lanes[0]'s) a message
+ * whose partition no worker is running (mq_ordered_next), runs it and marks
+ * the partition free again; so a partition's messages run one at a time in
  * offset order, and a worker is idle only when every queued message waits
  * for its partition. (Pinning a partition to a worker while it had queued
  * messages left a worker running two partitions' chains of tasks one after
@@ -434,8 +463,7 @@ static void *mq_ordered_thread(void *arg)
         mq_msg_t *m = NULL, *prev = NULL;
         pthread_mutex_lock(&q->lock);
         for (;;) {
-            for (prev = NULL, m = q->head; m && m->part->busy; prev = m, m = m->next)
-                ;
+            m = mq_ordered_next(c, q, &prev);
             if (m || (atomic_load(&c->lanes_quit) && !q->head))
                 break;
             pthread_cond_wait(&q->cond, &q->lock);
@@ -453,6 +481,7 @@ static void *mq_ordered_thread(void *arg)
         m->next = NULL;
         mq_part_t *p = m->part; /* parts live as long as the consumer */
         p->busy = true;
+        p->started = ++c->ord_seq;
         pthread_mutex_unlock(&q->lock);
 
         atomic_store(&m->refs, 1);

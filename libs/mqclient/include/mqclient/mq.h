@@ -176,9 +176,10 @@ typedef struct {
     int64_t poll_interval_ms;  /* poll timeout: bounds the latency of completions */
     /* One message of a partition at a time, in offset order (for
      * transactions: committing offset N+1 is then safe). The workers share
-     * one queue: a free worker takes the oldest message whose partition no
-     * other worker is running, so no worker waits while another partition
-     * has work. A delayed message pauses its partition until it is due. */
+     * one queue: a free worker takes the oldest message of a partition no
+     * other worker is running, the partitions with work taking turns, so no
+     * worker waits while another partition has work. A delayed message
+     * pauses its partition until it is due. */
     bool ordered_partitions;
     /* Offsets are committed by the handler's transactions (mq_txn_commit),
      * never by the consumer: no offset store, no auto-commit, no commit on
