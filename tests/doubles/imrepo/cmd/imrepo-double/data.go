@@ -130,17 +130,6 @@ func decodeCursor(kind, c string) (int64, error) {
 	return k, nil
 }
 
-func onlineStatus(cfg *dataConfig, uid string) *pb.OnlineStatus {
-	ratio, gws, _, _ := cfg.get()
-	h := fnvMore(fnv1a64(uid), "|online")
-	st := &pb.OnlineStatus{UserId: uid, LastSeen: epochMs + int64(h%1_000_000_000)}
-	if float64(h%1_000_000) < ratio*1_000_000 {
-		st.IsOnline = true
-		st.GatewayId = "gw-" + strconv.FormatUint((h/1_000_000)%uint64(gws)+1, 10)
-	}
-	return st
-}
-
 var locales = []string{"en-US", "zh-CN", "de-DE", "ja-JP", "fr-FR"}
 
 func userDevices(cfg *dataConfig, st *dataState, uid string) []*pb.Device {

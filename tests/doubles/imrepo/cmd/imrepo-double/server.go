@@ -212,11 +212,6 @@ type groupSvc struct {
 	index *shardIndex // nil: every shard page scans the group
 }
 
-func groupMember(gid string, base, k int64) *pb.GroupMember {
-	return &pb.GroupMember{GroupId: gid, UserId: "u" + strconv.FormatInt(base+k, 10),
-		Role: memberRole(k), JoinedAt: epochMs + k*1000}
-}
-
 func (s *groupSvc) GetGroupMembers(_ context.Context, r *pb.GetGroupMembersRequest) (*pb.GetGroupMembersResponse, error) {
 	if r.GroupId == "" {
 		return nil, status.Error(codes.InvalidArgument, "group_id is required")
@@ -254,7 +249,9 @@ func (s *groupSvc) GetGroupMembers(_ context.Context, r *pb.GetGroupMembersReque
 			}
 		}
 	}
-	resp := &pb.GetGroupMembersResponse{Total: n, Members: make([]*pb.GroupMember, 0, limit)}
+	resp := &pb.GetGroupMembersResponse{Total: n}
+	var scratch [128]byte
+	raw := make([]byte, 0, limit*48) // the members, as wire bytes (wire.go)
 	var ks []int32
 	if r.RoleFilter == pb.GroupRole_GROUP_ROLE_UNSPECIFIED {
 		ks = s.index.get(r.GroupId, base, n, shards, uint64(r.ShardIndex))
@@ -263,21 +260,22 @@ func (s *groupSvc) GetGroupMembers(_ context.Context, r *pb.GetGroupMembersReque
 		var page []int32
 		page, k = indexPage(ks, k, limit, n)
 		for _, pk := range page {
-			resp.Members = append(resp.Members, groupMember(r.GroupId, base, int64(pk)))
+			raw = appendMember(raw, scratch[:], r.GroupId, base, int64(pk))
 		}
 	} else {
-		for ; k < n && len(resp.Members) < limit; k++ {
+		for taken := 0; k < n && taken < limit; k++ {
 			if !match(k) {
 				continue
 			}
-			resp.Members = append(resp.Members, groupMember(r.GroupId, base, k))
+			raw = appendMember(raw, scratch[:], r.GroupId, base, k)
+			taken++
 		}
 	}
 	if k < n {
 		resp.HasMore = true
 		resp.NextCursor = encodeCursor("members", k)
 	}
-	return resp, nil
+	return withRaw(resp, raw), nil
 }
 
 func (s *groupSvc) GetGroupMemberCount(_ context.Context, r *pb.GetGroupMemberCountRequest) (*pb.GetGroupMemberCountResponse, error) {
@@ -287,15 +285,13 @@ func (s *groupSvc) GetGroupMemberCount(_ context.Context, r *pb.GetGroupMemberCo
 	return &pb.GetGroupMemberCountResponse{Total: groupSize(r.GroupId)}, nil
 }
 
-func (s *groupSvc) statuses(ids []string) ([]*pb.OnlineStatus, error) {
+// statuses: the online status of each id, in their order, as the wire
+// bytes of the responses' repeated field 1 (wire.go).
+func (s *groupSvc) statuses(ids []string) ([]byte, error) {
 	if len(ids) > maxBatch {
 		return nil, status.Errorf(codes.InvalidArgument, "batch of %d user ids over %d", len(ids), maxBatch)
 	}
-	out := make([]*pb.OnlineStatus, len(ids))
-	for i, id := range ids {
-		out[i] = onlineStatus(s.d.cfg, id)
-	}
-	return out, nil
+	return s.statusesRaw(ids), nil
 }
 
 func (s *groupSvc) GetMembersOnlineStatus(_ context.Context, r *pb.GetMembersOnlineStatusRequest) (*pb.GetMembersOnlineStatusResponse, error) {
@@ -303,7 +299,7 @@ func (s *groupSvc) GetMembersOnlineStatus(_ context.Context, r *pb.GetMembersOnl
 	if err != nil {
 		return nil, err
 	}
-	return &pb.GetMembersOnlineStatusResponse{Statuses: st}, nil
+	return withRaw(&pb.GetMembersOnlineStatusResponse{}, st), nil
 }
 
 type onlineSvc struct {
@@ -316,7 +312,7 @@ func (s *onlineSvc) GetUsersOnlineStatus(_ context.Context, r *pb.GetUsersOnline
 	if err != nil {
 		return nil, err
 	}
-	return &pb.GetUsersOnlineStatusResponse{Statuses: st}, nil
+	return withRaw(&pb.GetUsersOnlineStatusResponse{}, st), nil
 }
 
 type deviceSvc struct {

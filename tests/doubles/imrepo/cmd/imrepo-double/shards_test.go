@@ -34,11 +34,13 @@ func TestShardIndexAnswersAsTheScan(t *testing.T) {
 				if pages > 100000 {
 					t.Fatalf("%s shard %d/%d: the pages do not end", c.group, i, c.shards)
 				}
-				a, errA := indexed.GetGroupMembers(ctx, req)
-				b, errB := scanned.GetGroupMembers(ctx, req)
+				ra, errA := indexed.GetGroupMembers(ctx, req)
+				rb, errB := scanned.GetGroupMembers(ctx, req)
 				if errA != nil || errB != nil {
 					t.Fatalf("%s shard %d/%d: errors %v / %v", c.group, i, c.shards, errA, errB)
 				}
+				a := decoded(t, ra, &pb.GetGroupMembersResponse{})
+				b := decoded(t, rb, &pb.GetGroupMembersResponse{})
 				if !proto.Equal(a, b) {
 					t.Fatalf("%s shard %d/%d page %d (cursor %q): indexed %d members next %q more %v; scanned %d members next %q more %v",
 						c.group, i, c.shards, pages, req.Cursor, len(a.Members), a.NextCursor, a.HasMore,
