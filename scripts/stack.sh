@@ -185,6 +185,19 @@ wait_for() {
   done
 }
 
+# A service this run started (STARTED_AT: when; empty when it was running
+# already) answers: wait_for its check, then make sure the pid is ours.
+#   wait_started NAME STARTED_AT LOG WHAT CHECK...
+wait_started() {
+  local svc=$1 started=$2 logf=$3 what=$4 pid
+  shift 4
+  [[ -n $started ]] || return 0
+  pid=$(pid_of "$svc")
+  wait_for "$svc" "$pid" "$logf" "$started" "$what" "$@"
+  is_ours "$svc" "$pid" || die "$svc: pid $pid is not the expected process"
+  log "$svc: ready (pid $pid) in $(secs_since "$started")"
+}
+
 # Starts a detached process (own session, so it outlives this shell and its
 # process group) and records its pid.
 spawn() { # service logfile command...
@@ -491,13 +504,7 @@ start_etcd() {
 }
 
 wait_etcd() {
-  local pid
-  [[ -n ${ETCD_STARTED_AT:-} ]] || return 0
-  pid=$(pid_of etcd)
-  wait_for etcd "$pid" "$ETCD_DIR/etcd.log" "$ETCD_STARTED_AT" \
-    "$ETCD_ENDPOINT/health" etcd_healthy
-  is_ours etcd "$pid" || die "etcd: pid $pid is not the expected process"
-  log "etcd: ready (pid $pid) in $(secs_since "$ETCD_STARTED_AT")"
+  wait_started etcd "${ETCD_STARTED_AT:-}" "$ETCD_DIR/etcd.log" "$ETCD_ENDPOINT/health" etcd_healthy
 }
 
 # ----------------------------------------------------------- im-repo double
@@ -562,13 +569,8 @@ start_imrepo() {
 }
 
 wait_imrepo() {
-  local pid
-  [[ -n ${IMREPO_STARTED_AT:-} ]] || return 0
-  pid=$(pid_of imrepo)
-  wait_for imrepo "$pid" "$IMREPO_DIR/imrepo.log" "$IMREPO_STARTED_AT" \
-    "$IMREPO_ADMIN/healthz" imrepo_healthy
-  is_ours imrepo "$pid" || die "imrepo: pid $pid is not the expected process"
-  log "imrepo: ready (pid $pid) in $(secs_since "$IMREPO_STARTED_AT")"
+  wait_started imrepo "${IMREPO_STARTED_AT:-}" "$IMREPO_DIR/imrepo.log" "$IMREPO_ADMIN/healthz" \
+    imrepo_healthy
 }
 
 # ------------------------------------------------------- moderation double
@@ -600,13 +602,8 @@ start_moderation() {
 }
 
 wait_moderation() {
-  local pid
-  [[ -n ${MODERATION_STARTED_AT:-} ]] || return 0
-  pid=$(pid_of moderation)
-  wait_for moderation "$pid" "$MODERATION_DIR/moderation.log" "$MODERATION_STARTED_AT" \
+  wait_started moderation "${MODERATION_STARTED_AT:-}" "$MODERATION_DIR/moderation.log" \
     "$MODERATION_ADDR/healthz" moderation_healthy
-  is_ours moderation "$pid" || die "moderation: pid $pid is not the expected process"
-  log "moderation: ready (pid $pid) in $(secs_since "$MODERATION_STARTED_AT")"
 }
 
 # ------------------------------------------------------------- push doubles
@@ -639,12 +636,7 @@ start_push() {
 }
 
 wait_push() {
-  local pid
-  [[ -n ${PUSH_STARTED_AT:-} ]] || return 0
-  pid=$(pid_of push)
-  wait_for push "$pid" "$PUSH_DIR/push.log" "$PUSH_STARTED_AT" "$PUSH_ADMIN/healthz" push_healthy
-  is_ours push "$pid" || die "push: pid $pid is not the expected process"
-  log "push: ready (pid $pid) in $(secs_since "$PUSH_STARTED_AT")"
+  wait_started push "${PUSH_STARTED_AT:-}" "$PUSH_DIR/push.log" "$PUSH_ADMIN/healthz" push_healthy
 }
 
 # --------------------------------------------------------------- S3 (moto)
@@ -706,12 +698,7 @@ start_s3() {
 }
 
 wait_s3() {
-  local pid
-  [[ -n ${S3_STARTED_AT:-} ]] || return 0
-  pid=$(pid_of s3)
-  wait_for s3 "$pid" "$S3_DIR/s3.log" "$S3_STARTED_AT" "$S3_ADDR/" s3_healthy
-  is_ours s3 "$pid" || die "s3: pid $pid is not the expected process"
-  log "s3: ready (pid $pid) in $(secs_since "$S3_STARTED_AT")"
+  wait_started s3 "${S3_STARTED_AT:-}" "$S3_DIR/s3.log" "$S3_ADDR/" s3_healthy
 }
 
 # ----------------------------------------------------------------- commands
@@ -815,50 +802,32 @@ cmd_down() {
   log "down in $(secs_since "$t0")"
 }
 
+# One service's status line: up when its pid runs and its check answers.
+#   status_of NAME CHECK UP_TEXT DOWN_TEXT   (CHECK: a command, e.g. etcd_healthy)
+status_of() {
+  local name=$1 check=$2 up=$3 down=$4 pid
+  pid=$(running_pid "$name")
+  if [[ -n $pid ]] && $check; then
+    log "$(printf '%-10s' "$name") up    pid $pid  $up"
+  else
+    log "$(printf '%-10s' "$name") down  ${pid:+pid $pid (not answering)  }$down"
+    return 1
+  fi
+}
+
+kafka_port_open() { port_open "$KAFKA_PORT"; }
+
 cmd_status() {
-  local pid rc=0
-  pid=$(running_pid kafka)
-  if [[ -n $pid ]] && port_open "$KAFKA_PORT"; then
-    log "kafka up    pid $pid  $KAFKA_BOOTSTRAP (controller $HOST:$KAFKA_CONTROLLER_PORT)"
-  else
-    log "kafka down  ${pid:+pid $pid (not answering)  }$KAFKA_BOOTSTRAP"
-    rc=1
-  fi
-  pid=$(running_pid etcd)
-  if [[ -n $pid ]] && etcd_healthy; then
-    log "etcd  up    pid $pid  $ETCD_ENDPOINT"
-  else
-    log "etcd  down  ${pid:+pid $pid (not healthy)  }$ETCD_ENDPOINT"
-    rc=1
-  fi
-  pid=$(running_pid imrepo)
-  if [[ -n $pid ]] && imrepo_healthy; then
-    log "imrepo up   pid $pid  $IMREPO_ADDR (admin $IMREPO_ADMIN)"
-  else
-    log "imrepo down ${pid:+pid $pid (not answering)  }$IMREPO_ADDR"
-    rc=1
-  fi
-  pid=$(running_pid moderation)
-  if [[ -n $pid ]] && moderation_healthy; then
-    log "moderation up pid $pid  $MODERATION_ADDR"
-  else
-    log "moderation down ${pid:+pid $pid (not answering)  }$MODERATION_ADDR"
-    rc=1
-  fi
-  pid=$(running_pid push)
-  if [[ -n $pid ]] && push_healthy; then
-    log "push  up    pid $pid  APNs https://$HOST:$PUSH_PORT, FCM https://$HOST:$((PUSH_PORT + 1)) (admin $PUSH_ADMIN)"
-  else
-    log "push  down  ${pid:+pid $pid (not answering)  }admin $PUSH_ADMIN"
-    rc=1
-  fi
-  pid=$(running_pid s3)
-  if [[ -n $pid ]] && s3_healthy; then
-    log "s3    up    pid $pid  $S3_ADDR"
-  else
-    log "s3    down  ${pid:+pid $pid (not answering)  }$S3_ADDR"
-    rc=1
-  fi
+  local rc=0
+  status_of kafka kafka_port_open "$KAFKA_BOOTSTRAP (controller $HOST:$KAFKA_CONTROLLER_PORT)" \
+    "$KAFKA_BOOTSTRAP" || rc=1
+  status_of etcd etcd_healthy "$ETCD_ENDPOINT" "$ETCD_ENDPOINT" || rc=1
+  status_of imrepo imrepo_healthy "$IMREPO_ADDR (admin $IMREPO_ADMIN)" "$IMREPO_ADDR" || rc=1
+  status_of moderation moderation_healthy "$MODERATION_ADDR" "$MODERATION_ADDR" || rc=1
+  status_of push push_healthy \
+    "APNs https://$HOST:$PUSH_PORT, FCM https://$HOST:$((PUSH_PORT + 1)) (admin $PUSH_ADMIN)" \
+    "admin $PUSH_ADMIN" || rc=1
+  status_of s3 s3_healthy "$S3_ADDR" "$S3_ADDR" || rc=1
   return $rc
 }
 
