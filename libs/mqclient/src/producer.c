@@ -218,6 +218,9 @@ int mq_topic_partitions(rd_kafka_t *rk, const char *topic, int timeout_ms)
     int n = e == RD_KAFKA_RESP_ERR_NO_ERROR && md->topic_cnt == 1 && !md->topics[0].err
                 ? md->topics[0].partition_cnt
                 : -1;
+    if (n < 0)
+        log_debug("metadata of %s: %s", topic,
+                  e || !md->topic_cnt ? rd_kafka_err2str(e) : rd_kafka_err2str(md->topics[0].err));
     if (md)
         rd_kafka_metadata_destroy(md);
     rd_kafka_topic_destroy(rkt);

@@ -92,18 +92,10 @@ int mq_txn_learn_topics(mq_txn_t *t, const char *const *topics, size_t n, int ti
 {
     int learnt = 0;
     for (size_t i = 0; i < n && t->nlearnt < MQ_TXN_LEARN_MAX; i++) {
-        const struct rd_kafka_metadata *md = NULL;
+        /* held while its metadata is asked for, and after: the producer
+         * keeps the leaders of a topic it has a handle of */
         rd_kafka_topic_t *rkt = rd_kafka_topic_new(t->rk, topics[i], NULL);
-        rd_kafka_resp_err_t e = rkt ? rd_kafka_metadata(t->rk, 0, rkt, &md, timeout_ms)
-                                    : RD_KAFKA_RESP_ERR__INVALID_ARG;
-        bool ok = e == RD_KAFKA_RESP_ERR_NO_ERROR && md->topic_cnt == 1 && !md->topics[0].err;
-        if (!ok)
-            log_debug("metadata of %s: %s", topics[i],
-                      e || !md->topic_cnt ? rd_kafka_err2str(e)
-                                          : rd_kafka_err2str(md->topics[0].err));
-        if (md)
-            rd_kafka_metadata_destroy(md);
-        if (ok) {
+        if (rkt && mq_topic_partitions(t->rk, topics[i], timeout_ms) > 0) {
             t->learnt[t->nlearnt++] = rkt;
             learnt++;
         } else if (rkt) {
