@@ -279,7 +279,7 @@ EOF
 {
     # the fan-out's Kafka settings of deploy/config/fanout.yaml (docs/fanout.md)
     common fanout 0 "  linger.ms: 50
-  queue.buffering.max.messages: 2000
+  queue.buffering.max.messages: 4000
   transaction.timeout.ms: 60000
 "
     cat <<EOF
@@ -451,7 +451,8 @@ status_demo
 
 # metric PORT_INDEX NAME [LABEL_REGEX]: the sum of the samples of a metric
 metric() {
-    curl -s "http://127.0.0.1:$((port + $1))/metrics" |
+    # a failed scrape counts 0 this round (pipefail would end the script)
+    { curl -s --max-time 5 "http://127.0.0.1:$((port + $1))/metrics" || true; } |
         awk -v m="$2" -v l="${3:-}" '$1 ~ "^"m"({|$)" && (l == "" || $1 ~ l) {s += $NF} END {printf "%d\n", s}'
 }
 
@@ -523,8 +524,9 @@ while :; do
     push_done=$(metric 1 imtask_tasks_succeeded_total 'task_type="push"')
     push_busy=$(metric 1 imtask_consumer_in_flight)
     audit_done=$(metric 2 imtask_tasks_succeeded_total 'task_type="content_audit"')
-    archive_done=$(find "$demo/store/archive/demo_archive" -name '*.manifest.json' 2>/dev/null | wc -l)
-    report_done=$(find "$demo/store/reports/demo_report" -name '*.json' 2>/dev/null | wc -l)
+    # find fails while a job has not made its directory yet (pipefail)
+    archive_done=$({ find "$demo/store/archive/demo_archive" -name '*.manifest.json' 2>/dev/null || true; } | wc -l)
+    report_done=$({ find "$demo/store/reports/demo_report" -name '*.json' 2>/dev/null || true; } | wc -l)
     need_shards=$((shards > 0 ? shards : 1))
     if [ "$shards_done" -ge "$need_shards" ] && [ "$fan_busy" -eq 0 ]; then
         phase=push

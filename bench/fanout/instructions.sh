@@ -31,7 +31,7 @@ chmod +x "$work/wrap.sh"
 # count one run of N members: prints "<recipients> <instructions>"
 count() {
   rm -f "$work"/fanout.*.cg
-  "$work/fanout_bench" "$work/wrap.sh" --kafka "linger.ms: 50;queue.buffering.max.messages: 2000" \
+  "$work/fanout_bench" "$work/wrap.sh" --kafka "linger.ms: 50;queue.buffering.max.messages: 4000" \
     --members "$1" --ratios "$RATIO" --procs 1 --workers 4 --no-ceiling ${FANOUT_ARGS:-} >"$work/bench.out"
   echo "$(awk -F'|' '/^\| [0-9]/ {gsub(/ /, "", $6); print $6}' "$work/bench.out")" \
     "$(awk '/^summary:/ {s += $2} END {print s}' "$work"/fanout.*.cg)"

@@ -30,7 +30,7 @@ work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 cp "$bin/bench/fanout/fanout_bench" "$bin/tasks/fanout/imtask-fanout" "$work/"
 # kafka settings as in deploy/config/fanout.yaml
-kafka="linger.ms: 50;queue.buffering.max.messages: 2000"
+kafka="linger.ms: 50;queue.buffering.max.messages: 4000"
 bench() { "$work/fanout_bench" "$work/imtask-fanout" --kafka "$kafka" "$@"; }
 what=${1:-all}
 echo "# $(date -u +%FT%TZ) $(nproc) cores; $(uname -r)"

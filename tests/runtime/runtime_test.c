@@ -408,8 +408,9 @@ typedef struct {
     int max_delayed;   /* 0: runtime default */
     const char *grace; /* NULL: 30s */
     const char *unknown_tasks;
-    const char *retry_yaml; /* lines of the retry: section, or NULL */
-    bool exactly_once;      /* TESTPROC_EXACTLY_ONCE=1: transactional mode */
+    const char *retry_yaml;   /* lines of the retry: section, or NULL */
+    bool exactly_once;        /* TESTPROC_EXACTLY_ONCE=1: transactional mode */
+    const char *transactions; /* consumer.transactions; NULL: the default (shared) */
 } child_conf_t;
 
 typedef struct {
@@ -553,6 +554,8 @@ static child_t *child_start(case_t *c, const char *name, const child_conf_t *cc)
             g_kafka_debug ? "\n" : "", cc->grace ? cc->grace : "30s", c->group, c->topics[T_TASK],
             c->topics[T_RETRY], c->topics[T_DLQ], cc->workers ? cc->workers : 8,
             cc->unknown_tasks ? cc->unknown_tasks : "skip");
+    if (cc->transactions)
+        fprintf(f, "  transactions: %s\n", cc->transactions);
     if (cc->max_in_flight)
         fprintf(f, "  max_in_flight: %d\n", cc->max_in_flight);
     if (cc->max_delayed)
@@ -1820,19 +1823,46 @@ static kmsg_t *topic_read_committed(const char *topic, int nparts, int *count)
     return l.ms;
 }
 
+/* The output topic as a read_committed reader (a gateway) sees it: outputs
+ * "<tag>-<task>/<k>" of tasks 0..n-1, k below outs, each exactly once.
+ * Returns how many records it holds. */
+static int check_outputs_once(case_t *c, int n, int outs)
+{
+    int nout = 0;
+    kmsg_t *out = topic_read_committed(c->topics[T_OUT], c->parts[T_OUT], &nout);
+    int *seen = xcalloc((size_t)n * (size_t)outs, sizeof(int));
+    char want_prefix[16];
+    snprintf(want_prefix, sizeof(want_prefix), "%.7s-", c->tag);
+    for (int r = 0; r < nout; r++) {
+        const char *v = (const char *)out[r].value;
+        int idx = -1, k = -1;
+        CHECK(strncmp(v, want_prefix, strlen(want_prefix)) == 0, "output record \"%s\"", v);
+        CHECK(sscanf(v + strlen(want_prefix), "%d/%d", &idx, &k) == 2 && idx >= 0 && idx < n &&
+                  k >= 0 && k < outs,
+              "output record \"%s\"", v);
+        seen[idx * outs + k]++;
+    }
+    for (int i = 0; i < n * outs; i++)
+        CHECK(seen[i] == 1,
+              "output %s-%06d/%d seen %d times by a read_committed reader, want "
+              "exactly 1",
+              c->tag, i / outs, i % outs, seen[i]);
+    CHECK(nout == n * outs, "%d committed output records, want %d", nout, n * outs);
+    return nout;
+}
+
 static void test_exactly_once(void **state)
 {
     case_t *c = &g_case;
     tally_t t;
     char payload[NAME_MAX_LEN + 48], sbuf[64];
-    int nout = 0;
     (void)state;
     case_open(c, "c7", "eos", 2, 3, true);
     snprintf(payload, sizeof(payload), "outs:%d:%.*s", C7_OUTS, NAME_MAX_LEN + 16,
              c->topics[T_OUT]);
     produce_simple(c, C7_N, payload, 0);
     tally_init(&t, C7_N);
-    child_conf_t cc = {.workers = 4, .exactly_once = true};
+    child_conf_t cc = {.workers = 4, .exactly_once = true, .transactions = "per_worker"};
     child_t *a = child_start(c, "c7-a", &cc);
     const child_t *only_a[] = {a};
     wait_tally(c, &t, only_a, 1, false, C7_N / 4, 120, "done before kill -9");
@@ -1854,29 +1884,60 @@ static void test_exactly_once(void **state)
     /* the outputs, as a read_committed reader (a gateway) sees them: each
      * task's C7_OUTS outputs exactly once, even for the tasks the killed
      * child had half done */
-    kmsg_t *out = topic_read_committed(c->topics[T_OUT], c->parts[T_OUT], &nout);
-    int *seen = xcalloc((size_t)C7_N * C7_OUTS, sizeof(int));
-    char want_prefix[16];
-    snprintf(want_prefix, sizeof(want_prefix), "%.7s-", c->tag);
-    for (int r = 0; r < nout; r++) {
-        const char *v = (const char *)out[r].value;
-        int idx = -1, k = -1;
-        CHECK(strncmp(v, want_prefix, strlen(want_prefix)) == 0, "output record \"%s\"", v);
-        CHECK(sscanf(v + strlen(want_prefix), "%d/%d", &idx, &k) == 2 && idx >= 0 && idx < C7_N &&
-                  k >= 0 && k < C7_OUTS,
-              "output record \"%s\"", v);
-        seen[idx * C7_OUTS + k]++;
-    }
-    for (int i = 0; i < C7_N * C7_OUTS; i++)
-        CHECK(seen[i] == 1,
-              "output %s-%06d/%d seen %d times by a read_committed reader, want "
-              "exactly 1",
-              c->tag, i / C7_OUTS, i % C7_OUTS, seen[i]);
-    CHECK(nout == C7_N * C7_OUTS, "%d committed output records, want %d", nout, C7_N * C7_OUTS);
+    int nout = check_outputs_once(c, C7_N, C7_OUTS);
     assert_committed_at_end(c, T_TASK);
     print_message("case exactly-once: %d tasks, %ld done lines (%ld processed twice), %d "
                   "committed outputs, each exactly once\n",
                   C7_N, t.done_lines, t.done_lines - C7_N, nout);
+    c->passed = true;
+}
+
+/* ---- case 10: a task failing in the shared transaction ------------------- */
+
+#define C10_N 240
+#define C10_OUTS 4
+#define C10_FAIL_EVERY 8 /* every 8th task fails once after writing its outputs */
+
+static char g_c10_out[NAME_MAX_LEN + 16];
+
+static void c10_payload(int idx, char *buf, size_t len)
+{
+    if (idx % C10_FAIL_EVERY == 0)
+        snprintf(buf, len, "outs-until:1:%d:%s", C10_OUTS, g_c10_out);
+    else
+        snprintf(buf, len, "outs:%d:%s", C10_OUTS, g_c10_out);
+}
+
+/* Every worker's task joins one transaction (consumer.transactions:
+ * shared, the default); a task that fails after writing takes the
+ * transaction down with it, and the tasks that had finished in it run
+ * again. A read_committed reader still sees every output exactly once and
+ * the failed tasks' outputs of the failed attempt never. */
+static void test_shared_txn(void **state)
+{
+    case_t *c = &g_case;
+    tally_t t;
+    (void)state;
+    case_open(c, "c10", "shared", 2, 1, true);
+    snprintf(g_c10_out, sizeof(g_c10_out), "%s", c->topics[T_OUT]);
+    produce_tasks(c, C10_N, NULL, c10_payload, 0, 0);
+    tally_init(&t, C10_N);
+    child_conf_t cc = {.workers = 4, .exactly_once = true};
+    child_t *a = child_start(c, "c10-a", &cc);
+    const child_t *only_a[] = {a};
+    wait_tally(c, &t, only_a, 1, false, C10_N, 120, "all done");
+    child_stop_expect_0(c, a, false);
+    tally_children(&t, c, only_a, 1);
+    CHECK(ts_file_has(a->log, "made the shared transactional producer"),
+          "child did not make its one shared producer at start (log %s)", a->log);
+    CHECK(ts_file_has(a->log, "failure after writing requested"),
+          "no task failed after writing (log %s)", a->log);
+    int nout = check_outputs_once(c, C10_N, C10_OUTS);
+    assert_committed_at_end(c, T_TASK);
+    print_message("case shared transaction: %d tasks, %d failing once after writing, %ld done "
+                  "lines (%ld finished tasks ran again after a shared abort), %d committed "
+                  "outputs, each exactly once\n",
+                  C10_N, C10_N / C10_FAIL_EVERY, t.done_lines, t.done_lines - C10_N, nout);
     c->passed = true;
 }
 
@@ -2007,6 +2068,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_teardown(test_outputs, case_teardown),
         cmocka_unit_test_teardown(test_exactly_once, case_teardown),
         cmocka_unit_test_teardown(test_lanes, case_teardown),
+        cmocka_unit_test_teardown(test_shared_txn, case_teardown),
     };
     g_brokers = getenv("IMTASK_KAFKA_BROKERS");
     if (!g_brokers || !*g_brokers) {

@@ -9,6 +9,8 @@
  *   perm               dead-letter ("permanent failure requested")
  *   out:TOPIC          produce one output to TOPIC, then done
  *   outs:N:TOPIC       produce N outputs to TOPIC, then done
+ *   outs-until:K:N:TOPIC  produce N outputs to TOPIC, then retry while the
+ *                      in-process attempt is below K (a failure after writing)
  * TESTPROC_EXACTLY_ONCE=1 runs the binary in exactly-once (transactional) mode.
  * Every done task appends "done <task_id> <attempt>" to testproc.record_file,
  * and every start "start <task_id>" (one write(2) per line, O_APPEND). */
@@ -103,7 +105,9 @@ static dispatch_result_t testproc_process(void *state, dispatch_task_t *t)
         }
     }
     char topic[200];
-    if (sscanf(cmd, "outs:%ld:%199s", &n, topic) == 2) {
+    long until = 0;
+    if (sscanf(cmd, "outs-until:%ld:%ld:%199s", &until, &n, topic) == 3 ||
+        sscanf(cmd, "outs:%ld:%199s", &n, topic) == 2) {
         const char *id = dispatch_task_id(t);
         for (long i = 0; i < n; i++) {
             char v[300];
@@ -111,6 +115,9 @@ static dispatch_result_t testproc_process(void *state, dispatch_task_t *t)
             if (dispatch_task_produce(t, topic, id, strlen(id), v, (size_t)vl, NULL, 0))
                 return dispatch_retry(0, "cannot queue output %ld", i);
         }
+        if ((long)dispatch_task_local_attempt(t) < until)
+            return dispatch_retry(0, "failure after writing requested (local attempt %u < %ld)",
+                                  dispatch_task_local_attempt(t), until);
     }
     if (strncmp(cmd, "out:", 4) == 0) {
         const char *id = dispatch_task_id(t);

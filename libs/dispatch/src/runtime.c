@@ -39,6 +39,7 @@ typedef struct {
     int64_t max_delayed;
     int64_t revoke_timeout_ms;
     int unknown_tasks; /* 0 skip, 1 dead_letter */
+    int transactions;  /* exactly-once mode: 0 per_worker, 1 shared */
 } dispatch_conf_t;
 
 typedef struct {
@@ -52,6 +53,7 @@ typedef struct {
 } dispatch_retry_t;
 
 static const char *const dispatch_unknown_choices[] = {"skip", "dead_letter", NULL};
+static const char *const dispatch_txn_choices[] = {"per_worker", "shared", NULL};
 
 #define DC(k) offsetof(dispatch_conf_t, k)
 static const cfg_field_t dispatch_consumer_fields[] = {
@@ -108,6 +110,13 @@ static const cfg_field_t dispatch_consumer_fields[] = {
      .def = "skip",
      .choices = dispatch_unknown_choices,
      .help = "tasks whose type no binary handles: skip, or dead_letter (set on one deployment)"},
+    {.key = "transactions",
+     .type = CFG_ENUM,
+     .offset = DC(transactions),
+     .def = "shared",
+     .choices = dispatch_txn_choices,
+     .help = "exactly-once processors: shared (the workers' tasks commit together in one "
+             "transaction of one producer) or per_worker (a transaction and producer each)"},
 };
 #undef DC
 
@@ -178,6 +187,36 @@ typedef struct {
     metrics_series_t *processing;
 } dispatch_proc_t;
 
+/* A task in the shared transaction that finished and waits for its end. */
+typedef struct dispatch_member_s {
+    struct dispatch_member_s *next;
+    const mq_record_t *input; /* its offset commits with the transaction */
+    bool ended;
+    mq_err_t err;
+    char errstr[MQ_ERRSTR_MAX];
+} dispatch_member_t;
+
+/* consumer.transactions: shared (exactly-once mode): the tasks of all
+ * workers join one open transaction of one producer. Once one of them has
+ * finished, no new task joins; the last to finish commits the finished
+ * tasks' offsets with every output, or aborts when a task that wrote outputs
+ * failed (the others then run again). One producer's queue instead of one per
+ * worker: batches per partition as many times bigger as there are busy
+ * workers in the same memory, and one commit (one marker per partition) where
+ * each worker made its own. */
+typedef struct {
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    mq_txn_t *txn;
+    bool open;                   /* begun, not ended */
+    bool closed;                 /* a member finished: newcomers wait for the next one */
+    bool ending;                 /* the last member commits or aborts */
+    bool doomed;                 /* a member failed after writing: abort */
+    int running;                 /* members still processing */
+    size_t nfinished;            /* members on the finished list */
+    dispatch_member_t *finished; /* waiting for the end */
+} dispatch_shared_t;
+
 struct dispatch_s {
     const char *name;
     char group_default[128];
@@ -204,6 +243,7 @@ struct dispatch_s {
      * a worker */
     mq_txn_t *txns[1024];
     size_t ntxns, nclaimed;
+    dispatch_shared_t shared; /* consumer.transactions: shared */
     /* the task topic's partition count for dispatch_task_enqueue_spread:
      * 0 unknown; asked at most every DISPATCH_PARTS_TTL_MS */
     pthread_mutex_t parts_lock;
@@ -658,6 +698,15 @@ static void dispatch_txns_premake(dispatch_t *d)
 {
     char err[CFG_ERR_MAX];
     int64_t t0 = clock_mono_ms();
+    if (d->conf.transactions == 1) { /* one producer; no worker runs yet */
+        d->shared.txn = dispatch_txn_make(d, DISPATCH_PREMAKE_MS, err, sizeof(err));
+        if (d->shared.txn)
+            log_info("made the shared transactional producer in %lld ms",
+                     (long long)(clock_mono_ms() - t0));
+        else
+            log_warn("shared transactional producer: %s; made on the first task", err);
+        return;
+    }
     /* no worker runs yet: the slots filled here are the first ntxns */
     while (d->ntxns < (size_t)d->conf.workers && d->ntxns < sizeof(d->txns) / sizeof(d->txns[0])) {
         int64_t left = DISPATCH_PREMAKE_MS - (clock_mono_ms() - t0);
@@ -742,6 +791,136 @@ static mq_err_t dispatch_txn_commit(dispatch_t *d, mq_txn_t *txn, mq_msg_t *msg,
     return err;
 }
 
+/* Open a task's transaction: its worker's own, begun here, or the shared one,
+ * joined (waiting while the open one is closing). MQ_OK with *txn set;
+ * MQ_ERR_TIMEOUT when stopping without a producer (the input is consumed
+ * again); another error: try again later. */
+static mq_err_t dispatch_txn_enter(dispatch_t *d, mq_txn_t **txn, char *err, size_t errlen)
+{
+    mq_err_t e = MQ_OK;
+    *txn = NULL;
+    if (d->conf.transactions == 0) {
+        mq_txn_t *own = dispatch_txn_get(d);
+        if (!own) {
+            snprintf(err, errlen, "stopping: no transactional producer");
+            return MQ_ERR_TIMEOUT;
+        }
+        e = mq_txn_begin(own, err, errlen);
+        if (e == MQ_OK)
+            *txn = own;
+        else if (e == MQ_ERR_FATAL)
+            dispatch_txn_drop(); /* begin can never work again on this producer */
+        return e;
+    }
+    dispatch_shared_t *s = &d->shared;
+    pthread_mutex_lock(&s->lock);
+    while (s->closed || s->ending)
+        pthread_cond_wait(&s->cond, &s->lock);
+    if (!s->txn) /* one try: the caller's retry policy waits between tries */
+        s->txn = dispatch_txn_make(d, DISPATCH_PRODUCE_TIMEOUT_MS, err, errlen);
+    if (!s->txn) {
+        e = MQ_ERR_KAFKA;
+    } else if (!s->open) {
+        e = mq_txn_begin(s->txn, err, errlen);
+        if (e == MQ_ERR_FATAL)
+            mq_txn_destroy(&s->txn);
+        s->open = e == MQ_OK;
+    }
+    if (e == MQ_OK) {
+        s->running++;
+        *txn = s->txn;
+    }
+    pthread_mutex_unlock(&s->lock);
+    return e;
+}
+
+/* End the shared transaction (its last member, no lock held: newcomers wait
+ * while ending) and tell the finished members how it went. */
+static mq_err_t dispatch_shared_end(dispatch_t *d, char *err, size_t errlen)
+{
+    dispatch_shared_t *s = &d->shared;
+    const mq_record_t *inputs[sizeof(d->txns) / sizeof(d->txns[0])];
+    size_t n = 0;
+    mq_err_t e = MQ_ERR_KAFKA;
+    for (dispatch_member_t *m = s->finished; m && n < sizeof(inputs) / sizeof(inputs[0]);
+         m = m->next)
+        inputs[n++] = m->input;
+    rd_kafka_t *consumer = mq_consumer_handle(d->consumer);
+    int64_t t0 = clock_mono_ms();
+    if (s->doomed) {
+        snprintf(err, errlen,
+                 "a task sharing the transaction failed after writing: its outputs "
+                 "and these were discarded");
+    } else if (n > 0 && !consumer) {
+        snprintf(err, errlen, "stopping: no consumer group to commit the offsets in");
+    } else if (n > 0) {
+        e = mq_txn_commit_many(s->txn, inputs, n, consumer, DISPATCH_PRODUCE_TIMEOUT_MS, err,
+                               errlen);
+    }
+    if (e != MQ_OK && e != MQ_ERR_FATAL &&
+        mq_txn_abort(s->txn, DISPATCH_PRODUCE_TIMEOUT_MS) == MQ_ERR_FATAL)
+        e = MQ_ERR_FATAL;
+    if (e == MQ_OK)
+        log_debug("shared transaction of %zu tasks committed in %lld ms", n,
+                  (long long)(clock_mono_ms() - t0));
+    else if (n > 0)
+        log_info("shared transaction of %zu finished tasks aborted (%s): they run again", n, err);
+    pthread_mutex_lock(&s->lock);
+    for (dispatch_member_t *m = s->finished; m; m = m->next) {
+        m->err = e;
+        snprintf(m->errstr, sizeof(m->errstr), "%s", e == MQ_OK ? "" : err);
+        m->ended = true;
+    }
+    if (e == MQ_ERR_FATAL)
+        mq_txn_destroy(&s->txn); /* replaced by the next member */
+    s->finished = NULL;
+    s->nfinished = 0;
+    s->open = s->closed = s->ending = s->doomed = false;
+    pthread_cond_broadcast(&s->cond);
+    pthread_mutex_unlock(&s->lock);
+    return e;
+}
+
+/* Leave the transaction dispatch_txn_enter opened: done (commit the input's
+ * offset with the outputs) or failed (the outputs are discarded; wrote: it
+ * queued some). MQ_OK when the outputs and the offset are committed. In
+ * shared mode a finished task waits for the transaction's end. */
+static mq_err_t dispatch_txn_leave(dispatch_t *d, mq_txn_t *txn, mq_msg_t *msg, bool done,
+                                   bool wrote, char *err, size_t errlen)
+{
+    if (d->conf.transactions == 0) {
+        if (done)
+            return dispatch_txn_commit(d, txn, msg, err, errlen);
+        dispatch_txn_abort(txn);
+        return MQ_ERR_KAFKA;
+    }
+    dispatch_shared_t *s = &d->shared;
+    dispatch_member_t me = {.input = mq_msg_record(msg)};
+    pthread_mutex_lock(&s->lock);
+    s->running--;
+    s->closed = true;
+    if (done) {
+        me.next = s->finished;
+        s->finished = &me;
+        s->nfinished++;
+    } else if (wrote) {
+        s->doomed = true;
+    }
+    if (s->running > 0) { /* the last member ends it */
+        while (done && !me.ended)
+            pthread_cond_wait(&s->cond, &s->lock);
+        pthread_mutex_unlock(&s->lock);
+        if (!done)
+            return MQ_ERR_KAFKA;
+        snprintf(err, errlen, "%s", me.errstr);
+        return me.err;
+    }
+    s->ending = true;
+    pthread_mutex_unlock(&s->lock);
+    mq_err_t e = dispatch_shared_end(d, err, errlen);
+    return done ? e : MQ_ERR_KAFKA;
+}
+
 /* Write the record the input now depends on (retry or dead-letter record):
  * in exactly-once mode in a transaction with the input offset, else
  * confirmed by its delivery report. Returns 0 when written. */
@@ -753,22 +932,19 @@ static int dispatch_write_record(dispatch_t *d, mq_msg_t *msg, const char *topic
     if (!d->eos)
         return dispatch_write_until_done(d, msg, topic, key, keylen, value, len, h, nh);
     for (uint32_t n = 0;; n++) {
-        mq_txn_t *txn = dispatch_txn_get(d);
-        if (!txn)
+        mq_txn_t *txn;
+        mq_err_t err = dispatch_txn_enter(d, &txn, errstr, sizeof(errstr));
+        if (err == MQ_ERR_TIMEOUT)
             break;
-        mq_err_t err = mq_txn_begin(txn, errstr, sizeof(errstr));
         if (err == MQ_OK) {
             err = mq_txn_produce(txn, topic, -1, key, keylen, value, len, h, nh);
-            if (err == MQ_OK) {
-                /* aborts, or replaces the producer, when it fails */
-                if (dispatch_txn_commit(d, txn, msg, errstr, sizeof(errstr)) == MQ_OK)
-                    return 0;
-            } else {
+            if (err != MQ_OK)
                 snprintf(errstr, sizeof(errstr), "produce: %s", mq_err_str(err));
-                dispatch_txn_abort(txn);
-            }
-        } else if (err == MQ_ERR_FATAL) {
-            dispatch_txn_drop(); /* begin can never work again on this producer */
+            /* aborts, or replaces the producer, when it fails */
+            if (dispatch_txn_leave(d, txn, msg, err == MQ_OK, err == MQ_OK, errstr,
+                                   sizeof(errstr)) == MQ_OK &&
+                err == MQ_OK)
+                return 0;
         }
         if (mq_consumer_cancelled(d->consumer) || mq_msg_revoked(msg))
             break;
@@ -998,35 +1174,31 @@ static void dispatch_handle(void *opaque, mq_msg_t *msg)
         }
         t.attempt_started_ms = clock_mono_ms();
         if (d->eos) {
-            t.txn = dispatch_txn_get(d);
-            mq_err_t berr = t.txn ? mq_txn_begin(t.txn, err, sizeof(err)) : MQ_ERR_FATAL;
+            mq_err_t berr = dispatch_txn_enter(d, &t.txn, err, sizeof(err));
+            if (berr == MQ_ERR_TIMEOUT) {
+                mq_msg_abandon(msg); /* stopping: consumed again later */
+                break;
+            }
             if (berr != MQ_OK) {
-                if (!t.txn) {
-                    mq_msg_abandon(msg); /* stopping: consumed again later */
-                    break;
-                }
-                if (berr == MQ_ERR_FATAL)
-                    dispatch_txn_drop(); /* a new producer for the next try */
                 r = dispatch_retry(0, "%s", err);
-                t.txn = NULL;
                 goto decided;
             }
         }
         r = t.proc->ops->process(t.proc->state, &t);
+        bool wrote = t.outputs_total > 0; /* this attempt's, counted until the wait */
         if (dispatch_wait_outputs(&t) > 0 && r.status == DISPATCH_DONE)
             r = dispatch_retry(0, "%s", t.output_error);
         if (t.txn) {
-            if (r.status == DISPATCH_DONE) {
-                int64_t c0 = clock_mono_ms();
-                if (dispatch_txn_commit(d, t.txn, msg, err, sizeof(err)) != MQ_OK)
-                    r = dispatch_retry(0, "%s", err);
+            bool done = r.status == DISPATCH_DONE;
+            int64_t c0 = clock_mono_ms();
+            /* not done: outputs discarded */
+            if (dispatch_txn_leave(d, t.txn, msg, done, wrote, err, sizeof(err)) != MQ_OK && done)
+                r = dispatch_retry(0, "%s", err);
+            if (done)
                 log_debug("transaction of %s[%d]@%lld: process %lld ms, commit %lld ms", m->topic,
                           (int)m->partition, (long long)m->offset,
                           (long long)(c0 - t.attempt_started_ms),
                           (long long)(clock_mono_ms() - c0));
-            } else {
-                dispatch_txn_abort(t.txn); /* outputs discarded */
-            }
             t.txn = NULL;
         }
     decided:
@@ -1217,7 +1389,8 @@ static int dispatch_run(app_t *app, void *opaque)
     dispatch_metrics_init(d, app_metrics(app));
     if (d->eos)
         log_info("exactly-once mode: each task's outputs and input offset commit in one "
-                 "transaction; partitions run one message at a time");
+                 "transaction (%s); partitions run one message at a time",
+                 d->conf.transactions ? "shared by the workers' tasks" : "one per worker");
     snprintf(client_id, sizeof(client_id), "imtask-%s", d->name);
     const char *extra[] = {"client.id", client_id, NULL};
     pconf = mq_conf_build(ac->kafka_brokers, &ac->kafka_props, extra, err, sizeof(err));
@@ -1294,6 +1467,7 @@ out:
     mq_consumer_destroy(&ended);
     for (size_t i = 0; i < d->ntxns; i++)
         mq_txn_destroy(&d->txns[i]);
+    mq_txn_destroy(&d->shared.txn);
     for (size_t i = 0; i < d->nprocs; i++) {
         dispatch_proc_t *p = &d->procs[i];
         if (p->ops->destroy)
@@ -1316,6 +1490,8 @@ dispatch_t *dispatch_new(const char *name)
         return NULL;
     d->name = name;
     pthread_mutex_init(&d->txn_lock, NULL);
+    pthread_mutex_init(&d->shared.lock, NULL);
+    pthread_cond_init(&d->shared.cond, NULL);
     pthread_mutex_init(&d->parts_lock, NULL);
     pthread_mutex_init(&d->ready_lock, NULL);
     return d;
@@ -1331,6 +1507,8 @@ void dispatch_destroy(dispatch_t **dp)
             d->procs[i].ops->destroy(d->procs[i].state);
     }
     pthread_mutex_destroy(&d->txn_lock);
+    pthread_mutex_destroy(&d->shared.lock);
+    pthread_cond_destroy(&d->shared.cond);
     pthread_mutex_destroy(&d->parts_lock);
     pthread_mutex_destroy(&d->ready_lock);
     free(d);

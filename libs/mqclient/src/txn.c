@@ -154,16 +154,29 @@ mq_err_t mq_txn_produce(mq_txn_t *t, const char *topic, int32_t partition, const
 mq_err_t mq_txn_commit(mq_txn_t *t, const mq_record_t *input, rd_kafka_t *consumer, int timeout_ms,
                        char *errstr, size_t errlen)
 {
+    return mq_txn_commit_many(t, &input, 1, consumer, timeout_ms, errstr, errlen);
+}
+
+mq_err_t mq_txn_commit_many(mq_txn_t *t, const mq_record_t *const *inputs, size_t n,
+                            rd_kafka_t *consumer, int timeout_ms, char *errstr, size_t errlen)
+{
     rd_kafka_error_t *e = NULL;
     rd_kafka_consumer_group_metadata_t *meta;
     rd_kafka_topic_partition_list_t *offsets;
 
-    if (!t->open)
+    if (!t->open || n == 0)
         return MQ_ERR_INVALID;
     meta = rd_kafka_consumer_group_metadata(consumer);
-    offsets = rd_kafka_topic_partition_list_new(1);
-    rd_kafka_topic_partition_list_add(offsets, input->topic, input->partition)->offset =
-        input->offset + 1;
+    offsets = rd_kafka_topic_partition_list_new((int)n);
+    for (size_t i = 0; i < n; i++) {
+        /* one entry per partition: the offset after its latest input */
+        rd_kafka_topic_partition_t *p =
+            rd_kafka_topic_partition_list_find(offsets, inputs[i]->topic, inputs[i]->partition);
+        if (!p)
+            p = rd_kafka_topic_partition_list_add(offsets, inputs[i]->topic, inputs[i]->partition);
+        if (p->offset < inputs[i]->offset + 1)
+            p->offset = inputs[i]->offset + 1;
+    }
     for (int i = 0; i < MQ_TXN_RETRIES; i++) {
         e = rd_kafka_send_offsets_to_transaction(t->rk, offsets, meta, timeout_ms);
         if (!e || !rd_kafka_error_is_retriable(e))

@@ -126,8 +126,9 @@ int mq_producer_outq_len(mq_producer_t *p);
 
 /* Outputs and the input offset committed together (Kafka transactions with
  * KIP-447 group-metadata fencing): readers with isolation.level=
- * read_committed see a task's outputs exactly once. One mq_txn_t is used by
- * one thread at a time. */
+ * read_committed see a task's outputs exactly once. Begin, commit and abort
+ * are called by one thread at a time; while the transaction is open, several
+ * threads may produce into it. */
 typedef struct mq_txn_s mq_txn_t;
 
 /* conf is consumed on success only. transactional_id must be unique among
@@ -154,6 +155,10 @@ mq_err_t mq_txn_produce(mq_txn_t *t, const char *topic, int32_t partition, const
  * destroy it and make a new one. */
 mq_err_t mq_txn_commit(mq_txn_t *t, const mq_record_t *input, rd_kafka_t *consumer, int timeout_ms,
                        char *errstr, size_t errlen);
+/* The same for the inputs of several tasks whose outputs share the open
+ * transaction (n >= 1; per partition the offset after the latest input). */
+mq_err_t mq_txn_commit_many(mq_txn_t *t, const mq_record_t *const *inputs, size_t n,
+                            rd_kafka_t *consumer, int timeout_ms, char *errstr, size_t errlen);
 mq_err_t mq_txn_abort(mq_txn_t *t, int timeout_ms);
 
 /* ---- consumer --------------------------------------------------------- */
