@@ -57,22 +57,11 @@ static void report_read_record(const rd_kafka_message_t *m, const report_read_op
 int report_read_outcomes(const report_read_opts_t *o, report_t *r, char *err, size_t errlen)
 {
     char errstr[512];
-    const char *extra[] = {"enable.auto.commit",
-                           "false",
-                           "enable.partition.eof",
-                           "true",
-                           "isolation.level",
-                           "read_uncommitted",
-                           "group.id",
-                           "imtask-report-reader",
-                           "client.id",
-                           "imtask-report-reader",
-                           /* librdkafka's prefetch is the reader's memory: keep it small */
-                           "queued.max.messages.kbytes",
-                           "4096",
-                           "fetch.max.bytes",
-                           "8388608",
-                           NULL};
+    const char *extra[] = {
+        "enable.auto.commit", "false", "enable.partition.eof", "true", "isolation.level",
+        "read_uncommitted", "group.id", "imtask-report-reader", "client.id", "imtask-report-reader",
+        /* librdkafka's prefetch is the reader's memory: keep it small */
+        "queued.max.messages.kbytes", "4096", "fetch.max.bytes", "8388608", NULL};
     rd_kafka_conf_t *conf = mq_conf_build(o->brokers, o->kafka_props, extra, err, errlen);
     rd_kafka_t *rk = NULL;
     rd_kafka_topic_t *rkt = NULL;
