@@ -335,7 +335,7 @@ static void task_fill(task_rec_t *t, int kind, const char *tag, int idx, const c
 {
     memset(t, 0, sizeof(*t));
     t->kind = kind;
-    snprintf(t->id, sizeof(t->id), "%s-%06d", tag, idx);
+    snprintf(t->id, sizeof(t->id), "%.16s-%06d", tag, idx);
     snprintf(t->key, sizeof(t->key), "%s", key ? key : t->id);
     snprintf(t->type_hdr, sizeof(t->type_hdr), "%s", type);
     snprintf(t->payload, sizeof(t->payload), "%s", payload);
@@ -1919,7 +1919,7 @@ static void test_shared_txn(void **state)
     tally_t t;
     (void)state;
     case_open(c, "c10", "shared", 2, 1, true);
-    snprintf(g_c10_out, sizeof(g_c10_out), "%s", c->topics[T_OUT]);
+    snprintf(g_c10_out, sizeof(g_c10_out), "%.*s", (int)sizeof(g_c10_out) - 1, c->topics[T_OUT]);
     produce_tasks(c, C10_N, NULL, c10_payload, 0, 0);
     tally_init(&t, C10_N);
     child_conf_t cc = {.workers = 4, .exactly_once = true};
