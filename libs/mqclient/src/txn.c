@@ -9,7 +9,8 @@
 
 #define MQ_TXN_RETRIES 5 /* retriable errors of one transactional call */
 
-#define MQ_TXN_LEARN_MAX 8 /* topics learnt ahead (mq_txn_learn_topics) */
+#define MQ_TXN_LEARN_MAX 8      /* topics learnt ahead (mq_txn_learn_topics) */
+#define MQ_TXN_FULL_WAITS 10000 /* waits of 1 ms for room in a full queue */
 
 struct mq_txn_s {
     rd_kafka_t *rk;
@@ -138,12 +139,16 @@ mq_err_t mq_txn_produce(mq_txn_t *t, const char *topic, int32_t partition, const
             return MQ_OK;
         rd_kafka_headers_destroy(hdrs);
         hdrs = NULL;
-        if (e != RD_KAFKA_RESP_ERR__QUEUE_FULL || tries >= 1000)
+        if (e != RD_KAFKA_RESP_ERR__QUEUE_FULL || tries >= MQ_TXN_FULL_WAITS)
             break;
         /* The queue is full: its batches are as big as they will get, so send
          * them now (a flush overrides linger.ms) rather than wait out the
-         * linger; at most 10 ms, then try again. */
-        rd_kafka_flush(t->rk, 10);
+         * linger; try again after at most 1 ms. Not longer: a flush returns
+         * early only when the whole queue is delivered, and the threads that
+         * share the producer would let it run dry before refilling it (with a
+         * 10 ms wait the shared producer's 1M fan-out ran at 205,000-252,000
+         * downlinks/s, with 1 ms at 210,000-275,000 in alternating runs). */
+        rd_kafka_flush(t->rk, 1);
     }
     if (e == RD_KAFKA_RESP_ERR__QUEUE_FULL)
         return MQ_ERR_QUEUE_FULL;
