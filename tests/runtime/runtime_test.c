@@ -1900,6 +1900,40 @@ static void test_exactly_once(void **state)
 
 static char g_c10_out[NAME_MAX_LEN + 16];
 
+/* The value of the first line of a child's /metrics that starts with
+ * prefix (name and labels), or -1 when the child or the line is not there.
+ * The port is the one its start line logged ("... (port N)"). */
+static double child_metric(const child_t *ch, const char *prefix)
+{
+    static const char at[] = " (port "; /* "metrics and health on 127.0.0.1:0 (port N)" */
+    char line[4096], url[64];
+    int port = 0;
+    long code = 0;
+    double v = -1;
+    FILE *f = fopen(ch->log, "r");
+    while (f && port <= 0 && fgets(line, sizeof(line), f)) {
+        const char *p = strstr(line, at);
+        if (p)
+            port = atoi(p + strlen(at));
+    }
+    if (f)
+        fclose(f);
+    if (port <= 0)
+        return -1;
+    snprintf(url, sizeof(url), "http://127.0.0.1:%d/metrics", port);
+    char *text = ts_http("GET", url, NULL, 5000, &code);
+    for (const char *l = code == 200 ? text : NULL; l && *l;) {
+        if (strncmp(l, prefix, strlen(prefix)) == 0 && l[strlen(prefix)] == ' ') {
+            v = strtod(l + strlen(prefix), NULL);
+            break;
+        }
+        l = strchr(l, '\n');
+        l = l ? l + 1 : NULL;
+    }
+    free(text);
+    return v;
+}
+
 static void c10_payload(int idx, char *buf, size_t len)
 {
     if (idx % C10_FAIL_EVERY == 0)
@@ -1926,18 +1960,38 @@ static void test_shared_txn(void **state)
     child_t *a = child_start(c, "c10-a", &cc);
     const child_t *only_a[] = {a};
     wait_tally(c, &t, only_a, 1, false, C10_N, 120, "all done");
+    /* every task committed: each succeeded once (an attempt whose shared
+     * transaction aborted does not count) */
+    double ok = -1, aborted, committed, repeated;
+    for (int64_t until = mono_ms() + 60000; mono_ms() < until; sleep_ms(100)) {
+        if ((ok = child_metric(a, "imtask_tasks_succeeded_total{task_type=\"rt_test\"}")) >= C10_N)
+            break;
+    }
+    CHECK(ok == C10_N, "imtask_tasks_succeeded_total %.0f, want %d (log %s)", ok, C10_N, a->log);
+    aborted = child_metric(a, "imtask_transactions_total{result=\"aborted\"}");
+    committed = child_metric(a, "imtask_transactions_total{result=\"committed\"}");
+    repeated = child_metric(a, "imtask_transaction_tasks_repeated_total");
     child_stop_expect_0(c, a, false);
     tally_children(&t, c, only_a, 1);
+    /* each failing task aborted its transaction at least once (two may
+     * share one); every finished task run again is counted */
+    CHECK(aborted >= 1 && aborted <= C10_N / C10_FAIL_EVERY,
+          "%.0f aborted transactions, want 1 to %d", aborted, C10_N / C10_FAIL_EVERY);
+    CHECK(committed >= 1, "%.0f committed transactions", committed);
+    CHECK(repeated == (double)(t.done_lines - C10_N),
+          "imtask_transaction_tasks_repeated_total %.0f, but %ld finished tasks ran again",
+          repeated, t.done_lines - C10_N);
     CHECK(ts_file_has(a->log, "made the shared transactional producer"),
           "child did not make its one shared producer at start (log %s)", a->log);
     CHECK(ts_file_has(a->log, "failure after writing requested"),
           "no task failed after writing (log %s)", a->log);
     int nout = check_outputs_once(c, C10_N, C10_OUTS);
     assert_committed_at_end(c, T_TASK);
-    print_message("case shared transaction: %d tasks, %d failing once after writing, %ld done "
-                  "lines (%ld finished tasks ran again after a shared abort), %d committed "
-                  "outputs, each exactly once\n",
-                  C10_N, C10_N / C10_FAIL_EVERY, t.done_lines, t.done_lines - C10_N, nout);
+    print_message("case shared transaction: %d tasks, %d failing once after writing, %.0f "
+                  "transactions committed and %.0f aborted, %ld done lines (%ld finished tasks "
+                  "ran again after a shared abort), %d committed outputs, each exactly once\n",
+                  C10_N, C10_N / C10_FAIL_EVERY, committed, aborted, t.done_lines,
+                  t.done_lines - C10_N, nout);
     c->passed = true;
 }
 

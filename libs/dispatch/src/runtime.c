@@ -244,6 +244,8 @@ struct dispatch_s {
     mq_txn_t *txns[1024];
     size_t ntxns, nclaimed;
     dispatch_shared_t shared; /* consumer.transactions: shared */
+    /* exactly-once mode: transactions ended, finished tasks run again */
+    metrics_series_t *txn_committed, *txn_aborted, *txn_repeated;
     /* the task topic's partition count for dispatch_task_enqueue_spread:
      * 0 unknown; asked at most every DISPATCH_PARTS_TTL_MS */
     pthread_mutex_t parts_lock;
@@ -860,11 +862,14 @@ static mq_err_t dispatch_shared_end(dispatch_t *d, char *err, size_t errlen)
     if (e != MQ_OK && e != MQ_ERR_FATAL &&
         mq_txn_abort(s->txn, DISPATCH_PRODUCE_TIMEOUT_MS) == MQ_ERR_FATAL)
         e = MQ_ERR_FATAL;
-    if (e == MQ_OK)
+    metrics_counter_add(e == MQ_OK ? d->txn_committed : d->txn_aborted, 1);
+    if (e == MQ_OK) {
         log_debug("shared transaction of %zu tasks committed in %lld ms", n,
                   (long long)(clock_mono_ms() - t0));
-    else if (n > 0)
+    } else if (n > 0) {
+        metrics_counter_add(d->txn_repeated, (double)n);
         log_info("shared transaction of %zu finished tasks aborted (%s): they run again", n, err);
+    }
     pthread_mutex_lock(&s->lock);
     for (dispatch_member_t *m = s->finished; m; m = m->next) {
         m->err = e;
@@ -889,10 +894,13 @@ static mq_err_t dispatch_txn_leave(dispatch_t *d, mq_txn_t *txn, mq_msg_t *msg, 
                                    bool wrote, char *err, size_t errlen)
 {
     if (d->conf.transactions == 0) {
+        mq_err_t e = MQ_ERR_KAFKA;
         if (done)
-            return dispatch_txn_commit(d, txn, msg, err, errlen);
-        dispatch_txn_abort(txn);
-        return MQ_ERR_KAFKA;
+            e = dispatch_txn_commit(d, txn, msg, err, errlen);
+        else
+            dispatch_txn_abort(txn);
+        metrics_counter_add(e == MQ_OK ? d->txn_committed : d->txn_aborted, 1);
+        return e;
     }
     dispatch_shared_t *s = &d->shared;
     dispatch_member_t me = {.input = mq_msg_record(msg)};
@@ -1362,6 +1370,21 @@ static void dispatch_metrics_init(dispatch_t *d, metrics_registry_t *reg)
     d->f_dead = metrics_counter_new(reg, "imtask_tasks_dead_lettered_total",
                                     "Tasks written to the dead-letter topic", 2, tk);
     d->unknown_consumed = metrics_series_get1(consumed, "unknown");
+    if (d->eos) {
+        static const char *const tr[] = {"result"};
+        metrics_family_t *txns = metrics_counter_new(
+            reg, "imtask_transactions_total",
+            "Exactly-once transactions ended, by result (committed, aborted); with "
+            "consumer.transactions shared, one holds the tasks the workers ran together",
+            1, tr);
+        d->txn_committed = metrics_series_get1(txns, "committed");
+        d->txn_aborted = metrics_series_get1(txns, "aborted");
+        d->txn_repeated = metrics_series_get0(metrics_counter_new(
+            reg, "imtask_transaction_tasks_repeated_total",
+            "Finished tasks run again because a task sharing their transaction failed after "
+            "writing, or its commit failed",
+            0, NULL));
+    }
     for (size_t i = 0; i < d->nprocs; i++) {
         dispatch_proc_t *p = &d->procs[i];
         const char *local[] = {p->type, "local"}, *topic[] = {p->type, "topic"};
