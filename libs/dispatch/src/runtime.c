@@ -213,7 +213,6 @@ typedef struct {
     bool ending;                 /* the last member commits or aborts */
     bool doomed;                 /* a member failed after writing: abort */
     int running;                 /* members still processing */
-    size_t nfinished;            /* members on the finished list */
     dispatch_member_t *finished; /* waiting for the end */
 } dispatch_shared_t;
 
@@ -879,7 +878,6 @@ static mq_err_t dispatch_shared_end(dispatch_t *d, char *err, size_t errlen)
     if (e == MQ_ERR_FATAL)
         mq_txn_destroy(&s->txn); /* replaced by the next member */
     s->finished = NULL;
-    s->nfinished = 0;
     s->open = s->closed = s->ending = s->doomed = false;
     pthread_cond_broadcast(&s->cond);
     pthread_mutex_unlock(&s->lock);
@@ -910,7 +908,6 @@ static mq_err_t dispatch_txn_leave(dispatch_t *d, mq_txn_t *txn, mq_msg_t *msg, 
     if (done) {
         me.next = s->finished;
         s->finished = &me;
-        s->nfinished++;
     } else if (wrote) {
         s->doomed = true;
     }
