@@ -34,6 +34,7 @@
 #include <string.h>
 
 #include "harness.h"
+#include "tests/support/support.h"
 #include "tasks/archive/segment.h"
 
 static bool use_s3;
@@ -117,19 +118,7 @@ static void wait_checkpoint(store_t *s, h_child_t *c, const char *job, const cha
 
 static double metric(const h_child_t *c, const char *series)
 {
-    char url[128];
-    static char out[1 << 20];
-    snprintf(url, sizeof(url), "http://127.0.0.1:%d/metrics", c->port);
-    if (h_http("GET", url, out, sizeof(out)) != 200)
-        return -1;
-    size_t n = strlen(series);
-    for (char *p = out; p && *p;) {
-        if (strncmp(p, series, n) == 0 && p[n] == ' ')
-            return strtod(p + n + 1, NULL);
-        p = strchr(p, '\n');
-        p = p ? p + 1 : NULL;
-    }
-    return -1;
+    return ts_metric(c->port, series);
 }
 
 static bool log_has(const char *path, const char *what)

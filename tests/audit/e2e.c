@@ -497,17 +497,5 @@ void e2e_child_stop(e2e_case_t *c)
 
 double e2e_metric(e2e_case_t *c, const char *series)
 {
-    char url[128];
-    static char out[1 << 20];
-    snprintf(url, sizeof(url), "http://127.0.0.1:%d/metrics", c->metrics_port);
-    if (e2e_http("GET", url, NULL, out, sizeof(out)) != 200)
-        return -1;
-    size_t n = strlen(series);
-    for (char *p = out; p && *p;) {
-        if (strncmp(p, series, n) == 0 && p[n] == ' ')
-            return strtod(p + n + 1, NULL);
-        p = strchr(p, '\n');
-        p = p ? p + 1 : NULL;
-    }
-    return -1;
+    return ts_metric(c->metrics_port, series);
 }

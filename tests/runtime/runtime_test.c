@@ -1900,16 +1900,14 @@ static void test_exactly_once(void **state)
 
 static char g_c10_out[NAME_MAX_LEN + 16];
 
-/* The value of the first line of a child's /metrics that starts with
- * prefix (name and labels), or -1 when the child or the line is not there.
- * The port is the one its start line logged ("... (port N)"). */
-static double child_metric(const child_t *ch, const char *prefix)
+/* The value of series on a child's /metrics (ts_metric), or -1; the port is
+ * the one its start line logged ("metrics and health on 127.0.0.1:0 (port
+ * N)"). */
+static double child_metric(const child_t *ch, const char *series)
 {
-    static const char at[] = " (port "; /* "metrics and health on 127.0.0.1:0 (port N)" */
-    char line[4096], url[64];
+    static const char at[] = " (port ";
+    char line[4096];
     int port = 0;
-    long code = 0;
-    double v = -1;
     FILE *f = fopen(ch->log, "r");
     while (f && port <= 0 && fgets(line, sizeof(line), f)) {
         const char *p = strstr(line, at);
@@ -1918,20 +1916,7 @@ static double child_metric(const child_t *ch, const char *prefix)
     }
     if (f)
         fclose(f);
-    if (port <= 0)
-        return -1;
-    snprintf(url, sizeof(url), "http://127.0.0.1:%d/metrics", port);
-    char *text = ts_http("GET", url, NULL, 5000, &code);
-    for (const char *l = code == 200 ? text : NULL; l && *l;) {
-        if (strncmp(l, prefix, strlen(prefix)) == 0 && l[strlen(prefix)] == ' ') {
-            v = strtod(l + strlen(prefix), NULL);
-            break;
-        }
-        l = strchr(l, '\n');
-        l = l ? l + 1 : NULL;
-    }
-    free(text);
-    return v;
+    return port > 0 ? ts_metric(port, series) : -1;
 }
 
 static void c10_payload(int idx, char *buf, size_t len)

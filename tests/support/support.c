@@ -428,3 +428,23 @@ char *ts_http(const char *method, const char *url, const char *body, int timeout
     }
     return b.data ? b.data : calloc(1, 1);
 }
+
+double ts_metric(int port, const char *series)
+{
+    char url[64];
+    long status = 0;
+    double v = -1;
+    size_t n = strlen(series);
+    snprintf(url, sizeof(url), "http://127.0.0.1:%d/metrics", port);
+    char *text = ts_http("GET", url, NULL, 5000, &status);
+    for (const char *l = status == 200 ? text : NULL; l && *l;) {
+        if (strncmp(l, series, n) == 0 && l[n] == ' ') {
+            v = strtod(l + n + 1, NULL);
+            break;
+        }
+        l = strchr(l, '\n');
+        l = l ? l + 1 : NULL;
+    }
+    free(text);
+    return v;
+}

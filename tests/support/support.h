@@ -13,6 +13,7 @@
  *   ts_kafka_open_txns how many partitions have a transaction open
  *   ts_http           one HTTP request to a double's admin API or a metrics
  *                     endpoint
+ *   ts_metric         one series' value on a binary's /metrics
  *
  * Clean-up never fails a test: a broker that does not answer is noted on
  * stderr and the test goes on. */
@@ -85,5 +86,11 @@ int ts_kafka_open_txns(const char *brokers, const char *const *topics, const int
  * Returns the response body (malloc'd, NUL-terminated, the caller frees it)
  * with *status the HTTP status; NULL with *status 0 when no answer came. */
 char *ts_http(const char *method, const char *url, const char *body, int timeout_ms, long *status);
+
+/* The value of series (name and labels as the exposition writes them, e.g.
+ * imtask_tasks_succeeded_total{task_type="push"}) on
+ * http://127.0.0.1:port/metrics, or -1 when the page or the series is not
+ * there. */
+double ts_metric(int port, const char *series);
 
 #endif
