@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "infra/str.h"
 #include "report_model.h"
 
 struct report_agg_s {
@@ -18,12 +19,7 @@ struct report_agg_s {
 
 static uint64_t report_fnv(uint64_t h, const char *s)
 {
-    for (; *s; s++) {
-        h ^= (unsigned char)*s;
-        h *= 1099511628211ull;
-    }
-    h ^= 0x1f; /* separator */
-    return h * 1099511628211ull;
+    return (str_hash_more(h, s) ^ 0x1f) * STR_HASH_PRIME; /* 0x1f: separator */
 }
 
 report_agg_t *report_agg_new(size_t max_series)
@@ -88,7 +84,7 @@ int report_agg_add(report_agg_t *a, const Imtask__V1__OutcomeEvent *ev)
     if (ev->count < 0)
         return 0;
     report_labels_text(ev, labels, sizeof(labels));
-    uint64_t h = report_fnv(report_fnv(report_fnv(14695981039346656037ull, type), kind), labels);
+    uint64_t h = report_fnv(report_fnv(report_fnv(STR_HASH_INIT, type), kind), labels);
     size_t mask = a->nslots - 1;
     for (size_t i = (size_t)h & mask;; i = (i + 1) & mask) {
         if (a->slots[i]) {

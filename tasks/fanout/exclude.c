@@ -5,16 +5,7 @@
 #include <string.h>
 
 #include "fanout.h"
-
-static uint64_t fanout_hash(const char *s)
-{
-    uint64_t h = 14695981039346656037ULL; /* FNV-1a 64 */
-    for (; *s; s++) {
-        h ^= (unsigned char)*s;
-        h *= 1099511628211ULL;
-    }
-    return h;
-}
+#include "infra/str.h"
 
 int fanout_exclude_init(fanout_exclude_t *s, size_t n)
 {
@@ -31,7 +22,7 @@ void fanout_exclude_add(fanout_exclude_t *s, const char *id)
 {
     if (!id || !*id || !s->slots || 2 * (s->count + 1) > s->cap)
         return;
-    for (size_t i = fanout_hash(id) & (s->cap - 1);; i = (i + 1) & (s->cap - 1)) {
+    for (size_t i = str_hash(id) & (s->cap - 1);; i = (i + 1) & (s->cap - 1)) {
         if (!s->slots[i]) {
             s->slots[i] = id;
             s->count++;
@@ -46,7 +37,7 @@ bool fanout_exclude_has(const fanout_exclude_t *s, const char *id)
 {
     if (!id || !s->count)
         return false;
-    for (size_t i = fanout_hash(id) & (s->cap - 1);; i = (i + 1) & (s->cap - 1)) {
+    for (size_t i = str_hash(id) & (s->cap - 1);; i = (i + 1) & (s->cap - 1)) {
         if (!s->slots[i])
             return false;
         if (strcmp(s->slots[i], id) == 0)

@@ -33,10 +33,13 @@
 #include "fanout.h"
 #include "infra/clock.h"
 #include "infra/log.h"
+#include "infra/str.h"
 
 #define FANOUT_ID_MAX 80          /* longer fan-out ids are replaced by a hash */
 #define FANOUT_TOPIC_CACHE 256    /* gateways remembered per slice */
 #define FANOUT_RECORD_MAX 1000000 /* a downlink record stays below Kafka's 1 MB default */
+
+_Static_assert((FANOUT_TOPIC_CACHE & (FANOUT_TOPIC_CACHE - 1)) == 0, "gw_slots: a power of 2");
 
 typedef struct {
     fanout_conf_t conf;
@@ -205,6 +208,7 @@ static dispatch_result_t fanout_repo_result(const char *what, const char *method
 
 typedef struct {
     char *gateway;
+    uint64_t hash; /* str_hash(gateway) */
     char topic[FANOUT_TOPIC_MAX + 1];
     bool bad;
     uint64_t recipients;
@@ -238,6 +242,7 @@ typedef struct {
     char *note_body;
     fanout_gw_t gws[FANOUT_TOPIC_CACHE];
     size_t ngws;
+    uint16_t gw_slots[2 * FANOUT_TOPIC_CACHE]; /* open addressing: index in gws + 1, 0 empty */
     uint64_t recipients, offline, excluded, bad_gateway, records, push_tasks;
     /* batch format: (gateway index, user id) of the page's online members */
     struct fanout_pair {
@@ -246,16 +251,6 @@ typedef struct {
     } * pairs;
     const char **batch_ids;
 } fanout_ctx_t;
-
-static uint64_t fanout_fnv(const char *s)
-{
-    uint64_t h = 14695981039346656037ULL;
-    for (; *s; s++) {
-        h ^= (unsigned char)*s;
-        h *= 1099511628211ULL;
-    }
-    return h;
-}
 
 static void fanout_task_id(const fanout_ctx_t *c, uint32_t shard, uint32_t nshards, uint32_t slice,
                            long push_seq, char *out, size_t len)
@@ -270,9 +265,15 @@ static void fanout_task_id(const fanout_ctx_t *c, uint32_t shard, uint32_t nshar
  * the cache is full: the caller makes the topic name itself. */
 static fanout_gw_t *fanout_gw_get(fanout_ctx_t *c, const char *gateway)
 {
-    for (size_t i = 0; i < c->ngws; i++) {
-        if (strcmp(c->gws[i].gateway, gateway) == 0)
-            return &c->gws[i];
+    /* looked up once per online member: a linear scan with strcmp over 16
+     * gateways was 4 % of the fan-out's CPU (perf) */
+    const size_t mask = sizeof(c->gw_slots) / sizeof(c->gw_slots[0]) - 1;
+    uint64_t h = str_hash(gateway);
+    size_t i = h & mask;
+    for (; c->gw_slots[i]; i = (i + 1) & mask) {
+        fanout_gw_t *g = &c->gws[c->gw_slots[i] - 1];
+        if (g->hash == h && strcmp(g->gateway, gateway) == 0)
+            return g;
     }
     if (c->ngws == FANOUT_TOPIC_CACHE)
         return NULL;
@@ -281,6 +282,8 @@ static fanout_gw_t *fanout_gw_get(fanout_ctx_t *c, const char *gateway)
     g->gateway = strdup(gateway);
     if (!g->gateway)
         return NULL;
+    g->hash = h;
+    c->gw_slots[i] = (uint16_t)(c->ngws + 1);
     g->bad = fanout_topic_name(c->s->conf.topic_template, gateway, g->topic, sizeof(g->topic)) < 0;
     if (g->bad)
         log_warn("gateway id \"%.64s\" makes no valid topic name from %s: its members are "
@@ -497,7 +500,7 @@ static int fanout_enqueue_follow_up(fanout_ctx_t *c, uint32_t shard, uint32_t ns
      * hashes, which differ per slice, a 1M fan-out's 32 slices fell 3, 5,
      * 5, 6, 6 and 7 on 6 partitions: the partitions with more ran their
      * slices one after the other at the end (docs/fanout.md). */
-    uint32_t slot = (uint32_t)fanout_fnv(c->fanout_id) + shard;
+    uint32_t slot = (uint32_t)str_hash(c->fanout_id) + shard;
     int rc = dispatch_task_enqueue_spread(c->t, "fanout", id, slot, id, strlen(id), buf, len);
     free(buf);
     if (rc)
@@ -918,7 +921,7 @@ static dispatch_result_t fanout_process(void *state, dispatch_task_t *t)
     if (strlen(fid) <= FANOUT_ID_MAX) {
         c->fanout_id = fid;
     } else {
-        snprintf(c->fid_buf, sizeof(c->fid_buf), "h%016" PRIx64, fanout_fnv(fid));
+        snprintf(c->fid_buf, sizeof(c->fid_buf), "h%016" PRIx64, str_hash(fid));
         c->fanout_id = c->fid_buf;
     }
     const char *tp = dispatch_task_traceparent(t);

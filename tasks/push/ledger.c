@@ -5,6 +5,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "infra/str.h"
+
 typedef struct {
     uint64_t *slots; /* 0: empty */
     size_t used;
@@ -20,15 +22,11 @@ struct push_ledger_s {
 
 uint64_t push_ledger_key(const char *root, int platform, const char *token)
 {
-    uint64_t h = 14695981039346656037ULL;
-    const unsigned char *p;
-    for (p = (const unsigned char *)root; p && *p; p++)
-        h = (h ^ *p) * 1099511628211ULL;
-    h = (h ^ 0xff) * 1099511628211ULL;
-    h = (h ^ (unsigned)(platform & 0xff)) * 1099511628211ULL;
-    h = (h ^ 0xfe) * 1099511628211ULL;
-    for (p = (const unsigned char *)token; p && *p; p++)
-        h = (h ^ *p) * 1099511628211ULL;
+    uint64_t h = str_hash(root);
+    h = (h ^ 0xff) * STR_HASH_PRIME;
+    h = (h ^ (unsigned)(platform & 0xff)) * STR_HASH_PRIME;
+    h = (h ^ 0xfe) * STR_HASH_PRIME;
+    h = str_hash_more(h, token);
     /* final mix (the low bits index the table) */
     h ^= h >> 33;
     h *= 0xff51afd7ed558ccdULL;

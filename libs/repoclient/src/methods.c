@@ -1,6 +1,7 @@
 /* methods.c: the im-repo methods (paths, message types, idempotency), their
  * typed blocking wrappers, and the contract's shard hash. */
 #include "repoclient/repoclient.h"
+#include "infra/str.h"
 
 #define METHOD(var, svc, name, req, resp, idem)                                                    \
     const repo_method_t var = {"/im_repo.v1." svc "/" name, &im_repo__v1__##req##__descriptor,     \
@@ -66,12 +67,7 @@ TYPED(repo_get_activity_stats, repo_method_get_activity_stats, ImRepo__V1__GetAc
 
 uint32_t repo_shard_of(const char *user_id, uint32_t shard_count)
 {
-    uint64_t h = 14695981039346656037ull;
     if (shard_count <= 1 || !user_id)
         return 0;
-    for (const unsigned char *p = (const unsigned char *)user_id; *p; p++) {
-        h ^= *p;
-        h *= 1099511628211ull;
-    }
-    return (uint32_t)(h % shard_count);
+    return (uint32_t)(str_hash(user_id) % shard_count);
 }

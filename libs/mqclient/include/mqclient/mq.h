@@ -137,9 +137,9 @@ typedef struct mq_txn_s mq_txn_t;
 mq_txn_t *mq_txn_new(rd_kafka_conf_t *conf, const char *transactional_id, int timeout_ms, char *err,
                      size_t errlen);
 void mq_txn_destroy(mq_txn_t **tp); /* aborts an open transaction; NULL no-op */
-/* Learn the partitions and leaders of topics the producer will write (at
- * most 8 per producer), so its first records to them do not wait for
- * metadata (up to a second seen). At most timeout_ms per topic; returns how
+/* Learn the partitions and leaders of topics the producer will write, so
+ * its first records to them do not wait for metadata (up to a second seen);
+ * the producer keeps a handle of each. At most timeout_ms per topic; returns how
  * many were learnt (a topic that does not exist or times out is learnt on
  * its first record instead). */
 int mq_txn_learn_topics(mq_txn_t *t, const char *const *topics, size_t n, int timeout_ms);
