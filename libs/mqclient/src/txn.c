@@ -11,7 +11,9 @@
 
 #define MQ_TXN_RETRIES 5 /* retriable errors of one transactional call */
 
-#define MQ_TXN_TOPICS 1024      /* topic handles kept per producer (a power of 2) */
+#ifndef MQ_TXN_TOPICS      /* a test builds with fewer */
+#define MQ_TXN_TOPICS 1024 /* topic handles kept per producer (a power of 2) */
+#endif
 #define MQ_TXN_FULL_WAITS 10000 /* waits of 1 ms for room in a full queue */
 
 typedef struct {
