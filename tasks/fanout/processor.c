@@ -266,7 +266,7 @@ static void fanout_task_id(const fanout_ctx_t *c, uint32_t shard, uint32_t nshar
 static fanout_gw_t *fanout_gw_get(fanout_ctx_t *c, const char *gateway)
 {
     /* looked up once per online member: a linear scan with strcmp over 16
-     * gateways was 4 % of the fan-out's CPU (perf) */
+     * gateways was 4 % of the workers' CPU (perf) */
     const size_t mask = sizeof(c->gw_slots) / sizeof(c->gw_slots[0]) - 1;
     uint64_t h = str_hash(gateway);
     size_t i = h & mask;
