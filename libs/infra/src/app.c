@@ -232,7 +232,7 @@ static void app_metrics_static(app_t *app)
 /* glibc gives a thread that allocates while others do an arena of its own
  * (up to 8 per core) and keeps each arena's peak. The fan-out's workers
  * allocate the records its producer's thread frees: a 1M-member fan-out
- * peaked at 25.7-26.4 MB with an arena per worker, 22.7-23.0 MB with two
+ * peaked at 25.7-26.5 MB with an arena per worker, 22.6-23.4 MB with two
  * and 21.8-22.0 MB with one, at the same rate (bench/fanout, docs/fanout.md).
  * Two, unless the operator sets glibc.malloc.arena_max in GLIBC_TUNABLES. */
 #define APP_MALLOC_ARENAS 2

@@ -39,9 +39,9 @@ struct mq_txn_s {
 
 _Static_assert((MQ_TXN_TOPICS & (MQ_TXN_TOPICS - 1)) == 0, "topics: a power of 2");
 
-/* A topic name's hash, 8 bytes a step: looked up for every record, where
- * str_hash's byte steps over a 50-byte name were most of mq_txn_topic's 6 %
- * of a fan-out worker's CPU (perf). */
+/* A topic name's hash, 8 bytes a step: it is taken for every record, and
+ * with str_hash's byte steps mq_txn_topic was 6 % of a fan-out worker's CPU
+ * (perf); 8-byte steps saved 330 instructions per downlink (callgrind). */
 static uint64_t mq_txn_name_hash(const char *s)
 {
     const uint64_t k = 0x9e3779b97f4a7c15ULL;
