@@ -58,26 +58,33 @@ static uint64_t mq_txn_name_hash(const char *s)
     return h ^ h >> 32;
 }
 
+/* Probes from *i for name (hash h): its entry, or NULL with *i at the empty
+ * slot that ends its run. Slots are only ever filled, never emptied, so a
+ * probe may go on later from that slot, which another thread may have
+ * filled meanwhile. */
+static mq_txn_topic_t *mq_txn_find(mq_txn_t *t, const char *name, uint64_t h, size_t *i)
+{
+    const size_t mask = sizeof(t->topics) / sizeof(t->topics[0]) - 1;
+    mq_txn_topic_t *e;
+    for (; (e = atomic_load_explicit(&t->topics[*i], memory_order_acquire)); *i = (*i + 1) & mask) {
+        if (e->hash == h && strcmp(e->name, name) == 0)
+            return e;
+    }
+    return NULL;
+}
+
 /* The producer's kept handle of a topic, made if there is room; NULL when
  * there is none (or no memory): the caller makes a handle of its own. */
 static rd_kafka_topic_t *mq_txn_topic(mq_txn_t *t, const char *name)
 {
-    const size_t mask = sizeof(t->topics) / sizeof(t->topics[0]) - 1;
     const uint64_t h = mq_txn_name_hash(name);
-    mq_txn_topic_t *e;
-    size_t i = h & mask;
+    size_t i = h & (sizeof(t->topics) / sizeof(t->topics[0]) - 1);
+    mq_txn_topic_t *e = mq_txn_find(t, name, h, &i);
 
-    for (; (e = atomic_load_explicit(&t->topics[i], memory_order_acquire)); i = (i + 1) & mask) {
-        if (e->hash == h && strcmp(e->name, name) == 0)
-            return e->rkt;
-    }
+    if (e)
+        return e->rkt;
     pthread_mutex_lock(&t->topics_lock);
-    /* slots are only ever added: go on from the empty one, which another
-     * thread may have filled meanwhile */
-    for (; (e = atomic_load_explicit(&t->topics[i], memory_order_acquire)); i = (i + 1) & mask) {
-        if (e->hash == h && strcmp(e->name, name) == 0)
-            break;
-    }
+    e = mq_txn_find(t, name, h, &i); /* made by another thread meanwhile? */
     if (!e && t->ntopics < MQ_TXN_TOPICS) {
         size_t len = strlen(name);
         e = malloc(sizeof(*e) + len + 1);
