@@ -19,6 +19,7 @@ package main
 import (
 	"encoding/json"
 	"fmt"
+	"log"
 	"net/http"
 	"strconv"
 	"time"
@@ -164,7 +165,9 @@ func (d *double) adminMux(info map[string]any) *http.ServeMux {
 			l.timer = time.AfterFunc(time.Duration(ms)*time.Millisecond, func() {
 				d.mu.Lock()
 				defer d.mu.Unlock()
-				_ = d.start(l)
+				if err := d.start(l); err != nil {
+					log.Printf("imrepo-double: %s stays down: restarting it: %v", l.addr, err)
+				}
 			})
 		}
 		writeJSON(w, 200, map[string]any{"addr": l.addr, "up": false})
