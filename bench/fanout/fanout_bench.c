@@ -27,6 +27,14 @@
  *                [--max-shards 16] [--walks 4] [--pages-in-flight 8]
  *                [--kafka "key: value;..."] [--no-ceiling] [--ceiling-txn N]
  *                [--imrepo-latency-ms 0] [--no-push] [--task-partitions 6]
+ *                [--split-cpus]
+ * --split-cpus splits the CPUs this process may use in two halves (one and
+ * one on two cores): the fan-out processes, the ceiling's producer and the
+ * stack's broker (every thread of kafka.pid, put back at exit) on the first,
+ * the im-repo double and the bench's own polling on the second. Both sides
+ * then have the same CPUs for a client and its broker, and the double, which
+ * stands for a service on other machines, takes none of them (docs/fanout.md,
+ * Benchmark).
  * FANOUT_BENCH_METRICS=1 prints the fan-out's slice and im-repo metrics,
  * FANOUT_BENCH_LOG=debug sets the processes' log level; FANOUT_BENCH_KEEP=1
  * keeps their logs and configs after a good run (the path is printed).
@@ -34,8 +42,11 @@
  * Prints one markdown table row per scenario. Needs IMTASK_KAFKA_BROKERS and
  * IMTASK_STACK_DIR (or IMTASK_IMREPO_DOUBLE_BIN). Nothing is asserted.
  */
+#include <dirent.h>
+#include <errno.h>
 #include <ftw.h>
 #include <inttypes.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -67,6 +78,7 @@ typedef struct {
     bool ceiling;
     bool push;             /* offline members become push tasks (fanout.push_enabled) */
     int imrepo_latency_ms; /* added by the double to every call after the warm-up */
+    bool split_cpus;       /* --split-cpus */
 } opts_t;
 
 typedef struct {
@@ -102,6 +114,79 @@ static double broker_cpu(void)
 {
     double c = broker_pid() ? h_cpu_seconds(broker_pid()) : 0;
     return c > 0 ? c : 0;
+}
+
+/* --split-cpus: the measured side's CPUs (the fan-out, the ceiling, the
+ * broker) and the others (the double, the bench's polling). */
+static bool g_split;
+static cpu_set_t g_cpus_measured, g_cpus_other, g_broker_mask;
+static bool g_broker_pinned;
+
+/* Run the calling thread (and what it starts from now on) on `set`. */
+static void cpus_use(const cpu_set_t *set)
+{
+    if (g_split)
+        H_CHECK(sched_setaffinity(0, sizeof(*set), set) == 0, "sched_setaffinity: %s",
+                strerror(errno));
+}
+
+/* Every thread the broker has now on `set` (threads it starts later inherit
+ * their starter's). */
+static void broker_threads_set(const cpu_set_t *set)
+{
+    char path[64];
+    snprintf(path, sizeof(path), "/proc/%d/task", (int)broker_pid());
+    DIR *d = opendir(path);
+    for (struct dirent *e = d ? readdir(d) : NULL; e; e = readdir(d)) {
+        int tid = atoi(e->d_name);
+        if (tid > 0 && sched_setaffinity(tid, sizeof(*set), set) != 0)
+            fprintf(stderr, "fanout_bench: broker thread %d: sched_setaffinity: %s\n", tid,
+                    strerror(errno));
+    }
+    if (d)
+        closedir(d);
+}
+
+static void broker_unpin(void)
+{
+    if (g_broker_pinned)
+        broker_threads_set(&g_broker_mask);
+    g_broker_pinned = false;
+}
+
+/* Split the CPUs this process may use: the first half measured, the rest
+ * other; pin the broker to the measured half until exit; move to the other. */
+static void cpus_split(void)
+{
+    cpu_set_t all;
+    CPU_ZERO(&all);
+    H_CHECK(sched_getaffinity(0, sizeof(all), &all) == 0, "sched_getaffinity: %s",
+            strerror(errno));
+    int n = CPU_COUNT(&all), seen = 0;
+    H_CHECK(n >= 2, "--split-cpus needs at least 2 CPUs; this process may use %d", n);
+    CPU_ZERO(&g_cpus_measured);
+    CPU_ZERO(&g_cpus_other);
+    char list[2][256] = {"", ""};
+    for (int c = 0; c < CPU_SETSIZE; c++) {
+        if (!CPU_ISSET(c, &all))
+            continue;
+        int other = seen++ >= n / 2;
+        CPU_SET(c, other ? &g_cpus_other : &g_cpus_measured);
+        size_t used = strlen(list[other]);
+        snprintf(list[other] + used, sizeof(list[other]) - used, "%s%d", used ? "," : "", c);
+    }
+    pid_t b = broker_pid();
+    if (b) {
+        H_CHECK(sched_getaffinity(b, sizeof(g_broker_mask), &g_broker_mask) == 0,
+                "the broker's CPUs (pid %d): %s", (int)b, strerror(errno));
+        atexit(broker_unpin);
+        g_broker_pinned = true;
+        broker_threads_set(&g_cpus_measured);
+    }
+    g_split = true;
+    cpus_use(&g_cpus_other);
+    printf("# CPUs split: fan-out, ceiling and %s on %s; im-repo double and the bench on %s\n",
+           b ? "broker" : "(no local broker: kafka.pid unknown)", list[0], list[1]);
 }
 
 static void topics_make(topics_t *t, const char *tag)
@@ -289,7 +374,9 @@ static void run_scenario(const opts_t *o, h_double_t *dbl, int64_t n, double rat
                  o->push ? "true" : "false");
         char name[32];
         snprintf(name, sizeof(name), "fanout-%d", i);
+        cpus_use(&g_cpus_measured); /* inherited by the child */
         h_child_start(&ch[i], o->bin, dir, name, yaml);
+        cpus_use(&g_cpus_other);
     }
     /* every process has joined the group (one metric line, then a
      * settling second so the first assignment does not move) */
@@ -478,6 +565,7 @@ static double run_ceiling(long n, size_t size, const char *group_key, double *cp
     }
     rd_kafka_conf_set_dr_msg_cb(conf, ceil_dr);
     rd_kafka_conf_set_opaque(conf, &dr);
+    cpus_use(&g_cpus_measured); /* this thread and the client's threads */
     rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, err, sizeof(err));
     H_CHECK(rk != NULL, "ceiling producer: %s", err);
     uint8_t *v = malloc(size ? size : 1);
@@ -535,6 +623,7 @@ static double run_ceiling(long n, size_t size, const char *group_key, double *cp
     *bcpu = broker_cpu() - b0;
     H_CHECK(dr.delivered == n, "ceiling: %ld of %ld delivered", dr.delivered, n);
     rd_kafka_destroy(rk);
+    cpus_use(&g_cpus_other);
     free(v);
     h_topics_delete(t.tp, 3 + NGW);
     return (double)n * 1000.0 / (double)(t1 - t0 ? t1 - t0 : 1);
@@ -646,6 +735,8 @@ int main(int argc, char **argv)
             o.push = false;
         else if (!strcmp(a, "--imrepo-latency-ms"))
             o.imrepo_latency_ms = atoi(v), i++;
+        else if (!strcmp(a, "--split-cpus"))
+            o.split_cpus = true;
         else {
             fprintf(stderr, "fanout_bench: unknown option %s\n", a);
             return 2;
@@ -658,6 +749,8 @@ int main(int argc, char **argv)
     h_soft_fail = true;
     if (h_setup("fanout_bench"))
         return 1;
+    if (o.split_cpus)
+        cpus_split();
     printf("| members | online | format | procs x workers | recipients | seconds | members/s | "
            "records/s | ceiling rec/s | %% of ceiling | peak RSS MB | im-repo calls (members / "
            "status / count / message) | CPU s fan-out / double / broker | CPU s ceiling / "

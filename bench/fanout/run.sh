@@ -19,22 +19,27 @@
 #      given, at most 50), each with its own ceiling, then the spread of the
 #      ratio: one run's ratio moves with the machine's load (30-87 % in one
 #      hour), so the target is judged on the median of many.
-#   bash bench/fanout/run.sh            # all but ratio
+#   6. (split, not in all) as 5., with the CPUs split in two halves
+#      (fanout_bench --split-cpus): the fan-out, the ceiling's producer and the
+#      broker on the first, the im-repo double (a service on other machines in
+#      a deployment) and the bench's polling on the second, so that both sides
+#      have the same CPUs and the double takes none of them.
+#   bash bench/fanout/run.sh            # all but ratio and split
 #   bash bench/fanout/run.sh main|scale|batch|walks
-#   bash bench/fanout/run.sh ratio [N]
+#   bash bench/fanout/run.sh ratio|split [N]
 set -euo pipefail
 what=${1:-all}
 case $what in
   all | main | scale | batch | walks) ;;
-  ratio)
+  ratio | split)
     n=${2:-9}
     if ! [[ $n =~ ^[0-9]+$ ]] || ((n < 1 || n > 50)); then
-      echo "run.sh ratio: N must be a number of runs from 1 to 50, got \"$n\"" >&2
+      echo "run.sh $what: N must be a number of runs from 1 to 50, got \"$n\"" >&2
       exit 2
     fi
     ;;
   *)
-    echo "run.sh: unknown scenario \"$what\": all, main, scale, batch, walks or ratio [N]" >&2
+    echo "run.sh: unknown scenario \"$what\": all, main, scale, batch, walks, ratio [N] or split [N]" >&2
     exit 2
     ;;
 esac
@@ -74,9 +79,12 @@ if [[ $what == all || $what == walks ]]; then
   bench --members 1000000 --ratios 0.3 --procs 1 --workers 4 --imrepo-latency-ms 5 --walks 1 --no-ceiling
   bench --members 1000000 --ratios 0.3 --procs 1 --workers 4 --imrepo-latency-ms 5 --walks 4 --no-ceiling | tail -n +3
 fi
-if [[ $what == ratio ]]; then
+if [[ $what == ratio || $what == split ]]; then
+  split=()
+  [[ $what == split ]] && split=(--split-cpus)
   for ((i = 1; i <= n; i++)); do
-    bench --members 1000000 --ratios 1 --procs 1 --workers 4 | if ((i == 1)); then cat; else tail -n 1; fi
+    bench --members 1000000 --ratios 1 --procs 1 --workers 4 "${split[@]}" |
+      if ((i == 1)); then cat; else tail -n 1; fi
   done | tee "$work/ratio.out"
   # the "% of ceiling" column of the result rows
   awk -F'|' '/^\| 1000000 / {gsub(/[ %]/, "", $11); print $11}' "$work/ratio.out" | sort -n |
