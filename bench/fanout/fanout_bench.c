@@ -160,8 +160,7 @@ static void cpus_split(void)
 {
     cpu_set_t all;
     CPU_ZERO(&all);
-    H_CHECK(sched_getaffinity(0, sizeof(all), &all) == 0, "sched_getaffinity: %s",
-            strerror(errno));
+    H_CHECK(sched_getaffinity(0, sizeof(all), &all) == 0, "sched_getaffinity: %s", strerror(errno));
     int n = CPU_COUNT(&all), seen = 0;
     H_CHECK(n >= 2, "--split-cpus needs at least 2 CPUs; this process may use %d", n);
     CPU_ZERO(&g_cpus_measured);
