@@ -44,6 +44,7 @@
  */
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <ftw.h>
 #include <inttypes.h>
 #include <sched.h>
@@ -120,7 +121,9 @@ static double broker_cpu(void)
  * broker) and the others (the double, the bench's polling). */
 static bool g_split;
 static cpu_set_t g_cpus_measured, g_cpus_other, g_broker_mask;
-static bool g_broker_pinned;
+static volatile sig_atomic_t g_broker_pinned;
+static char g_broker_tasks[64];           /* /proc/<broker>/task */
+static void (*g_prev_handler[NSIG])(int); /* the harness's: kills the children */
 
 /* Run the calling thread (and what it starts from now on) on `set`. */
 static void cpus_use(const cpu_set_t *set)
@@ -131,27 +134,46 @@ static void cpus_use(const cpu_set_t *set)
 }
 
 /* Every thread the broker has now on `set` (threads it starts later inherit
- * their starter's). */
-static void broker_threads_set(const cpu_set_t *set)
+ * their starter's); the number that could not be moved, -1 when the broker's
+ * threads cannot be listed. System calls only: it also runs in a signal
+ * handler (bench_on_signal). */
+static int broker_threads_set(const cpu_set_t *set)
 {
-    char path[64];
-    snprintf(path, sizeof(path), "/proc/%d/task", (int)broker_pid());
-    DIR *d = opendir(path);
-    for (struct dirent *e = d ? readdir(d) : NULL; e; e = readdir(d)) {
-        int tid = atoi(e->d_name);
-        if (tid > 0 && sched_setaffinity(tid, sizeof(*set), set) != 0)
-            fprintf(stderr, "fanout_bench: broker thread %d: sched_setaffinity: %s\n", tid,
-                    strerror(errno));
+    _Alignas(struct dirent64) char buf[4096];
+    int fd = open(g_broker_tasks, O_RDONLY | O_DIRECTORY | O_CLOEXEC), failed = 0;
+    if (fd < 0)
+        return -1;
+    for (ssize_t n; (n = getdents64(fd, buf, sizeof(buf))) > 0;) {
+        for (ssize_t off = 0; off < n;) {
+            const struct dirent64 *e = (const struct dirent64 *)(buf + off);
+            pid_t tid = 0;
+            for (const char *c = e->d_name; *c >= '0' && *c <= '9'; c++)
+                tid = tid * 10 + (*c - '0');
+            if (tid > 0 && sched_setaffinity(tid, sizeof(*set), set) != 0)
+                failed++;
+            off += e->d_reclen;
+        }
     }
-    if (d)
-        closedir(d);
+    close(fd);
+    return failed;
 }
 
+/* The broker's threads back on the CPUs they had (at exit, or on a signal). */
 static void broker_unpin(void)
 {
     if (g_broker_pinned)
         broker_threads_set(&g_broker_mask);
-    g_broker_pinned = false;
+    g_broker_pinned = 0;
+}
+
+static void bench_on_signal(int sig)
+{
+    broker_unpin();
+    if (g_prev_handler[sig] != SIG_DFL && g_prev_handler[sig] != SIG_IGN &&
+        g_prev_handler[sig] != SIG_ERR)
+        g_prev_handler[sig](sig); /* re-raises the signal */
+    signal(sig, SIG_DFL);
+    raise(sig);
 }
 
 /* Split the CPUs this process may use: the first half measured, the rest
@@ -178,9 +200,15 @@ static void cpus_split(void)
     if (b) {
         H_CHECK(sched_getaffinity(b, sizeof(g_broker_mask), &g_broker_mask) == 0,
                 "the broker's CPUs (pid %d): %s", (int)b, strerror(errno));
+        snprintf(g_broker_tasks, sizeof(g_broker_tasks), "/proc/%d/task", (int)b);
         atexit(broker_unpin);
-        g_broker_pinned = true;
-        broker_threads_set(&g_cpus_measured);
+        static const int sigs[] = {SIGTERM, SIGINT, SIGHUP};
+        for (size_t i = 0; i < sizeof(sigs) / sizeof(sigs[0]); i++)
+            g_prev_handler[sigs[i]] = signal(sigs[i], bench_on_signal);
+        g_broker_pinned = 1;
+        int failed = broker_threads_set(&g_cpus_measured);
+        H_CHECK(failed == 0, "could not move %s of the broker's threads (pid %d) to CPUs %s",
+                failed < 0 ? "any" : "some", (int)b, list[0]);
     }
     g_split = true;
     cpus_use(&g_cpus_other);
