@@ -133,6 +133,19 @@ static void cpus_use(const cpu_set_t *set)
                 strerror(errno));
 }
 
+/* --split-cpus: fails unless process `pid` runs on exactly `set`. */
+static void cpus_expect(pid_t pid, const cpu_set_t *set, const char *who)
+{
+    cpu_set_t got;
+    if (!g_split)
+        return;
+    CPU_ZERO(&got);
+    H_CHECK(sched_getaffinity(pid, sizeof(got), &got) == 0, "%s (pid %d): its CPUs: %s", who,
+            (int)pid, strerror(errno));
+    H_CHECK(CPU_EQUAL(&got, set), "%s (pid %d) is not on the CPUs it was started on", who,
+            (int)pid);
+}
+
 /* Every thread the broker has now on `set` (threads it starts later inherit
  * their starter's); the number that could not be moved, -1 when the broker's
  * threads cannot be listed. System calls only: it also runs in a signal
@@ -404,6 +417,7 @@ static void run_scenario(const opts_t *o, h_double_t *dbl, int64_t n, double rat
         cpus_use(&g_cpus_measured); /* inherited by the child */
         h_child_start(&ch[i], o->bin, dir, name, yaml);
         cpus_use(&g_cpus_other);
+        cpus_expect(ch[i].pid, &g_cpus_measured, name);
     }
     /* every process has joined the group (one metric line, then a
      * settling second so the first assignment does not move) */
@@ -786,7 +800,8 @@ int main(int argc, char **argv)
     fflush(stdout);
     for (int ri = 0; ri < o.nratios; ri++) {
         h_double_t dbl;
-        h_double_start(&dbl, o.ratios[ri], NGW);
+        h_double_start(&dbl, o.ratios[ri], NGW); /* on the other CPUs when split */
+        cpus_expect(dbl.pid, &g_cpus_other, "the im-repo double");
         for (int mi = 0; mi < o.nmembers; mi++) {
             result_t r;
             run_scenario(&o, &dbl, o.members[mi], o.ratios[ri], &r);
